@@ -1,0 +1,15 @@
+"""`dropzone demo` (being built: see the open issues)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    return sub.add_parser("demo", help="(not built yet)")
+
+
+def run(args: argparse.Namespace) -> int:
+    print("dropzone demo is not built yet")
+    return 2

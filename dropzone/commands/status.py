@@ -1,0 +1,15 @@
+"""`dropzone status` (being built: see the open issues)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    return sub.add_parser("status", help="(not built yet)")
+
+
+def run(args: argparse.Namespace) -> int:
+    print("dropzone status is not built yet")
+    return 2

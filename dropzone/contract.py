@@ -1,0 +1,719 @@
+"""The dataset contract: one YAML file per dataset, parsed and checked here and nowhere else.
+
+Pure Python (PyYAML only) so the same module runs in Lambda, in the Spark driver on EMR Serverless (shipped in
+the ``--py-files`` zip) and in the trainer. Every problem is reported as a :class:`ContractError` naming the
+file, the field path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import yaml
+
+ColumnType = Literal["string", "int", "double", "bool", "date", "timestamp"]
+COLUMN_TYPES: tuple[str, ...] = ("string", "int", "double", "bool", "date", "timestamp")
+FORMATS: tuple[str, ...] = ("csv", "csv.gz", "jsonl", "jsonl.gz", "parquet")
+AGGREGATIONS: tuple[str, ...] = ("count", "sum", "mean", "min", "max", "stddev", "distinct", "rate")
+PERCENTILE = re.compile(r"^p([1-9][0-9]?)$")  # p1 .. p99
+LABEL_KINDS: tuple[str, ...] = ("active_in_horizon", "sum_in_horizon")
+TEXT_METHODS: tuple[str, ...] = ("tfidf", "word2vec")
+GATE_POLICIES: tuple[str, ...] = ("reject", "pending")
+NUMERIC_TYPES: tuple[str, ...] = ("int", "double")
+DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?\s*$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ContractError(ValueError):
+    """A contract that cannot be used: says which file, which field and what is wrong."""
+
+    def __init__(self, source: str, path: str, problem: str) -> None:
+        self.source = source
+        self.path = path
+        self.problem = problem
+        where = f"{source}: {path}" if path else source
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    required: bool = False
+    unique: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[Any, ...] | None = None
+    regex: str | None = None
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 5 * 2**30
+    max_rows: int = 50_000_000
+    max_line_length: int = 2**20
+    max_nesting_depth: int = 32
+    max_bad_row_fraction: float = 0.0
+    earliest_timestamp: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    future_tolerance: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Batching:
+    min_files: int = 10
+    max_batch_bytes: int = 2 * 2**30
+    max_wait: timedelta = timedelta(minutes=15)
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    column: str
+    functions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Share:
+    """Share of ``measure`` per value of ``column`` (e.g. share of spend per category)."""
+
+    column: str
+    measure: str
+
+
+@dataclass(frozen=True)
+class Join:
+    """Enrichment from a reference dataset joined on ``key`` (a column of both datasets)."""
+
+    dataset: str
+    key: str
+    attributes: tuple[str, ...] = ()
+    aggregations: tuple[Aggregation, ...] = ()
+    shares: tuple[Share, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    column: str
+    method: str = "tfidf"
+    ngrams: int = 2
+    num_features: int = 8
+
+
+@dataclass(frozen=True)
+class SequenceFeatures:
+    short_window_days: int = 7
+
+
+@dataclass(frozen=True)
+class Features:
+    windows: tuple[int, ...] = (30, 90, 365)
+    aggregations: tuple[Aggregation, ...] = ()
+    joins: tuple[Join, ...] = ()
+    text: TextFeatures | None = None
+    sequence: SequenceFeatures | None = None
+
+
+@dataclass(frozen=True)
+class Label:
+    kind: str
+    name: str
+    horizon_days: int
+    measure: str | None = None
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind == "active_in_horizon"
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str
+    margin: float = 0.0
+    when_not_better: str = "reject"
+
+
+@dataclass(frozen=True)
+class Training:
+    algorithm: str = "xgboost"
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    validation_fraction: float = 0.2
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    max_runtime_seconds: int = 3600
+    spot: bool = False
+    max_wait_seconds: int | None = None
+    gate: Gate = Gate(metric="auc")
+
+
+@dataclass(frozen=True)
+class Contract:
+    dataset: str
+    description: str
+    formats: tuple[str, ...]
+    entity: str
+    timestamp: str | None
+    columns: tuple[Column, ...]
+    limits: Limits
+    batching: Batching
+    features: Features | None = None
+    label: Label | None = None
+    training: Training | None = None
+    source: str = "<contract>"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def unique_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.unique)
+
+    @property
+    def is_reference(self) -> bool:
+        """Reference data (a dimension) has no label: it is joined, not trained on."""
+        return self.label is None
+
+    @property
+    def prefix(self) -> str:
+        return f"incoming/{self.dataset}/"
+
+
+def parse_size(value: Any) -> int:
+    """``'2 GiB'`` → bytes; plain integers are bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 1048576 or '1 MiB'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a size: use bytes or a number with B, KB, MB, GB, KiB, MiB, GiB")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``'15m'``, ``'1h'``, ``'2d'``, ``'30s'`` → timedelta; plain integers are seconds."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration: use e.g. 30s, 15m, 1h, 2d")
+    return timedelta(seconds=int(m.group(1)) * _DURATION_UNITS[m.group(2)])
+
+
+class _Reader:
+    """Walks the YAML tree and raises ContractError with the exact field path on the first problem."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> ContractError:
+        return ContractError(self.source, path, problem)
+
+    def mapping(self, value: Any, path: str, allowed: Sequence[str]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"must be a mapping, got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                raise self.fail(_join(path, str(key)), f"unknown field (allowed: {', '.join(allowed)})")
+        return value
+
+    def required(self, m: Mapping[str, Any], key: str, path: str) -> Any:
+        if key not in m or m[key] is None:
+            raise self.fail(_join(path, key), "is required")
+        return m[key]
+
+    def string(self, value: Any, path: str, pattern: re.Pattern[str] | None = None) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"must be a non-empty string, got {_kind(value)}")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(path, f"{value!r} must match {pattern.pattern}")
+        return value
+
+    def choice(self, value: Any, path: str, choices: Sequence[str]) -> str:
+        if value not in choices:
+            raise self.fail(path, f"{value!r} is not one of: {', '.join(choices)}")
+        return cast(str, value)
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"must be true or false, got {_kind(value)}")
+        return value
+
+    def integer(self, value: Any, path: str, minimum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"must be an integer, got {_kind(value)}")
+        if minimum is not None and value < minimum:
+            raise self.fail(path, f"must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(path, f"must be a number, got {_kind(value)}")
+        return float(value)
+
+    def fraction(self, value: Any, path: str) -> float:
+        number = self.number(value, path)
+        if not 0.0 <= number <= 1.0:
+            raise self.fail(path, f"must be between 0 and 1, got {value}")
+        return number
+
+    def size(self, value: Any, path: str) -> int:
+        try:
+            return parse_size(value)
+        except ValueError as e:
+            raise self.fail(path, str(e)) from None
+
+    def duration(self, value: Any, path: str) -> timedelta:
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise self.fail(path, str(e)) from None
+
+    def sequence(self, value: Any, path: str, non_empty: bool = True) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(path, f"must be a list, got {_kind(value)}")
+        if non_empty and not value:
+            raise self.fail(path, "must not be empty")
+        return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"boolean {value}"
+    if isinstance(value, int | float):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+_TOP = (
+    "dataset",
+    "description",
+    "formats",
+    "entity",
+    "timestamp",
+    "columns",
+    "limits",
+    "batching",
+    "features",
+    "label",
+    "training",
+)
+_COLUMN = ("type", "required", "unique", "min", "max", "allowed", "regex", "max_length")
+
+
+def _column(r: _Reader, name: Any, spec: Any, path: str) -> Column:
+    if not isinstance(name, str) or not COLUMN_NAME.match(name):
+        raise r.fail(path, f"column name {name!r} must match {COLUMN_NAME.pattern}")
+    m = r.mapping(spec, path, _COLUMN)
+    ctype = r.choice(r.required(m, "type", path), _join(path, "type"), COLUMN_TYPES)
+    lo = r.number(m["min"], _join(path, "min")) if m.get("min") is not None else None
+    hi = r.number(m["max"], _join(path, "max")) if m.get("max") is not None else None
+    if (lo is not None or hi is not None) and ctype not in NUMERIC_TYPES:
+        raise r.fail(_join(path, "min" if lo is not None else "max"), f"only int and double columns take a range, not {ctype}")
+    if lo is not None and hi is not None and lo > hi:
+        raise r.fail(_join(path, "min"), f"min {lo} is greater than max {hi}")
+    regex = m.get("regex")
+    if regex is not None:
+        regex = r.string(regex, _join(path, "regex"))
+        if ctype != "string":
+            raise r.fail(_join(path, "regex"), f"only string columns take a regex, not {ctype}")
+        try:
+            re.compile(regex)
+        except re.error as e:
+            raise r.fail(_join(path, "regex"), f"is not a valid regular expression: {e}") from None
+    max_length = m.get("max_length")
+    if max_length is not None:
+        max_length = r.integer(max_length, _join(path, "max_length"), minimum=1)
+        if ctype != "string":
+            raise r.fail(_join(path, "max_length"), f"only string columns take max_length, not {ctype}")
+    allowed = m.get("allowed")
+    if allowed is not None:
+        values = r.sequence(allowed, _join(path, "allowed"))
+        for i, v in enumerate(values):
+            ok = isinstance(v, str) if ctype == "string" else (isinstance(v, int) and not isinstance(v, bool))
+            if ctype not in ("string", "int") or not ok:
+                raise r.fail(_join(_join(path, "allowed"), i), f"allowed values must be strings or ints matching the column type {ctype}")
+        allowed = tuple(values)
+    return Column(
+        name=name,
+        type=cast(ColumnType, ctype),
+        required=r.boolean(m.get("required", False), _join(path, "required")),
+        unique=r.boolean(m.get("unique", False), _join(path, "unique")),
+        min=lo,
+        max=hi,
+        allowed=allowed,
+        regex=regex,
+        max_length=max_length,
+    )
+
+
+def _limits(r: _Reader, value: Any) -> Limits:
+    if value is None:
+        return Limits()
+    path = "limits"
+    m = r.mapping(
+        value,
+        path,
+        (
+            "max_bytes",
+            "max_rows",
+            "max_line_length",
+            "max_nesting_depth",
+            "max_bad_row_fraction",
+            "earliest_timestamp",
+            "future_tolerance",
+        ),
+    )
+    d = Limits()
+    earliest = d.earliest_timestamp
+    if m.get("earliest_timestamp") is not None:
+        raw = m["earliest_timestamp"]
+        try:
+            earliest = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        except ValueError:
+            raise r.fail(_join(path, "earliest_timestamp"), f"{raw!r} is not an ISO 8601 timestamp") from None
+        if earliest.tzinfo is None:
+            earliest = earliest.replace(tzinfo=UTC)
+    return Limits(
+        max_bytes=r.size(m.get("max_bytes", d.max_bytes), _join(path, "max_bytes")),
+        max_rows=r.integer(m.get("max_rows", d.max_rows), _join(path, "max_rows"), minimum=1),
+        max_line_length=r.size(m.get("max_line_length", d.max_line_length), _join(path, "max_line_length")),
+        max_nesting_depth=r.integer(m.get("max_nesting_depth", d.max_nesting_depth), _join(path, "max_nesting_depth"), 1),
+        max_bad_row_fraction=r.fraction(
+            m.get("max_bad_row_fraction", d.max_bad_row_fraction), _join(path, "max_bad_row_fraction")
+        ),
+        earliest_timestamp=earliest,
+        future_tolerance=r.duration(m.get("future_tolerance", "1h"), _join(path, "future_tolerance")),
+    )
+
+
+def _batching(r: _Reader, value: Any) -> Batching:
+    if value is None:
+        return Batching()
+    path = "batching"
+    m = r.mapping(value, path, ("min_files", "max_batch_bytes", "max_wait", "max_attempts"))
+    d = Batching()
+    return Batching(
+        min_files=r.integer(m.get("min_files", d.min_files), _join(path, "min_files"), minimum=1),
+        max_batch_bytes=r.size(m.get("max_batch_bytes", d.max_batch_bytes), _join(path, "max_batch_bytes")),
+        max_wait=r.duration(m.get("max_wait", "15m"), _join(path, "max_wait")),
+        max_attempts=r.integer(m.get("max_attempts", d.max_attempts), _join(path, "max_attempts"), minimum=1),
+    )
+
+
+def _aggregation(r: _Reader, value: Any, path: str, columns: Mapping[str, Column]) -> Aggregation:
+    m = r.mapping(value, path, ("column", "functions"))
+    column = r.string(r.required(m, "column", path), _join(path, "column"))
+    if column not in columns:
+        raise r.fail(_join(path, "column"), f"{column!r} is not a column of this dataset")
+    ctype = columns[column].type
+    functions = r.sequence(r.required(m, "functions", path), _join(path, "functions"))
+    for i, fn in enumerate(functions):
+        fpath = _join(_join(path, "functions"), i)
+        if not isinstance(fn, str) or (fn not in AGGREGATIONS and not PERCENTILE.match(fn)):
+            raise r.fail(fpath, f"{fn!r} is not an aggregation (use {', '.join(AGGREGATIONS)} or p1..p99)")
+        numeric_only = fn in ("sum", "mean", "min", "max", "stddev") or PERCENTILE.match(fn)
+        if numeric_only and ctype not in NUMERIC_TYPES:
+            raise r.fail(fpath, f"{fn} needs a numeric column, {column} is {ctype}")
+        if fn == "rate" and ctype != "bool":
+            raise r.fail(fpath, f"rate needs a bool column, {column} is {ctype}")
+    if len(set(functions)) != len(functions):
+        raise r.fail(_join(path, "functions"), "lists a function twice")
+    return Aggregation(column=column, functions=tuple(functions))
+
+
+def _features(r: _Reader, value: Any, columns: Mapping[str, Column], references: Mapping[str, Contract] | None) -> Features:
+    path = "features"
+    m = r.mapping(value, path, ("windows", "aggregations", "joins", "text", "sequence"))
+    windows_raw = r.sequence(m.get("windows", [30, 90, 365]), _join(path, "windows"))
+    windows = tuple(r.integer(w, _join(_join(path, "windows"), i), minimum=1) for i, w in enumerate(windows_raw))
+    if len(set(windows)) != len(windows):
+        raise r.fail(_join(path, "windows"), "lists a window twice")
+    aggs = tuple(
+        _aggregation(r, a, _join(_join(path, "aggregations"), i), columns)
+        for i, a in enumerate(r.sequence(m.get("aggregations", []), _join(path, "aggregations"), non_empty=False))
+    )
+    joins: list[Join] = []
+    for i, j in enumerate(r.sequence(m.get("joins", []), _join(path, "joins"), non_empty=False)):
+        jpath = _join(_join(path, "joins"), i)
+        jm = r.mapping(j, jpath, ("dataset", "key", "attributes", "aggregations", "shares"))
+        dataset = r.string(r.required(jm, "dataset", jpath), _join(jpath, "dataset"), DATASET_NAME)
+        key = r.string(r.required(jm, "key", jpath), _join(jpath, "key"))
+        if key not in columns:
+            raise r.fail(_join(jpath, "key"), f"{key!r} is not a column of this dataset")
+        ref = None
+        if references is not None:
+            if dataset not in references:
+                raise r.fail(_join(jpath, "dataset"), f"no contract for reference dataset {dataset!r}")
+            ref = references[dataset]
+            if key not in ref.column_names:
+                raise r.fail(_join(jpath, "key"), f"{key!r} is not a column of {dataset}")
+        ref_columns = {c.name: c for c in ref.columns} if ref else None
+        attributes = tuple(
+            r.string(a, _join(_join(jpath, "attributes"), k))
+            for k, a in enumerate(r.sequence(jm.get("attributes", []), _join(jpath, "attributes"), non_empty=False))
+        )
+        if ref_columns is not None:
+            for k, a in enumerate(attributes):
+                if a not in ref_columns:
+                    raise r.fail(_join(_join(jpath, "attributes"), k), f"{a!r} is not a column of {dataset}")
+        jaggs = tuple(
+            _aggregation(r, a, _join(_join(jpath, "aggregations"), k), ref_columns or _Anything())
+            for k, a in enumerate(r.sequence(jm.get("aggregations", []), _join(jpath, "aggregations"), non_empty=False))
+        )
+        shares: list[Share] = []
+        for k, s in enumerate(r.sequence(jm.get("shares", []), _join(jpath, "shares"), non_empty=False)):
+            spath = _join(_join(jpath, "shares"), k)
+            sm = r.mapping(s, spath, ("column", "measure"))
+            scol = r.string(r.required(sm, "column", spath), _join(spath, "column"))
+            measure = r.string(r.required(sm, "measure", spath), _join(spath, "measure"))
+            if ref_columns is not None and scol not in ref_columns:
+                raise r.fail(_join(spath, "column"), f"{scol!r} is not a column of {dataset}")
+            if ref_columns is not None and ref_columns[scol].allowed is None:
+                raise r.fail(_join(spath, "column"), f"{scol!r} needs 'allowed' values in {dataset} to make one share each")
+            if measure not in columns or columns[measure].type not in NUMERIC_TYPES:
+                raise r.fail(_join(spath, "measure"), f"{measure!r} must be a numeric column of this dataset")
+            shares.append(Share(column=scol, measure=measure))
+        if not (attributes or jaggs or shares):
+            raise r.fail(jpath, "names no attributes, aggregations or shares: the join would add nothing")
+        joins.append(Join(dataset=dataset, key=key, attributes=attributes, aggregations=jaggs, shares=tuple(shares)))
+    text = None
+    if m.get("text") is not None:
+        tpath = _join(path, "text")
+        tm = r.mapping(m["text"], tpath, ("column", "method", "ngrams", "num_features"))
+        tcol = r.string(r.required(tm, "column", tpath), _join(tpath, "column"))
+        if tcol not in columns or columns[tcol].type != "string":
+            raise r.fail(_join(tpath, "column"), f"{tcol!r} must be a string column of this dataset")
+        text = TextFeatures(
+            column=tcol,
+            method=r.choice(tm.get("method", "tfidf"), _join(tpath, "method"), TEXT_METHODS),
+            ngrams=r.integer(tm.get("ngrams", 2), _join(tpath, "ngrams"), minimum=1),
+            num_features=r.integer(tm.get("num_features", 8), _join(tpath, "num_features"), minimum=1),
+        )
+        if text.num_features > 64:
+            raise r.fail(_join(tpath, "num_features"), "at most 64 dense text features per entity")
+    sequence = None
+    if m.get("sequence") is not None:
+        spath = _join(path, "sequence")
+        sm = r.mapping(m["sequence"], spath, ("short_window_days",))
+        sequence = SequenceFeatures(
+            short_window_days=r.integer(sm.get("short_window_days", 7), _join(spath, "short_window_days"), minimum=1)
+        )
+    return Features(windows=windows, aggregations=aggs, joins=tuple(joins), text=text, sequence=sequence)
+
+
+class _Anything(dict[str, Column]):
+    """Column lookup used when the reference contract is not at hand: checks are deferred to load_contracts."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> Column:
+        return Column(name=key, type="double")
+
+
+def _label(r: _Reader, value: Any, columns: Mapping[str, Column]) -> Label:
+    path = "label"
+    m = r.mapping(value, path, ("kind", "name", "horizon_days", "measure"))
+    kind = r.choice(r.required(m, "kind", path), _join(path, "kind"), LABEL_KINDS)
+    measure = m.get("measure")
+    if kind == "sum_in_horizon":
+        measure = r.string(r.required(m, "measure", path), _join(path, "measure"))
+        if measure not in columns or columns[measure].type not in NUMERIC_TYPES:
+            raise r.fail(_join(path, "measure"), f"{measure!r} must be a numeric column of this dataset")
+    elif measure is not None:
+        raise r.fail(_join(path, "measure"), "only sum_in_horizon takes a measure")
+    return Label(
+        kind=kind,
+        name=r.string(m.get("name", "label"), _join(path, "name"), COLUMN_NAME),
+        horizon_days=r.integer(r.required(m, "horizon_days", path), _join(path, "horizon_days"), minimum=1),
+        measure=measure,
+    )
+
+
+_CLASSIFICATION_METRICS = ("auc", "pr_auc", "logloss")
+_REGRESSION_METRICS = ("rmse", "mae")
+
+
+def _training(r: _Reader, value: Any, label: Label | None) -> Training:
+    path = "training"
+    m = r.mapping(
+        value,
+        path,
+        (
+            "algorithm",
+            "hyperparameters",
+            "validation_fraction",
+            "instance_type",
+            "instance_count",
+            "max_runtime_seconds",
+            "spot",
+            "max_wait_seconds",
+            "gate",
+        ),
+    )
+    if label is None:
+        raise r.fail(path, "training needs a label section")
+    d = Training()
+    algorithm = r.choice(m.get("algorithm", "xgboost"), _join(path, "algorithm"), ("xgboost",))
+    hp = m.get("hyperparameters", {}) or {}
+    hp = r.mapping(hp, _join(path, "hyperparameters"), tuple(str(k) for k in hp) if isinstance(hp, Mapping) else ())
+    for k, v in hp.items():
+        if not isinstance(v, int | float | str | bool):
+            raise r.fail(_join(_join(path, "hyperparameters"), str(k)), f"must be a scalar, got {_kind(v)}")
+    vf = r.fraction(m.get("validation_fraction", d.validation_fraction), _join(path, "validation_fraction"))
+    if not 0.0 < vf < 1.0:
+        raise r.fail(_join(path, "validation_fraction"), "must be strictly between 0 and 1")
+    instance_type = r.string(m.get("instance_type", d.instance_type), _join(path, "instance_type"), re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$"))
+    spot = r.boolean(m.get("spot", False), _join(path, "spot"))
+    max_runtime = r.integer(m.get("max_runtime_seconds", d.max_runtime_seconds), _join(path, "max_runtime_seconds"), 60)
+    max_wait = m.get("max_wait_seconds")
+    if max_wait is not None:
+        max_wait = r.integer(max_wait, _join(path, "max_wait_seconds"), minimum=max_runtime)
+    metrics = _CLASSIFICATION_METRICS if label.is_classification else _REGRESSION_METRICS
+    default_metric = metrics[0]
+    gpath = _join(path, "gate")
+    gm = r.mapping(m.get("gate", {}) or {}, gpath, ("metric", "margin", "when_not_better"))
+    gate = Gate(
+        metric=r.choice(gm.get("metric", default_metric), _join(gpath, "metric"), metrics),
+        margin=r.number(gm.get("margin", 0.0), _join(gpath, "margin")),
+        when_not_better=r.choice(gm.get("when_not_better", "reject"), _join(gpath, "when_not_better"), GATE_POLICIES),
+    )
+    return Training(
+        algorithm=algorithm,
+        hyperparameters=dict(hp),
+        validation_fraction=vf,
+        instance_type=instance_type,
+        instance_count=r.integer(m.get("instance_count", 1), _join(path, "instance_count"), minimum=1),
+        max_runtime_seconds=max_runtime,
+        spot=spot,
+        max_wait_seconds=max_wait if spot else None,
+        gate=gate,
+    )
+
+
+def parse_contract(document: Any, source: str = "<contract>", references: Mapping[str, Contract] | None = None) -> Contract:
+    """Check a parsed YAML document and build the Contract; ``references`` enables cross-dataset join checks."""
+    r = _Reader(source)
+    m = r.mapping(document, "", _TOP)
+    dataset = r.string(r.required(m, "dataset", ""), "dataset", DATASET_NAME)
+    formats_raw = r.sequence(m.get("formats", list(FORMATS)), "formats")
+    formats = tuple(r.choice(f, _join("formats", i), FORMATS) for i, f in enumerate(formats_raw))
+    columns_raw = r.required(m, "columns", "")
+    if not isinstance(columns_raw, Mapping) or not columns_raw:
+        raise r.fail("columns", "must be a non-empty mapping of column name to spec")
+    columns = tuple(_column(r, name, spec, _join("columns", str(name))) for name, spec in columns_raw.items())
+    by_name = {c.name: c for c in columns}
+    entity = r.string(r.required(m, "entity", ""), "entity")
+    if entity not in by_name:
+        raise r.fail("entity", f"{entity!r} is not one of the columns")
+    timestamp = m.get("timestamp")
+    if timestamp is not None:
+        timestamp = r.string(timestamp, "timestamp")
+        if timestamp not in by_name:
+            raise r.fail("timestamp", f"{timestamp!r} is not one of the columns")
+        if by_name[timestamp].type not in ("timestamp", "date"):
+            raise r.fail("timestamp", f"{timestamp!r} must be a timestamp or date column, it is {by_name[timestamp].type}")
+    label = _label(r, m["label"], by_name) if m.get("label") is not None else None
+    features = _features(r, m["features"], by_name, references) if m.get("features") is not None else None
+    if (features is not None or label is not None) and timestamp is None:
+        raise r.fail("timestamp", "is required when the contract has features or a label")
+    if label is not None and features is None:
+        raise r.fail("features", "is required when the contract has a label")
+    training = _training(r, m["training"], label) if m.get("training") is not None else None
+    if label is not None and training is None:
+        training = Training(gate=Gate(metric="auc" if label.is_classification else "rmse"))
+    return Contract(
+        dataset=dataset,
+        description=str(m.get("description", "")),
+        formats=formats,
+        entity=entity,
+        timestamp=timestamp,
+        columns=columns,
+        limits=_limits(r, m.get("limits")),
+        batching=_batching(r, m.get("batching")),
+        features=features,
+        label=label,
+        training=training,
+        source=source,
+    )
+
+
+def parse_contract_text(text: str | bytes, source: str = "<contract>", references: Mapping[str, Contract] | None = None) -> Contract:
+    """Parse YAML text into a Contract; YAML syntax errors become ContractError with the line."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        raise ContractError(source, where, f"is not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    if document is None:
+        raise ContractError(source, "", "is empty")
+    return parse_contract(document, source, references)
+
+
+def load_contract(path: str | Path, references: Mapping[str, Contract] | None = None) -> Contract:
+    """Read and check one contract file; the dataset name must equal the file name."""
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except OSError as e:
+        raise ContractError(str(p), "", f"cannot be read: {e.strerror or e}") from None
+    contract = parse_contract_text(text, str(p), references)
+    if p.stem != contract.dataset:
+        raise ContractError(str(p), "dataset", f"{contract.dataset!r} must equal the file name {p.stem!r}")
+    return contract
+
+
+def load_contracts(directory: str | Path) -> dict[str, Contract]:
+    """Load every ``*.yaml`` in a directory, checking joins against the reference contracts found there."""
+    d = Path(directory)
+    files = sorted(d.glob("*.yaml"))
+    if not files:
+        raise ContractError(str(d), "", "holds no *.yaml contracts")
+    plain = {f.stem: load_contract(f) for f in files}
+    return {name: load_contract(f, references=plain) for name, f in zip(plain, files, strict=True)}
