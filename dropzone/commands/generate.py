@@ -1,15 +1,33 @@
-"""`dropzone generate` (being built: see the open issues)."""
+"""`dropzone generate`: synthetic orders plus the products and customers reference files (see dropzone.generate)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
+
+from dropzone.cli import UsageError
+from dropzone.generate import generate
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    return sub.add_parser("generate", help="(not built yet)")
+    p = sub.add_parser(
+        "generate",
+        help="write synthetic orders, products and customers CSV files that pass the contracts",
+        description="Write DIR/orders/*.csv, DIR/products/products.csv and DIR/customers/customers.csv.",
+    )
+    p.add_argument("--rows", type=int, required=True, help="number of order events")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=7, help="random seed (same seed and end date, same files)")
+    p.add_argument("--files", type=int, default=5, help="number of chronological order files (default 5)")
+    p.add_argument("--end-date", default=None, help="YYYY-MM-DD: events end before this date (default: today, UTC)")
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    print("dropzone generate is not built yet")
-    return 2
+    try:
+        result = generate(args.out, args.rows, seed=args.seed, files=args.files, end_date=args.end_date)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(json.dumps(result, indent=2))
+    return 0
