@@ -1,0 +1,99 @@
+"""The embedded AWS API: moto's server on 127.0.0.1, a free port, fake credentials, region us-east-1."""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # moto accepts any credentials
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+class EmbeddedAws:
+    """A running moto server and boto3 clients pointed at it."""
+
+    def __init__(self, port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # werkzeug logs one line per request and moto warns about every CloudFormation type it skips.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", message="Tried to parse .* but it's not supported", category=UserWarning)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._server.start()
+        host, bound = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{bound}"
+        self.region = REGION
+        self.account_id = ACCOUNT_ID
+        self.reset()
+        self._config = Config(retries={"max_attempts": 2, "mode": "standard"})
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=_ENV["AWS_SECRET_ACCESS_KEY"],
+            config=self._config,
+        )
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """Variables that point every boto3 client of this process (and subprocesses) at the embedded API."""
+        return {**_ENV, "AWS_ENDPOINT_URL": self.endpoint_url}
+
+    def backend(self, service: str) -> Any:
+        """moto's in-process state for ``service``, to record what moto cannot know (a job's real outcome)."""
+        from moto.backends import get_backend
+
+        return get_backend(service)[self.account_id][self.region]  # type: ignore[call-overload]
+
+    def reset(self) -> None:
+        """Forget every resource: moto's state is per process, shared by all servers in it."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our own local server
+            response.read()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, restoring the previous values after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextmanager
+def embedded_aws(port: int = 0) -> Iterator[EmbeddedAws]:
+    """Start the API, point this process at it, and stop it afterwards."""
+    aws = EmbeddedAws(port)
+    try:
+        with patched_environ(aws.environment):
+            yield aws
+    finally:
+        aws.stop()
