@@ -1,0 +1,391 @@
+"""The ingest step for one S3 object: contract → streaming validation → report, quarantine copy, ledger entry.
+
+No Lambda types here: the handler (functions/ingest/app.py) unpacks SQS/S3 envelopes into :class:`ObjectRef` and
+calls :func:`ingest_object`. Idempotency (DESIGN.md §2): the ledger is read before validating, and the report
+JSON, written before the ledger entry and stamped with the object's identity, is the checkpoint that lets a
+redelivery finish the work after a crash without validating again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import ClientError
+
+from dropzone.batching import file_format
+from dropzone.contract import DATASET_NAME, Contract, ContractError, parse_contract_text
+from dropzone.ledger import ACCEPTED, QUARANTINED, SKIPPED, Ledger, iso
+from dropzone.s3io import RangedReader, open_stream
+
+INCOMING = "incoming/"
+MAX_LEDGER_REASONS = 10
+MAX_REASON_CHARS = 500
+REPORT_SCHEMA = 1
+
+# What happened to one object.
+OUTCOME_ACCEPTED = ACCEPTED
+OUTCOME_QUARANTINED = QUARANTINED
+OUTCOME_SKIPPED = SKIPPED  # recorded in the ledger (unknown dataset)
+OUTCOME_DUPLICATE = "DUPLICATE"  # already in the ledger: nothing redone
+OUTCOME_IGNORED = "IGNORED"  # not a data file (folder marker, outside incoming/): not recorded
+OUTCOME_GONE = "GONE"  # the object (this version of it) no longer exists: not recorded
+
+
+class BadNotification(ValueError):
+    """An SQS message body that is not an S3 event notification; says what is wrong."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object named by an S3 notification (key already decoded)."""
+
+    bucket: str
+    key: str
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    event_time: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    status: str
+    key: str
+    dataset: str | None = None
+    reason: str = ""
+    file_status: str | None = None  # the ledger status of the file after this call
+    validated: bool = False  # validation ran in this call
+    recorded: bool = False  # this call created the ledger entry
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+def parse_notification(body: str | Mapping[str, Any]) -> list[ObjectRef]:
+    """The objects in an S3 notification (an SQS message body); [] for s3:TestEvent.
+
+    Keys are decoded with unquote_plus: S3 encodes a space as '+' and '+' as '%2B'.
+    """
+    if isinstance(body, str):
+        try:
+            document = json.loads(body)
+        except json.JSONDecodeError as e:
+            raise BadNotification(f"message body is not JSON: {e}") from None
+    else:
+        document = body
+    if not isinstance(document, Mapping):
+        raise BadNotification("message body is not a JSON object")
+    if document.get("Event") == "s3:TestEvent":
+        return []
+    records = document.get("Records")
+    if not isinstance(records, list):
+        raise BadNotification("message body has no Records list (not an S3 event notification)")
+    refs = []
+    for i, record in enumerate(records):
+        try:
+            s3 = record["s3"]
+            obj = s3["object"]
+            refs.append(
+                ObjectRef(
+                    bucket=str(s3["bucket"]["name"]),
+                    key=unquote_plus(str(obj["key"])),
+                    size=int(obj["size"]) if obj.get("size") is not None else None,
+                    etag=_bare_etag(obj.get("eTag")),
+                    version_id=obj.get("versionId") or None,
+                    event_time=record.get("eventTime"),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise BadNotification(f"record {i} is not an S3 object notification: missing or bad {e}") from None
+    return refs
+
+
+def _bare_etag(etag: Any) -> str | None:
+    return str(etag).strip('"') or None if etag else None
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """``incoming/<dataset>/<rest>`` → (dataset, rest); None when the key is not a data file under incoming/."""
+    if not key.startswith(INCOMING) or key.endswith("/"):
+        return None
+    dataset, _, rest = key[len(INCOMING) :].partition("/")
+    if not dataset or not rest:
+        return None
+    return dataset, rest
+
+
+def report_key(dataset: str, rest: str) -> str:
+    return f"reports/{dataset}/{rest}.json"
+
+
+def quarantine_key(dataset: str, rest: str) -> str:
+    return f"quarantine/{dataset}/{rest}"
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _http_status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+_MISSING = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound"})
+_CHANGED = frozenset({"PreconditionFailed", "412"})
+
+
+class ContractStore:
+    """Contracts published by the deploy at s3://<bucket>/<prefix><dataset>.yaml, cached per container by ETag."""
+
+    def __init__(self, s3: Any, bucket: str, prefix: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix
+        self._cache: dict[str, tuple[str, Contract]] = {}
+        self.parsed = 0  # how many times a contract was (re)parsed: tests check the cache
+
+    def uri(self, dataset: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{dataset}.yaml"
+
+    def get(self, dataset: str) -> Contract | None:
+        """The dataset's contract, or None when none is published; a broken one raises ContractError."""
+        key = f"{self.prefix}{dataset}.yaml"
+        cached = self._cache.get(dataset)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if cached is not None:
+            args["IfNoneMatch"] = cached[0]
+        try:
+            answer = self.s3.get_object(**args)
+        except ClientError as e:
+            if cached is not None and (_http_status(e) == 304 or _error_code(e) in ("304", "NotModified")):
+                return cached[1]
+            if _error_code(e) in _MISSING:
+                self._cache.pop(dataset, None)
+                return None
+            raise
+        text = answer["Body"].read()
+        source = self.uri(dataset)
+        contract = parse_contract_text(text, source)
+        if contract.dataset != dataset:
+            raise ContractError(source, "dataset", f"{contract.dataset!r} must equal the file name {dataset!r}")
+        self.parsed += 1
+        self._cache[dataset] = (str(answer["ETag"]), contract)
+        return contract
+
+
+Validator = Callable[..., Any]
+
+
+def _default_validator() -> Validator:
+    from dropzone.validation import validate_stream
+
+    return validate_stream
+
+
+def _reasons(values: Any) -> list[str]:
+    reasons = [str(r) for r in (values or [])]
+    kept = [r[:MAX_REASON_CHARS] for r in reasons[:MAX_LEDGER_REASONS]]
+    if len(reasons) > MAX_LEDGER_REASONS:
+        kept.append(f"... and {len(reasons) - MAX_LEDGER_REASONS} more (see the report)")
+    return kept
+
+
+def _metrics(report: Mapping[str, Any], decision: str) -> dict[str, float]:
+    return {
+        "FilesAccepted": 1.0 if decision == ACCEPTED else 0.0,
+        "FilesQuarantined": 1.0 if decision == QUARANTINED else 0.0,
+        "BytesValidated": float(report.get("bytes_read") or 0),
+        "RowsRead": float(report.get("rows_read") or 0),
+        "BadRows": float(report.get("bad_rows") or 0),
+        "ValidationSeconds": float(report.get("duration_s") or 0.0),
+    }
+
+
+class Ingestor:
+    """Everything one container needs to ingest objects: S3, the ledger, the contracts, the validator."""
+
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        ledger: Ledger,
+        contracts: ContractStore,
+        data_bucket: str,
+        validator: Validator | None = None,
+    ) -> None:
+        self.s3 = s3
+        self.ledger = ledger
+        self.contracts = contracts
+        self.data_bucket = data_bucket
+        self._validator = validator
+
+    @property
+    def validator(self) -> Validator:
+        if self._validator is None:
+            self._validator = _default_validator()
+        return self._validator
+
+    def ingest(self, ref: ObjectRef, *, now: datetime | None = None) -> IngestOutcome:
+        """Validate and record one object exactly once; repeated calls for the same object do nothing new."""
+        now = now or datetime.now(UTC)
+        parts = split_key(ref.key)
+        if parts is None:
+            why = "folder marker" if ref.key.endswith("/") else "not a data file under incoming/<dataset>/"
+            return IngestOutcome(OUTCOME_IGNORED, ref.key, reason=why)
+        dataset, rest = parts
+        head = self._head(ref)
+        if head is None:
+            return IngestOutcome(OUTCOME_GONE, ref.key, dataset, reason="the object (this version) no longer exists")
+        head_etag = _bare_etag(head.get("ETag"))
+        if ref.etag and head_etag != ref.etag:
+            return IngestOutcome(OUTCOME_GONE, ref.key, dataset, reason="the object was overwritten since the event")
+        head_version = head.get("VersionId")
+        # Pin every read to the version seen (a versioned bucket) or to the ETag (If-Match) when unversioned.
+        version_id = ref.version_id or (str(head_version) if head_version not in (None, "null") else None)
+        ref = replace(ref, version_id=version_id, etag=head_etag)
+        version = version_id or head_etag or ""
+        existing = self.ledger.get_file(dataset, ref.bucket, ref.key, version)
+        if existing is not None:
+            return IngestOutcome(
+                OUTCOME_DUPLICATE, ref.key, dataset, reason="already in the ledger", file_status=existing["status"]
+            )
+        size = int(head.get("ContentLength", ref.size or 0))
+        identity = {"bucket": ref.bucket, "key": ref.key, "version": version}
+        rkey = report_key(dataset, rest)
+        contract = self.contracts.get(dataset) if DATASET_NAME.match(dataset) else None
+        if contract is None:
+            reason = f"unknown dataset {dataset!r}: no contract at {self.contracts.uri(dataset)}"
+            report = {"schema": REPORT_SCHEMA, **identity, "dataset": dataset, "decision": SKIPPED, "reasons": [reason]}
+            self._put_json(rkey, report)
+            created = self._record(dataset, identity, SKIPPED, size, report, rkey, head, now)
+            return IngestOutcome(
+                OUTCOME_SKIPPED if created else OUTCOME_DUPLICATE,
+                ref.key,
+                dataset,
+                reason=reason,
+                file_status=SKIPPED,
+                recorded=created,
+            )
+        checkpoint = self._checkpoint(rkey, identity)
+        validated = checkpoint is None
+        if checkpoint is None:
+            result = self._validate(ref, head, contract, size, now)
+            checkpoint = {"schema": REPORT_SCHEMA, **result, **identity, "dataset": dataset, "report_key": rkey}
+            self._put_json(rkey, checkpoint)
+        report = checkpoint
+        decision = str(report["decision"])
+        if decision == QUARANTINED:
+            self._copy_to_quarantine(ref, head, quarantine_key(dataset, rest))
+        created = self._record(dataset, identity, decision, size, report, rkey, head, now)
+        return IngestOutcome(
+            decision if created else OUTCOME_DUPLICATE,
+            ref.key,
+            dataset,
+            reason="; ".join(_reasons(report.get("reasons"))[:3]),
+            file_status=decision,
+            validated=validated,
+            recorded=created,
+            metrics=_metrics(report, decision) if created else {},
+        )
+
+    # ---- steps --------------------------------------------------------------------------------------------
+
+    def _head(self, ref: ObjectRef) -> dict[str, Any] | None:
+        args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            args["VersionId"] = ref.version_id
+        try:
+            return dict(self.s3.head_object(**args))
+        except ClientError as e:
+            if _error_code(e) in _MISSING or _http_status(e) == 404:
+                return None
+            raise
+
+    def _checkpoint(self, rkey: str, identity: Mapping[str, str]) -> dict[str, Any] | None:
+        """The report a previous delivery wrote for this very object, if its ledger write never happened."""
+        try:
+            answer = self.s3.get_object(Bucket=self.data_bucket, Key=rkey)
+        except ClientError as e:
+            if _error_code(e) in _MISSING:
+                return None
+            raise
+        try:
+            report = json.loads(answer["Body"].read())
+        except ValueError:
+            return None
+        same = all(report.get(k) == v for k, v in identity.items())
+        if same and report.get("decision") in (ACCEPTED, QUARANTINED):
+            return dict(report)
+        return None
+
+    def _validate(
+        self, ref: ObjectRef, head: Mapping[str, Any], contract: Contract, size: int, now: datetime
+    ) -> dict[str, Any]:
+        etag = ref.etag
+        uploaded_at = head.get("LastModified") or now
+        if ref.key.lower().endswith(".parquet"):
+            stream: Any = RangedReader(
+                self.s3,
+                ref.bucket,
+                ref.key,
+                size=size,
+                version_id=ref.version_id,
+                etag=None if ref.version_id else etag,
+            )
+        else:
+            stream = open_stream(self.s3, ref.bucket, ref.key, version_id=ref.version_id, etag=etag)
+        try:
+            result = self.validator(stream, name=ref.key, contract=contract, size=size, uploaded_at=uploaded_at)
+        finally:
+            stream.close()
+        return dict(result.to_dict())
+
+    def _put_json(self, key: str, document: Mapping[str, Any]) -> None:
+        self.s3.put_object(
+            Bucket=self.data_bucket,
+            Key=key,
+            Body=json.dumps(document, indent=1, default=str).encode(),
+            ContentType="application/json",
+        )
+
+    def _copy_to_quarantine(self, ref: ObjectRef, head: Mapping[str, Any], target: str) -> None:
+        source: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
+        extra: dict[str, Any] = {}
+        if ref.version_id:
+            source["VersionId"] = ref.version_id
+        elif ref.etag:
+            extra["CopySourceIfMatch"] = f'"{ref.etag}"'
+        # Managed copy: multipart for objects over 5 GB, where a single CopyObject fails.
+        self.s3.copy(source, self.data_bucket, target, ExtraArgs=extra or None)
+
+    def _record(
+        self,
+        dataset: str,
+        identity: Mapping[str, str],
+        status: str,
+        size: int,
+        report: Mapping[str, Any],
+        rkey: str,
+        head: Mapping[str, Any],
+        now: datetime,
+    ) -> bool:
+        key = identity["key"]
+        version_id = head.get("VersionId") if head.get("VersionId") not in (None, "null") else None
+        record = {
+            **identity,
+            "status": status,
+            "size": size,
+            "etag": _bare_etag(head.get("ETag")),
+            "version_id": version_id,
+            "format": file_format(key),
+            "rows": report.get("rows_read"),
+            "bad_rows": report.get("bad_rows"),
+            "report_key": rkey,
+            "reasons": _reasons(report.get("reasons")),
+            "seen_at": iso(now),
+            "attempt": 0,
+        }
+        return self.ledger.record_file(dataset, record)
