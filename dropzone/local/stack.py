@@ -496,6 +496,7 @@ def deploy(
     _read_mappings(aws, stack)
     _detach_moto_pollers(aws)
     _read_schedules(aws, stack, cfn)
+    _quiet_schedule_rules(aws)
     _bucket_notifications(aws, cfn, stack)
     return stack
 
@@ -552,6 +553,15 @@ def _detach_moto_pollers(aws: EmbeddedAws) -> None:
     """
     for queue in aws.backend("sqs").queues.values():
         queue.lambda_event_source_mappings.clear()
+
+
+def _quiet_schedule_rules(aws: EmbeddedAws) -> None:
+    """In AWS a scheduled rule never matches put events; moto treats its missing pattern as "match all" and
+    then fails on the Lambda target. The runtime invokes scheduled functions itself (see ``runtime``)."""
+    for bus in aws.backend("events").event_buses.values():
+        for rule in bus.rules.values():
+            if rule.scheduled_expression and not rule.event_pattern.dump():
+                rule.send_to_targets = lambda *args, **kwargs: None
 
 
 def _read_schedules(aws: EmbeddedAws, stack: Stack, cfn: dict[str, Any]) -> None:

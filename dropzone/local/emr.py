@@ -1,0 +1,302 @@
+"""EMR Serverless job runs executed with local Spark, then announced on the EventBridge bus like EMR does.
+
+moto records StartJobRun and answers ``SUCCESS`` at once without running anything. The executor finds each
+new run with ListJobRuns, marks it RUNNING in moto's state, runs ``spark-submit`` of the run's own entry
+point, arguments and ``--py-files`` (``s3://`` staged to local files and outputs uploaded back, see
+``staging``), then writes what really happened into moto's record of the run — state, stateDetails,
+duration and ``billedResourceUtilization`` derived from the measured wall time and the run's configured
+worker sizing — so GetJobRun answers the functions truthfully, and puts the "EMR Serverless Job Run State
+Change" event on the default bus, where the template's rule routes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dropzone.local.server import EmbeddedAws
+from dropzone.local.staging import Mirror
+
+# EMR Serverless defaults for Spark workers when the run does not size them (vCPU, memory GB, disk GB).
+DEFAULT_WORKER = (4, 16, 20)
+DEFAULT_INITIAL_EXECUTORS = 3
+FREE_DISK_GB = 20
+MINIMUM_BILLED_SECONDS = 60
+# Sizing and EMR-only settings that mean nothing (or too much memory) for local[N] on a laptop.
+_DROPPED_CONF = re.compile(
+    r"^spark\.(driver|executor)\.(memory|cores|memoryOverhead|instances)$|^spark\.dynamicAllocation\.|"
+    r"^spark\.emr-serverless\.|^spark\.hadoop\.hive\.metastore\.client\.factory\.class$|"
+    r"^spark\.(kubernetes|yarn)\.|^spark\.archives$|^spark\.submit\.pyFiles$"
+)
+_PROGRESS = re.compile(r"\[dropzone\].*")
+
+
+@dataclass
+class Sizing:
+    driver_vcpu: float
+    driver_gb: float
+    executor_vcpu: float
+    executor_gb: float
+    executors: int
+    disk_gb: float
+
+    def billed(self, seconds: float) -> dict[str, float]:
+        """billedResourceUtilization for ``seconds`` of wall time (1-minute minimum per worker)."""
+        hours = max(seconds, MINIMUM_BILLED_SECONDS) / 3600
+        workers = 1 + self.executors
+        vcpu = (self.driver_vcpu + self.executors * self.executor_vcpu) * hours
+        memory = (self.driver_gb + self.executors * self.executor_gb) * hours
+        storage = workers * max(0.0, self.disk_gb - FREE_DISK_GB) * hours
+        return {"vCPUHour": round(vcpu, 6), "memoryGBHour": round(memory, 6), "storageGBHour": round(storage, 6)}
+
+
+def _gigabytes(value: str) -> float:
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgGtT]?)[bB]?\s*", value)
+    if not match:
+        raise ValueError(f"{value!r} is not a Spark memory size")
+    scale = {"": 1 / 2**30, "k": 1 / 2**20, "m": 1 / 2**10, "g": 1, "t": 2**10}[match.group(2).lower()]
+    return float(match.group(1)) * scale
+
+
+def _worker_gb(memory: str | None) -> float:
+    """A worker's memory: the JVM heap plus Spark's 10 % overhead (at least 384 MiB), rounded up to a GB."""
+    if memory is None:
+        return float(DEFAULT_WORKER[1])
+    heap = _gigabytes(memory)
+    return float(math.ceil(heap + max(0.375, 0.1 * heap)))
+
+
+def sizing(conf: dict[str, str]) -> Sizing:
+    """The workers a run asks EMR Serverless for, from its Spark properties."""
+    dynamic = conf.get("spark.dynamicAllocation.enabled", "true").lower() == "true"
+    if dynamic:
+        executors = int(conf.get("spark.dynamicAllocation.initialExecutors", DEFAULT_INITIAL_EXECUTORS))
+    else:
+        executors = int(conf.get("spark.executor.instances", DEFAULT_INITIAL_EXECUTORS))
+    disk = conf.get("spark.emr-serverless.executor.disk") or conf.get("spark.emr-serverless.driver.disk")
+    return Sizing(
+        driver_vcpu=float(conf.get("spark.driver.cores", DEFAULT_WORKER[0])),
+        driver_gb=_worker_gb(conf.get("spark.driver.memory")),
+        executor_vcpu=float(conf.get("spark.executor.cores", DEFAULT_WORKER[0])),
+        executor_gb=_worker_gb(conf.get("spark.executor.memory")),
+        executors=executors,
+        disk_gb=_gigabytes(disk) if disk else float(DEFAULT_WORKER[2]),
+    )
+
+
+@dataclass
+class SparkSubmit:
+    """A run's sparkSubmit driver, parsed: entry point, arguments, --py-files and --conf properties."""
+
+    entry_point: str
+    arguments: list[str]
+    py_files: list[str] = field(default_factory=list)
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+def parse_job_driver(job_driver: dict[str, Any], overrides: dict[str, Any] | None) -> SparkSubmit:
+    spark = (job_driver or {}).get("sparkSubmit")
+    if not spark or not spark.get("entryPoint"):
+        raise ValueError("the job run has no sparkSubmit entryPoint (only Spark job runs are executed locally)")
+    parsed = SparkSubmit(spark["entryPoint"], [str(a) for a in spark.get("entryPointArguments", [])])
+    for classification in (overrides or {}).get("applicationConfiguration", []) or []:
+        if classification.get("classification") == "spark-defaults":
+            parsed.conf.update({str(k): str(v) for k, v in classification.get("properties", {}).items()})
+    words = shlex.split(spark.get("sparkSubmitParameters", "") or "")
+    i = 0
+    while i < len(words):
+        word, value = words[i], words[i + 1] if i + 1 < len(words) else ""
+        if word == "--conf":
+            key, _, val = value.partition("=")
+            parsed.conf[key] = val
+            i += 2
+        elif word == "--py-files":
+            parsed.py_files.extend(v for v in value.split(",") if v)
+            i += 2
+        elif word.startswith("--") and "=" in word:
+            i += 1
+        elif word.startswith("--"):
+            i += 2  # --class, --jars, --archives, ...: not used by a PySpark job run locally
+        else:
+            i += 1
+    if parsed.conf.get("spark.submit.pyFiles"):
+        parsed.py_files.extend(v for v in parsed.conf["spark.submit.pyFiles"].split(",") if v)
+    return parsed
+
+
+@dataclass
+class RunOutcome:
+    application_id: str
+    job_run_id: str
+    name: str
+    state: str
+    details: str
+    seconds: float
+    billed: dict[str, float]
+    arguments: list[str]
+    uploaded: list[str]
+    log: Path
+
+
+def _spark_submit() -> str:
+    from pyspark.find_spark_home import _find_spark_home
+
+    return str(Path(_find_spark_home()) / "bin" / "spark-submit")
+
+
+class EmrExecutor:
+    """Runs each EMR Serverless job run recorded in moto once, in order of creation."""
+
+    def __init__(
+        self,
+        aws: EmbeddedAws,
+        application_ids: list[str],
+        work_dir: Path,
+        progress: Callable[[str], None] = lambda line: None,
+        cores: int = 2,
+        driver_memory: str = "2g",
+    ) -> None:
+        self._aws = aws
+        self._emr = aws.client("emr-serverless")
+        self._events = aws.client("events")
+        self._applications = application_ids
+        self._work = work_dir
+        self._mirror = Mirror(aws.client("s3"), work_dir / "s3")
+        self._progress = progress
+        self._cores = cores
+        self._driver_memory = driver_memory
+        self._done: set[str] = set()
+        self.outcomes: list[RunOutcome] = []
+
+    def pending(self) -> list[tuple[str, str]]:
+        runs = []
+        for application_id in self._applications:
+            for run in self._emr.list_job_runs(applicationId=application_id)["jobRuns"]:
+                if run["id"] not in self._done:
+                    runs.append((application_id, run["id"]))
+        return runs
+
+    def run_pending(self) -> int:
+        """Execute every run not executed yet; returns how many ran."""
+        pending = self.pending()
+        for application_id, job_run_id in pending:
+            self.execute(application_id, job_run_id)
+        return len(pending)
+
+    def _record(self, application_id: str, job_run_id: str) -> Any:
+        return self._aws.backend("emr-serverless").get_job_run(application_id, job_run_id)
+
+    def execute(self, application_id: str, job_run_id: str) -> RunOutcome:
+        self._done.add(job_run_id)
+        record = self._record(application_id, job_run_id)
+        self._set_state(record, "RUNNING", "")
+        self._announce(record, "RUNNING", "SCHEDULED")
+        log = self._work / "logs" / f"spark-{job_run_id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        uploaded: list[str] = []
+        arguments: list[str] = []
+        try:
+            submit = parse_job_driver(record.job_driver, record.configuration_overrides)
+            plan = sizing(submit.conf)
+            before = None
+            command, arguments = self._command(submit)
+            before = self._mirror.snapshot()
+            code = self._run(command, log)
+            uploaded = self._mirror.publish(before)
+            state, details = ("SUCCESS", "") if code == 0 else ("FAILED", _failure(log, code))
+        except (ValueError, OSError) as e:
+            plan = sizing({})
+            state, details = "FAILED", f"Job failed to start: {e}"
+        seconds = time.perf_counter() - start
+        billed = plan.billed(seconds)
+        record.total_execution_duration_seconds = math.ceil(seconds)
+        record.billed_resource_utilization = billed
+        record.total_resource_utilization = dict(billed)
+        self._set_state(record, state, details)
+        self._announce(record, state, "RUNNING")
+        outcome = RunOutcome(
+            application_id, job_run_id, record.name or "", state, details, seconds, billed, arguments, uploaded, log
+        )
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _command(self, submit: SparkSubmit) -> tuple[list[str], list[str]]:
+        entry = self._mirror.stage(submit.entry_point)
+        py_files = [self._mirror.stage(uri) for uri in submit.py_files]
+        arguments = [self._mirror.stage(a) if a.startswith("s3://") else a for a in submit.arguments]
+        command = [_spark_submit(), "--master", f"local[{self._cores}]", "--driver-memory", self._driver_memory]
+        for key, value in submit.conf.items():
+            if not _DROPPED_CONF.search(key):
+                command += ["--conf", f"{key}={value}"]
+        command += ["--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=false"]
+        if py_files:
+            command += ["--py-files", ",".join(py_files)]
+        return [*command, entry, *arguments], arguments
+
+    def _run(self, command: list[str], log: Path) -> int:
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+        with log.open("w", encoding="utf-8") as out:
+            out.write(shlex.join(command) + "\n")
+            process = subprocess.Popen(  # noqa: S603 - our own spark-submit with staged local paths
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=self._work
+            )
+            assert process.stdout is not None
+            for line in process.stdout:
+                out.write(line)
+                match = _PROGRESS.search(line)
+                if match:
+                    self._progress(match.group(0).strip())
+            return process.wait()
+
+    def _set_state(self, record: Any, state: str, details: str) -> None:
+        record.state = state
+        record.state_details = details
+        record.updated_at = datetime.now(UTC)
+
+    def _announce(self, record: Any, state: str, previous: str) -> None:
+        detail = {
+            "jobRunId": record.id,
+            "jobRunName": record.name,
+            "arn": record.arn,
+            "applicationId": record.application_id,
+            "releaseLabel": record.release_label,
+            "state": state,
+            "previousState": previous,
+            "createdBy": record.created_by or f"arn:aws:sts::{self._aws.account_id}:assumed-role/local",
+            "updatedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "createdAt": record.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        if record.state_details:
+            detail["stateDetails"] = record.state_details
+        response = self._events.put_events(
+            Entries=[
+                {
+                    "Source": "aws.emr-serverless",
+                    "DetailType": "EMR Serverless Job Run State Change",
+                    "Detail": json.dumps(detail),
+                    "Resources": [record.arn],
+                }
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused the state change of job run {record.id}: {response['Entries']}")
+
+
+def _failure(log: Path, code: int) -> str:
+    """The run's stateDetails: the last error line Spark printed, like EMR's 'Job failed, please check ...'."""
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    errors = [ln.strip() for ln in lines if re.search(r"(Error|Exception)\b.*:", ln) and not ln.startswith("\tat ")]
+    reason = errors[-1] if errors else f"spark-submit exited with code {code}"
+    return f"Job failed: {reason[:900]}"
