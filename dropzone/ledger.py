@@ -211,7 +211,13 @@ class Ledger:
         return True
 
     def query_dataset(
-        self, dataset: str, sk_prefix: str = "", *, filter_status: str | None = None, newest_first: bool = False
+        self,
+        dataset: str,
+        sk_prefix: str = "",
+        *,
+        filter_status: str | None = None,
+        newest_first: bool = False,
+        page_size: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every item of ``dataset`` whose sk starts with ``sk_prefix`` (all pages, consistent reads), in sk order.
 
@@ -222,6 +228,8 @@ class Ledger:
             "ConsistentRead": True,
             "ScanIndexForward": not newest_first,
         }
+        if page_size is not None:
+            kwargs["Limit"] = page_size
         values: dict[str, Any] = {":pk": dataset_pk(dataset)}
         if sk_prefix:
             kwargs["KeyConditionExpression"] = "pk = :pk AND begins_with(sk, :prefix)"

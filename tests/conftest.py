@@ -1,0 +1,110 @@
+"""Shared test fixtures: a Lambda context, events from events/, moto-backed AWS (S3, SQS, DynamoDB, EMR Serverless).
+
+Nothing here is autouse: a test asks for what it needs. Subfolders add their own fixtures in their own conftest.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+REPO = Path(__file__).resolve().parent.parent
+EVENTS = REPO / "events"
+CONTRACTS = REPO / "contracts"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes Powertools reads from Lambda's context object."""
+
+    function_name: str = "test-function"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:test-function"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/test-function"
+    log_stream_name: str = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def load_event() -> Callable[[str], dict[str, Any]]:
+    """Load ``events/<name>`` (with or without .json) as a dict."""
+
+    def load(name: str) -> dict[str, Any]:
+        path = EVENTS / (name if name.endswith(".json") else f"{name}.json")
+        return dict(json.loads(path.read_text()))
+
+    return load
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, and no endpoint override: nothing can reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("S3", "DYNAMODB", "SQS", "EMR_SERVERLESS"):
+        monkeypatch.delenv(f"AWS_ENDPOINT_URL_{name}", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+
+
+@pytest.fixture
+def moto_aws(aws_env: None) -> Iterator[None]:
+    """Every boto3 client created inside the test talks to moto's in-memory AWS."""
+    with mock_aws():
+        yield
+
+
+def create_ledger_table(name: str = "dropzone-ledger") -> str:
+    """The ledger table as docs/ledger.md and template.yaml define it (pk/sk strings, on demand)."""
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    return name
+
+
+@pytest.fixture
+def ledger_table(moto_aws: None) -> str:
+    return create_ledger_table()
+
+
+@pytest.fixture
+def data_bucket(moto_aws: None) -> str:
+    name = f"dropzone-data-{ACCOUNT}-{REGION}"
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def emr_application(moto_aws: None) -> str:
+    """An EMR Serverless Spark application in moto (it records StartJobRun calls; runs are SUCCESS at once)."""
+    answer = boto3.client("emr-serverless", region_name=REGION).create_application(
+        name="dropzone-spark", releaseLabel="emr-spark-8.1.0", type="SPARK"
+    )
+    return str(answer["applicationId"])
