@@ -1,0 +1,131 @@
+"""Build the code assets the pipeline reads from ``s3://<data bucket>/assets/`` into one directory.
+
+Run by ``make build-PublishAssetsFunction`` (sam build) so the PublishAssetsFunction package carries them, and
+usable by anything else that publishes assets (e.g. the local runtime). The layout under the output directory is
+the key layout under ``assets/`` and matches what template.yaml passes to the functions:
+
+- ``spark/main.py``            SPARK_ENTRY_POINT (spark_app/main.py)
+- ``spark/spark_app.zip``      SPARK_PY_FILES (the spark_app package plus dropzone's contract module)
+- ``contracts/<dataset>.yaml`` CONTRACTS_PREFIX (every contracts/*.yaml, checked with dropzone.contract)
+- ``training/sourcedir.tar.gz`` TRAINING_SOURCE_URI (training/ as SageMaker script mode expects it)
+
+Archives are byte-for-byte reproducible (fixed timestamps, sorted entries), so the package hash, and with it the
+deploy's "publish again" trigger, only changes when the content does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import shutil
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+from dropzone.contract import load_contracts
+
+SPARK_ENTRY_POINT = "spark/main.py"
+SPARK_PY_FILES = "spark/spark_app.zip"
+CONTRACTS_DIR = "contracts"
+TRAINING_SOURCE = "training/sourcedir.tar.gz"
+# dropzone modules the Spark job and the trainer import; the rest of the package is Lambda/laptop code.
+SPARK_DROPZONE_MODULES = ("__init__.py", "contract.py")
+_EPOCH_ZIP = (1980, 1, 1, 0, 0, 0)
+
+
+class AssetError(RuntimeError):
+    """A source the assets are built from is missing or invalid; names the path."""
+
+
+def _python_files(package: Path) -> list[Path]:
+    return sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def spark_zip(root: Path) -> bytes:
+    """The ``--py-files`` zip: ``spark_app/**.py`` and ``dropzone/{__init__,contract}.py``, reproducible."""
+    package = root / "spark_app"
+    if not (package / "__init__.py").is_file():
+        raise AssetError(f"{package}: not a Python package (no __init__.py)")
+    members = [(p, p.relative_to(root).as_posix()) for p in _python_files(package)]
+    for name in SPARK_DROPZONE_MODULES:
+        path = root / "dropzone" / name
+        if not path.is_file():
+            raise AssetError(f"{path}: missing, the Spark job imports it")
+        members.append((path, f"dropzone/{name}"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path, arcname in sorted(members, key=lambda m: m[1]):
+            info = zipfile.ZipInfo(arcname, date_time=_EPOCH_ZIP)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def training_tarball(root: Path) -> bytes:
+    """``sourcedir.tar.gz`` of training/ (train.py at the top, as ``sagemaker_program`` names it), reproducible."""
+    source = root / "training"
+    if not (source / "train.py").is_file():
+        raise AssetError(f"{source / 'train.py'}: missing, SageMaker runs it")
+    files = sorted(p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in files:
+            info = tarfile.TarInfo(path.relative_to(source).as_posix())
+            data = path.read_bytes()
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def contract_files(root: Path) -> list[Path]:
+    """Every contracts/*.yaml, each parsed with dropzone.contract so a broken contract fails the build."""
+    paths = sorted((root / "contracts").glob("*.yaml"))
+    if not paths:
+        raise AssetError(f"{root / 'contracts'}: no *.yaml contracts")
+    load_contracts(root / "contracts")  # references between datasets are resolved too
+    return paths
+
+
+def build_assets(root: Path, out: Path) -> list[str]:
+    """Write every asset under ``out`` (replacing it); returns the relative keys written, sorted."""
+    entry_point = root / "spark_app" / "main.py"
+    if not entry_point.is_file():
+        raise AssetError(f"{entry_point}: missing, it is the Spark entry point")
+    if out.exists():
+        shutil.rmtree(out)
+    written: dict[str, bytes] = {
+        SPARK_ENTRY_POINT: entry_point.read_bytes(),
+        SPARK_PY_FILES: spark_zip(root),
+        TRAINING_SOURCE: training_tarball(root),
+    }
+    for path in contract_files(root):
+        written[f"{CONTRACTS_DIR}/{path.name}"] = path.read_bytes()
+    for key, data in written.items():
+        target = out / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return sorted(written)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, required=True, help="repository root")
+    parser.add_argument("--out", type=Path, required=True, help="directory to write the assets into")
+    args = parser.parse_args(argv)
+    try:
+        keys = build_assets(args.root.resolve(), args.out)
+    except (AssetError, ValueError) as e:  # ContractError is a ValueError
+        print(f"build_assets: error: {e}", file=sys.stderr)
+        return 2
+    print(f"build_assets: {len(keys)} assets in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
