@@ -1,0 +1,117 @@
+"""The curated table: accepted rows of every batch as Parquet, partitioned by ``event_date``.
+
+Idempotency (DESIGN.md §4): every row carries ``_batch_id``. A batch is merged into the partitions it touches
+(the dates of its rows, plus dates of existing rows with the same unique key) by reading those partitions,
+dropping rows a previous attempt of the same batch wrote, adding the batch's rows, keeping one row per unique
+key (the newest delivery wins) and overwriting exactly those partitions (dynamic partition overwrite, staged by
+Spark, so a failed run leaves the previous table). Re-running a batch therefore gives the table one run gives.
+Reference datasets (no timestamp) are small: the whole table is merged the same way and rewritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from dropzone.contract import Contract
+from spark_app.io import FILE_INDEX, join_uri, spark_path
+
+EVENT_DATE = "event_date"
+BATCH_ID = "_batch_id"
+_PRIORITY = "_priority"
+
+
+@dataclass(frozen=True)
+class CurateResult:
+    table_uri: str
+    rows_in: int
+    duplicate_rows: int  # rows of the batch dropped as duplicates of another row of the batch
+    replaced_rows: int  # existing rows replaced by a newer delivery of the same key
+    rows_written: int  # rows of the batch now in the table
+    partitions: list[str]
+
+
+def table_uri(curated_root: str, dataset: str) -> str:
+    return join_uri(curated_root, dataset)
+
+
+def table_exists(spark: SparkSession, uri: str) -> bool:
+    """A table exists once a run has written data files or partition folders under its root."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    path = jvm.org.apache.hadoop.fs.Path(spark_path(uri))
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        return False
+    return any(not s.getPath().getName().startswith(("_", ".")) for s in fs.listStatus(path))
+
+
+def read_table(spark: SparkSession, uri: str) -> DataFrame | None:
+    """The curated table, or None when no run has written it yet."""
+    if not table_exists(spark, uri):
+        return None
+    return spark.read.parquet(spark_path(uri))
+
+
+def _latest_per_key(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
+    """One row per key: highest priority (newest delivery), then latest file, then a content hash (deterministic)."""
+    content = F.xxhash64(*[F.col(c) for c in df.columns if c not in (_PRIORITY, FILE_INDEX)])
+    order = Window.partitionBy(*keys).orderBy(F.col(_PRIORITY).desc(), F.col(FILE_INDEX).desc(), content.desc())
+    return df.withColumn("_rn", F.row_number().over(order)).filter(F.col("_rn") == 1).drop("_rn")
+
+
+def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: str, curated_root: str) -> CurateResult:
+    """Merge the batch's valid rows (contract columns + ``_file_index``) into the curated table."""
+    uri = table_uri(curated_root, contract.dataset)
+    keys = contract.unique_columns
+    columns = list(contract.column_names)
+    new = rows.select(*columns, FILE_INDEX).withColumn(BATCH_ID, F.lit(batch_id)).withColumn(_PRIORITY, F.lit(1))
+    partitioned = contract.timestamp is not None
+    if partitioned:
+        assert contract.timestamp is not None
+        new = new.withColumn(EVENT_DATE, F.to_date(F.col(contract.timestamp)))
+    new = new.persist()
+    rows_in = new.count()
+    if keys:
+        deduped = _latest_per_key(new, keys)
+        duplicate_rows = rows_in - deduped.count()
+    else:
+        deduped, duplicate_rows = new, 0
+    out_columns = [*columns, BATCH_ID, *([EVENT_DATE] if partitioned else [])]
+
+    existing = read_table(spark, uri)
+    partitions: list[str] = []
+    if existing is None:
+        merged = deduped
+        replaced = 0
+    else:
+        old = existing.filter(F.col(BATCH_ID) != F.lit(batch_id))
+        if partitioned:
+            dates = deduped.select(EVENT_DATE).distinct()
+            if keys:
+                moved = existing.join(deduped.select(*keys), on=list(keys), how="left_semi").select(EVENT_DATE)
+                dates = dates.union(moved).distinct()
+            wanted = [r[0] for r in dates.collect()]
+            old = old.filter(F.col(EVENT_DATE).isin(wanted)) if wanted else old.limit(0)
+        old = old.withColumn(_PRIORITY, F.lit(0)).withColumn(FILE_INDEX, F.lit(-1))
+        both = deduped.unionByName(old.select(*deduped.columns))
+        merged = _latest_per_key(both, keys) if keys else both
+        replaced = old.join(deduped.select(*keys), on=list(keys), how="left_semi").count() if keys else 0
+    merged = merged.select(*out_columns)
+    if partitioned:
+        partitions = sorted(str(r[0]) for r in deduped.select(EVENT_DATE).distinct().collect())
+        (
+            merged.repartition(EVENT_DATE)
+            .write.mode("overwrite")
+            .option("partitionOverwriteMode", "dynamic")
+            .partitionBy(EVENT_DATE)
+            .parquet(spark_path(uri))
+        )
+    else:
+        # The whole (small) dimension is rewritten: cut the lineage so Spark is not reading the path it overwrites.
+        merged.localCheckpoint(eager=True).coalesce(1).write.mode("overwrite").parquet(spark_path(uri))
+    rows_written = deduped.count()
+    new.unpersist()
+    return CurateResult(uri, rows_in, duplicate_rows, replaced, rows_written, partitions)

@@ -1,0 +1,415 @@
+"""Point-in-time features and labels, all derived from the contract's ``features`` and ``label`` sections.
+
+Shape of the computation (one shuffle for everything windowed):
+  events ─(broadcast join: reference attributes of each event, e.g. product category)
+         ─(text: per-event dense vector from a TF-IDF/Word2Vec model fitted before the first cutoff)
+         ─(explode: one copy per cutoff, keeping events before the cutoff and, for training cutoffs, the label window)
+         ─(window lag per entity+cutoff: gaps between events)  ← the only shuffle
+         ─(one group-by per entity+cutoff with conditional aggregates for every window)
+         ─(broadcast join: entity attributes, e.g. customer segment)
+
+Features for a cutoff use only events strictly before it; window ``w`` is ``[cutoff - w days, cutoff)``; the
+label uses ``[cutoff, cutoff + horizon)``. Column names follow the rule in docs/features.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from pyspark.ml.feature import IDF, PCA, HashingTF, NGram, RegexTokenizer, Word2Vec
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from dropzone.contract import PERCENTILE, Contract
+
+CUTOFF = "cutoff"
+ROLE = "_role"  # "train" or "score"
+DAY_US = 86_400 * 1_000_000
+TEXT_HASH_FEATURES = 1 << 10
+TEXT_FIT_ROWS = 200_000
+PERCENTILE_ACCURACY = 10_000
+_DESCRIBE = {
+    "count": "number of non-null",
+    "sum": "sum (0 when none) of",
+    "mean": "mean of",
+    "min": "minimum of",
+    "max": "maximum of",
+    "stddev": "sample standard deviation of",
+    "distinct": "number of distinct",
+    "rate": "share of true among non-null",
+}
+_AGE = "_age_us"  # microseconds from the event to the cutoff: > 0 means strictly before the cutoff
+_GAP = "_gap_days"
+_TEXT = "_text_vec"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One output feature: its name, Spark SQL type and a one-line description (for the manifest)."""
+
+    name: str
+    type: str
+    description: str
+
+
+@dataclass
+class FeatureResult:
+    frame: DataFrame  # entity, cutoff, _role, features..., label (null for score rows)
+    features: list[FeatureSpec]
+    missing_references: list[str] = field(default_factory=list)
+    counters: list[str] = field(default_factory=list)  # internal per-row counter columns, summed into the manifest
+    text_fit_rows: int = 0  # events the text model was fitted on
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    train: tuple[date, ...]
+    score: date
+
+    @staticmethod
+    def for_as_of(as_of: date, horizon_days: int, count: int = 1) -> Cutoffs:
+        """Training cutoffs whose label window ends by ``as_of`` (fully observed), spaced by the horizon."""
+        return Cutoffs(tuple(as_of - timedelta(days=horizon_days * i) for i in range(count, 0, -1)), as_of)
+
+
+def window_name(column: str, function: str, window: int, prefix: str = "") -> str:
+    return f"{prefix}{column}_{function}_{window}d"
+
+
+def _days(expr: Column) -> Column:
+    return expr.cast("double") / F.lit(float(DAY_US))
+
+
+def _safe_ratio(num: Column, den: Column) -> Column:
+    return F.when(den != 0, num / den)
+
+
+def latest_per_key(ref: DataFrame, key: str) -> DataFrame:
+    """A reference table with one row per key (later batches and, within a batch, larger content hash win)."""
+    order = [F.col(c) for c in ("_batch_id",) if c in ref.columns]
+    w = Window.partitionBy(key).orderBy(*[o.desc() for o in order], F.xxhash64(*ref.columns).desc())
+    return ref.filter(F.col(key).isNotNull()).withColumn("_rn", F.row_number().over(w)).filter("_rn = 1").drop("_rn")
+
+
+def _text_vectors(events: DataFrame, contract: Contract, fit_before: date) -> tuple[DataFrame, int]:
+    """Adds a dense per-event text vector (array<double>) fitted only on events before ``fit_before``."""
+    assert contract.features is not None
+    assert contract.features.text is not None
+    assert contract.timestamp
+    text = contract.features.text
+    k = text.num_features
+    has_text = F.col(text.column).isNotNull() & (F.length(F.trim(F.col(text.column))) > 0)
+    tok = RegexTokenizer(inputCol="_t", outputCol="_tokens", pattern="[^\\p{L}\\p{N}']+", toLowercase=True)
+    prepared = tok.transform(events.withColumn("_t", F.when(has_text, F.col(text.column)).otherwise(F.lit(""))))
+    grams = [F.col("_tokens")]
+    for n in range(2, text.ngrams + 1):
+        prepared = NGram(n=n, inputCol="_tokens", outputCol=f"_g{n}").transform(prepared)
+        grams.append(F.col(f"_g{n}"))
+    prepared = prepared.withColumn("_terms", F.concat(*grams) if len(grams) > 1 else grams[0])
+    history = prepared.filter(has_text & (F.col(contract.timestamp) < F.lit(fit_before).cast("timestamp")))
+    fit_rows = history.count()
+    if fit_rows == 0:
+        return events.withColumn(_TEXT, F.lit(None).cast("array<double>")), 0
+    # Deterministic content-based sample: the same events always give the same model.
+    buckets = 1_000_000
+    keep = max(1, min(buckets, buckets * TEXT_FIT_ROWS // fit_rows))
+    sample = history.filter(F.pmod(F.xxhash64(F.col(text.column), F.col(contract.timestamp)), F.lit(buckets)) < keep)
+    if text.method == "word2vec":
+        w2v = Word2Vec(vectorSize=k, minCount=1, seed=42, inputCol="_terms", outputCol="_vec", maxIter=1)
+        vectors = w2v.fit(sample.select("_terms").coalesce(1)).transform(prepared)
+    else:
+        tf = HashingTF(numFeatures=TEXT_HASH_FEATURES, inputCol="_terms", outputCol="_tf")
+        sample_tf = tf.transform(sample.select("_terms"))
+        idf = IDF(inputCol="_tf", outputCol="_tfidf").fit(sample_tf)
+        pca = PCA(k=k, inputCol="_tfidf", outputCol="_vec").fit(idf.transform(sample_tf))
+        vectors = pca.transform(idf.transform(tf.transform(prepared)))
+    vectors = vectors.withColumn(_TEXT, F.when(has_text, vector_to_array(F.col("_vec"))))
+    return vectors.drop(
+        "_t", "_tokens", "_terms", "_tf", "_tfidf", "_vec", *[f"_g{n}" for n in range(2, text.ngrams + 1)]
+    ), fit_rows
+
+
+def compute_features(
+    contract: Contract,
+    events: DataFrame,
+    references: Mapping[str, DataFrame | None],
+    reference_contracts: Mapping[str, Contract],
+    cutoffs: Cutoffs,
+) -> FeatureResult:
+    """Features (and the label for training cutoffs) per entity and cutoff from the curated events."""
+    spec, label = contract.features, contract.label
+    assert spec is not None
+    assert label is not None
+    assert contract.timestamp is not None
+    entity, ts = contract.entity, contract.timestamp
+    windows = sorted(spec.windows)
+    features: list[FeatureSpec] = []
+    aggs: list[Column] = []
+    missing: list[str] = []
+    counters: list[str] = []
+
+    def add(name: str, expr: Column, type_: str, description: str) -> None:
+        features.append(FeatureSpec(name, type_, description))
+        aggs.append(expr.cast(type_).alias(name))
+
+    # --- event-level enrichment from reference datasets joined on a non-entity key (e.g. product -> category)
+    event_joins = [j for j in spec.joins if j.key != entity]
+    for j in event_joins:
+        needed = sorted({a.column for a in j.aggregations} | {s.column for s in j.shares} | set(j.attributes))
+        ref = references.get(j.dataset)
+        ref_contract = reference_contracts[j.dataset]
+        if ref is None:
+            missing.append(j.dataset)
+            for c in needed:
+                events = events.withColumn(f"_{j.dataset}_{c}", F.lit(None).cast(_spark_type(ref_contract, c)))
+            events = events.withColumn(f"_{j.dataset}_matched", F.lit(None).cast("boolean"))
+        else:
+            small = latest_per_key(ref, j.key).select(
+                F.col(j.key),
+                *[F.col(c).alias(f"_{j.dataset}_{c}") for c in needed],
+                F.lit(True).alias(f"_{j.dataset}_matched"),
+            )
+            events = events.join(F.broadcast(small), on=j.key, how="left")
+
+    # --- text: dense per-event vector, fitted before the first cutoff (no leakage into the transform)
+    text_fit_rows = 0
+    if spec.text is not None:
+        events, text_fit_rows = _text_vectors(events, contract, min(cutoffs.train))
+
+    # --- one copy of each event per cutoff it can inform (features before the cutoff, label window for training)
+    cut = [
+        F.struct(
+            F.lit(c).alias("c"), F.lit("train").alias("r"), F.lit(c + timedelta(days=label.horizon_days)).alias("e")
+        )
+        for c in cutoffs.train
+    ] + [F.struct(F.lit(cutoffs.score).alias("c"), F.lit("score").alias("r"), F.lit(cutoffs.score).alias("e"))]
+    exploded = (
+        events.filter(F.col(entity).isNotNull() & F.col(ts).isNotNull())
+        .withColumn("_x", F.explode(F.array(*cut)))
+        .filter(F.col(ts) < F.col("_x.e").cast("timestamp"))
+        .withColumn(CUTOFF, F.col("_x.c"))
+        .withColumn(ROLE, F.col("_x.r"))
+        .withColumn(_AGE, F.unix_micros(F.col(CUTOFF).cast("timestamp")) - F.unix_micros(F.col(ts)))
+        .drop("_x")
+    )
+    before = F.col(_AGE) > 0
+    order = Window.partitionBy(entity, CUTOFF).orderBy(F.col(_AGE).desc())
+    exploded = exploded.withColumn(_GAP, F.when(before, _days(F.lag(F.col(_AGE)).over(order) - F.col(_AGE))))
+
+    def in_window(w: int) -> Column:
+        return before & (F.col(_AGE) <= F.lit(w * DAY_US))
+
+    # --- windowed aggregates of the dataset's own columns
+    for a in spec.aggregations:
+        pcts = [f for f in a.functions if PERCENTILE.match(f)]
+        for w in windows:
+            v = F.when(in_window(w), F.col(a.column))
+            for fn in a.functions:
+                if fn in pcts:
+                    continue
+                expr, type_ = _simple_agg(fn, v)
+                add(
+                    window_name(a.column, fn, w),
+                    expr,
+                    type_,
+                    f"{_DESCRIBE[fn]} {a.column} over [cutoff - {w}d, cutoff)",
+                )
+            if pcts:
+                qs = F.percentile_approx(v.cast("double"), [int(p[1:]) / 100 for p in pcts], PERCENTILE_ACCURACY)
+                for i, p in enumerate(pcts):
+                    what = f"approximate {p[1:]}th percentile of {a.column} over [cutoff - {w}d, cutoff)"
+                    add(window_name(a.column, p, w), qs[i], "double", what)
+
+    # --- aggregates over attributes of joined events (e.g. distinct categories, share of spend per category)
+    for j in event_joins:
+        ref_contract = reference_contracts[j.dataset]
+        for a in j.aggregations:
+            for w in windows:
+                v = F.when(in_window(w), F.col(f"_{j.dataset}_{a.column}"))
+                for fn in a.functions:
+                    name = window_name(a.column, fn, w, prefix=f"{j.dataset}_")
+                    expr, type_ = _simple_agg(fn, v)
+                    what = _DESCRIBE.get(fn, f"approximate {fn[1:]}th percentile of")
+                    add(name, expr, type_, f"{what} {j.dataset}.{a.column} of the events over [cutoff - {w}d, cutoff)")
+        for s in j.shares:
+            values = ref_contract.column(s.column).allowed or ()
+            for w in windows:
+                total = F.sum(F.when(in_window(w), F.col(s.measure)))
+                for value in values:
+                    part = F.sum(
+                        F.when(in_window(w) & (F.col(f"_{j.dataset}_{s.column}") == F.lit(value)), F.col(s.measure))
+                    )
+                    name = f"{j.dataset}_{s.column}_{value}_{s.measure}_share_{w}d"
+                    add(
+                        name,
+                        _safe_ratio(F.coalesce(part, F.lit(0.0)), total),
+                        "double",
+                        f"share of {s.measure} on {s.column}={value} over [cutoff - {w}d, cutoff)",
+                    )
+        for attr in j.attributes:
+            add(
+                f"{j.dataset}_{attr}_last",
+                F.max_by(F.col(f"_{j.dataset}_{attr}"), F.when(before, F.col(_AGE) * -1)),
+                _spark_type(ref_contract, attr),
+                f"{j.dataset}.{attr} of the entity's latest event before the cutoff",
+            )
+        counter = f"_unknown_{j.dataset}"
+        counters.append(counter)
+        aggs.append(
+            F.count(F.when(F.col(j.key).isNotNull() & F.col(f"_{j.dataset}_matched").isNull() & before, 1)).alias(
+                counter
+            )
+        )
+
+    # --- sequence features
+    if spec.sequence is not None:
+        k = spec.sequence.short_window_days
+        add(
+            "days_since_last",
+            _days(F.min(F.when(before, F.col(_AGE)))),
+            "double",
+            "days from the latest event to the cutoff",
+        )
+        add(
+            "tenure_days",
+            _days(F.max(F.when(before, F.col(_AGE)))),
+            "double",
+            "days from the first event to the cutoff",
+        )
+        add(f"events_last_{k}d", F.count(F.when(in_window(k), 1)), "bigint", f"events over [cutoff - {k}d, cutoff)")
+        add(
+            f"events_prev_{k}d",
+            F.count(F.when(in_window(2 * k) & ~in_window(k), 1)),
+            "bigint",
+            f"events over [cutoff - {2 * k}d, cutoff - {k}d)",
+        )
+        gap = F.when(before, F.col(_GAP))
+        add("gap_days_mean", F.avg(gap), "double", "mean days between consecutive events (null with one event)")
+        add(
+            "gap_days_std",
+            F.stddev_samp(gap),
+            "double",
+            "standard deviation of days between events (null below three events)",
+        )
+        add(
+            "gap_days_max", F.max(gap), "double", "longest gap in days between consecutive events (null with one event)"
+        )
+
+    # --- text features: mean of the per-event vectors over the longest window
+    if spec.text is not None:
+        tw = windows[-1]
+        for i in range(spec.text.num_features):
+            name = f"{spec.text.column}_{spec.text.method}_{i}"
+            add(
+                name,
+                F.avg(F.when(in_window(tw), F.col(_TEXT)[i])),
+                "double",
+                f"component {i} of the mean {spec.text.method} vector of non-empty {spec.text.column}"
+                f" over [cutoff - {tw}d, cutoff)",
+            )
+
+    # --- label
+    in_label = F.col(_AGE) <= 0
+    if label.kind == "active_in_horizon":
+        label_expr = F.max(F.when(in_label, 1).otherwise(0))
+        label_type = "int"
+    else:
+        assert label.measure is not None
+        label_expr = F.coalesce(F.sum(F.when(in_label, F.col(label.measure))), F.lit(0)).cast("double")
+        label_type = "double"
+    population = F.max(before.cast("int"))  # entities with at least one event before the cutoff
+
+    grouped = exploded.groupBy(entity, CUTOFF, ROLE).agg(
+        *aggs, label_expr.cast(label_type).alias(label.name), population.alias("_population")
+    )
+    result = grouped.filter(F.col("_population") == 1).drop("_population")
+    result = result.withColumn(label.name, F.when(F.col(ROLE) == "train", F.col(label.name)))
+
+    # --- entity attributes from reference datasets keyed by the entity (e.g. customer segment)
+    for j in spec.joins:
+        if j.key != entity or not j.attributes:
+            continue
+        ref_contract = reference_contracts[j.dataset]
+        ref = references.get(j.dataset)
+        counter = f"_unknown_{j.dataset}"
+        names = []
+        for attr in j.attributes:
+            atype = ref_contract.column(attr).type
+            name = f"{j.dataset}_{attr}_days" if atype in ("date", "timestamp") else f"{j.dataset}_{attr}"
+            names.append((attr, name, atype))
+        if ref is None:
+            missing.append(j.dataset)
+            for _attr, name, atype in names:
+                result = result.withColumn(name, F.lit(None).cast(_attr_type(atype)))
+            result = result.withColumn(counter, F.lit(0))
+        else:
+            small = latest_per_key(ref, j.key).select(
+                F.col(j.key).alias(entity), *[F.col(a).alias(f"_a_{a}") for a, _, _ in names], F.lit(1).alias("_m")
+            )
+            result = result.join(F.broadcast(small), on=entity, how="left")
+            for attr, name, atype in names:
+                value = F.col(f"_a_{attr}")
+                if atype in ("date", "timestamp"):
+                    value = F.datediff(F.col(CUTOFF), F.to_date(value)).cast("double")
+                elif atype == "bool":
+                    value = value.cast("int")
+                result = result.withColumn(name, value.cast(_attr_type(atype))).drop(f"_a_{attr}")
+            result = result.withColumn(counter, F.when(F.col("_m").isNull(), 1).otherwise(0)).drop("_m")
+        counters.append(counter)
+        for attr, name, atype in names:
+            what = "days from" if atype in ("date", "timestamp") else "value of"
+            features.append(
+                FeatureSpec(name, _attr_type(atype), f"{what} {j.dataset}.{attr} of the entity (at the cutoff)")
+            )
+
+    ordered = [entity, CUTOFF, ROLE, *[f.name for f in features], label.name, *counters]
+    frame = result.select(*ordered)
+    frame_counters = list(dict.fromkeys(counters))
+    return FeatureResult(frame, features, sorted(set(missing)), frame_counters, text_fit_rows)
+
+
+def _simple_agg(fn: str, v: Column) -> tuple[Column, str]:
+    if fn == "count":
+        return F.count(v), "bigint"
+    if fn == "distinct":
+        return F.size(F.collect_set(v)), "bigint"
+    if fn == "rate":
+        return F.avg(v.cast("double")), "double"
+    if fn == "sum":
+        return F.coalesce(F.sum(v), F.lit(0)), "double"
+    if fn == "mean":
+        return F.avg(v), "double"
+    if fn == "min":
+        return F.min(v), "double"
+    if fn == "max":
+        return F.max(v), "double"
+    if fn == "stddev":
+        return F.stddev_samp(v), "double"
+    if PERCENTILE.match(fn):
+        return F.percentile_approx(v.cast("double"), int(fn[1:]) / 100, PERCENTILE_ACCURACY), "double"
+    raise ValueError(f"unknown aggregation {fn!r}")
+
+
+def _spark_type(contract: Contract, column: str) -> str:
+    return {
+        "string": "string",
+        "int": "bigint",
+        "double": "double",
+        "bool": "boolean",
+        "date": "date",
+        "timestamp": "timestamp",
+    }[contract.column(column).type]
+
+
+def _attr_type(column_type: str) -> str:
+    return {
+        "string": "string",
+        "int": "bigint",
+        "double": "double",
+        "bool": "int",
+        "date": "double",
+        "timestamp": "double",
+    }[column_type]

@@ -1,0 +1,256 @@
+"""Inputs of the feature job: URIs (s3:// or local), the batch manifest, contracts, and raw files read with the
+contract's schema (never ``inferSchema``).
+
+Small files (manifest, contracts, a CSV header) are read in the driver with boto3 for ``s3://`` and plainly for
+local paths; the data itself is read by Spark, which reads ``s3://`` natively on EMR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from dropzone.contract import Contract, ContractError, parse_contract_text
+
+CORRUPT = "_corrupt_record"
+FILE_INDEX = "_file_index"
+FORMATS = ("csv.gz", "jsonl.gz", "csv", "jsonl", "parquet")  # longest suffix first
+
+SPARK_TYPES: dict[str, T.DataType] = {
+    "string": T.StringType(),
+    "int": T.LongType(),
+    "double": T.DoubleType(),
+    "bool": T.BooleanType(),
+    "date": T.DateType(),
+    "timestamp": T.TimestampType(),
+}
+
+
+class JobInputError(ValueError):
+    """An argument, manifest or input file the job cannot use; the message names it and the problem."""
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    uri: str
+    format: str
+    key: str | None = None
+    version: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    dataset: str | None
+    batch_id: str
+    attempt: int
+    files: tuple[BatchFile, ...]
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def local_path(uri: str) -> Path:
+    return Path(urlparse(uri).path) if uri.startswith("file://") else Path(uri)
+
+
+def join_uri(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def _s3_client() -> Any:
+    import boto3  # on EMR and in the dev venv; imported lazily so local runs never need credentials
+
+    return boto3.client("s3")
+
+
+def read_bytes(uri: str, length: int | None = None) -> bytes:
+    """Whole object (or its first ``length`` bytes) from s3:// or a local path / file:// URI."""
+    if is_s3(uri):
+        u = urlparse(uri)
+        extra = {"Range": f"bytes=0-{length - 1}"} if length else {}
+        try:
+            body = _s3_client().get_object(Bucket=u.netloc, Key=u.path.lstrip("/"), **extra)["Body"]
+        except Exception as e:
+            raise JobInputError(f"{uri}: cannot be read: {e}") from None
+        return bytes(body.read())
+    path = local_path(uri)
+    try:
+        with path.open("rb") as f:
+            return f.read(length) if length else f.read()
+    except OSError as e:
+        raise JobInputError(f"{uri}: cannot be read: {e.strerror or e}") from None
+
+
+def write_text(uri: str, text: str) -> None:
+    if is_s3(uri):
+        u = urlparse(uri)
+        _s3_client().put_object(
+            Bucket=u.netloc, Key=u.path.lstrip("/"), Body=text.encode(), ContentType="application/json"
+        )
+        return
+    path = local_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def spark_path(uri: str) -> str:
+    """What Spark reads: s3:// stays (EMRFS), local paths become absolute file:// URIs."""
+    if is_s3(uri) or uri.startswith("file://"):
+        return uri
+    return Path(uri).resolve().as_uri()
+
+
+def file_format(uri: str) -> str:
+    name = uri.rsplit("/", 1)[-1].lower()
+    for fmt in FORMATS:
+        if name.endswith("." + fmt):
+            return fmt
+    raise JobInputError(f"{uri}: unknown file format (the name must end in .{', .'.join(FORMATS)})")
+
+
+def batch_id_of(uris: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(uris)).encode()).hexdigest()[:32]
+
+
+def parse_manifest(document: Any, source: str) -> Batch:
+    """The orchestrator's batch object, or a plain JSON list of URIs (batch id = hash of the sorted URIs)."""
+    if isinstance(document, list):
+        if not document or not all(isinstance(u, str) and u for u in document):
+            raise JobInputError(f"{source}: a list manifest must be a non-empty list of file URIs")
+        return Batch(None, batch_id_of(document), 1, tuple(BatchFile(u, file_format(u)) for u in document))
+    if not isinstance(document, dict):
+        raise JobInputError(f"{source}: the manifest must be a JSON object or a list of URIs")
+    files = document.get("files")
+    if not isinstance(files, list) or not files:
+        raise JobInputError(f"{source}: 'files' must be a non-empty list")
+    parsed = []
+    for i, f in enumerate(files):
+        if not isinstance(f, dict) or not isinstance(f.get("uri"), str):
+            raise JobInputError(f"{source}: files[{i}] must be an object with a 'uri'")
+        fmt = f.get("format") or file_format(f["uri"])
+        if fmt not in FORMATS:
+            raise JobInputError(f"{source}: files[{i}].format {fmt!r} is not one of {', '.join(FORMATS)}")
+        parsed.append(BatchFile(f["uri"], fmt, f.get("key"), f.get("version"), f.get("size")))
+    uris = [f.uri for f in parsed]
+    attempt = document.get("attempt", 1)
+    if not isinstance(attempt, int) or isinstance(attempt, bool):
+        raise JobInputError(f"{source}: 'attempt' must be an integer")
+    return Batch(document.get("dataset"), str(document.get("batch_id") or batch_id_of(uris)), attempt, tuple(parsed))
+
+
+def load_manifest(uri: str) -> Batch:
+    try:
+        document = json.loads(read_bytes(uri))
+    except json.JSONDecodeError as e:
+        raise JobInputError(f"{uri}: the manifest is not valid JSON: {e}") from None
+    return parse_manifest(document, uri)
+
+
+def load_job_contracts(contracts_uri: str, dataset: str) -> dict[str, Contract]:
+    """The dataset's contract and those of the reference datasets it joins, checked against each other."""
+
+    def text(name: str) -> bytes:
+        return read_bytes(join_uri(contracts_uri, f"{name}.yaml"))
+
+    plain = parse_contract_text(text(dataset), join_uri(contracts_uri, f"{dataset}.yaml"))
+    refs = {j.dataset for j in plain.features.joins} if plain.features else set()
+    references = {r: parse_contract_text(text(r), join_uri(contracts_uri, f"{r}.yaml")) for r in sorted(refs)}
+    contract = parse_contract_text(text(dataset), join_uri(contracts_uri, f"{dataset}.yaml"), references)
+    if contract.dataset != dataset:
+        raise ContractError(contract.source, "dataset", f"{contract.dataset!r} does not match --dataset {dataset!r}")
+    return {dataset: contract, **references}
+
+
+def contract_schema(contract: Contract) -> T.StructType:
+    return T.StructType([T.StructField(c.name, SPARK_TYPES[c.type], True) for c in contract.columns])
+
+
+def _csv_header(uri: str, fmt: str) -> list[str]:
+    raw = read_bytes(uri, 1 << 16)
+    if fmt == "csv.gz":
+        raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 1 << 16)
+    line = raw.decode("utf-8-sig", errors="replace").splitlines()[0] if raw else ""
+    return [h.strip().strip('"') for h in line.split(",")] if line else []
+
+
+def _source() -> Column:
+    return F.col("_metadata.file_path").alias("_source_uri")
+
+
+def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[str], header: list[str]) -> DataFrame:
+    types = {c.name: SPARK_TYPES[c.type] for c in contract.columns}
+    paths = [spark_path(u) for u in uris]
+    if fmt.startswith("csv"):
+        # Columns by the file's own header (any order); columns outside the contract are read as strings and dropped.
+        fields = [T.StructField(h, types.get(h, T.StringType()), True) for h in header]
+        schema = T.StructType([*fields, T.StructField(CORRUPT, T.StringType(), True)])
+        df = (
+            spark.read.schema(schema)
+            .option("header", True)
+            .option("enforceSchema", True)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT)
+            .csv(paths)
+        )
+    elif fmt.startswith("jsonl"):
+        schema = T.StructType([*contract_schema(contract).fields, T.StructField(CORRUPT, T.StringType(), True)])
+        df = (
+            spark.read.schema(schema)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT)
+            .json(paths)
+        )
+    else:
+        raw = spark.read.parquet(*paths)
+        present = set(raw.columns)
+        cols: list[Column] = []
+        bad: list[Column] = []
+        for c in contract.columns:
+            if c.name in present:
+                cast = F.expr(f"try_cast(`{c.name}` AS {types[c.name].simpleString()})")
+                bad.append(F.col(c.name).isNotNull() & cast.isNull())
+                cols.append(cast.alias(c.name))
+            else:
+                cols.append(F.lit(None).cast(types[c.name]).alias(c.name))
+        failed = F.lit(False)
+        for b in bad:
+            failed = failed | b
+        df = raw.select(*cols, F.when(failed, F.lit("type mismatch")).alias(CORRUPT), _source())
+    for c in contract.columns:
+        if c.name not in df.columns:
+            df = df.withColumn(c.name, F.lit(None).cast(types[c.name]))
+    if "_source_uri" not in df.columns:
+        df = df.withColumn("_source_uri", _source())
+    return df.select(*contract.column_names, CORRUPT, "_source_uri")
+
+
+def read_batch(spark: SparkSession, contract: Contract, batch: Batch) -> DataFrame:
+    """Every file of the batch with the contract's columns, ``_corrupt_record`` (non-null when a value did not
+    parse as its type) and ``_file_index`` (position in the manifest: later files win on duplicate keys)."""
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    for f in batch.files:
+        if f.format not in contract.formats:
+            raise JobInputError(f"{f.uri}: format {f.format} is not accepted by the {contract.dataset} contract")
+        header = tuple(_csv_header(f.uri, f.format)) if f.format.startswith("csv") else ()
+        if f.format.startswith("csv") and not header:
+            raise JobInputError(f"{f.uri}: the CSV file has no header line")
+        groups.setdefault((f.format, header), []).append(f.uri)
+    frames = [_read_group(spark, contract, fmt, uris, list(header)) for (fmt, header), uris in groups.items()]
+    df = frames[0]
+    for other in frames[1:]:
+        df = df.unionByName(other)
+    index = F.create_map(*[x for i, f in enumerate(batch.files) for x in (F.lit(spark_path(f.uri)), F.lit(i))])
+    return df.withColumn(FILE_INDEX, F.coalesce(index[F.col("_source_uri")], F.lit(-1))).drop("_source_uri")

@@ -1,0 +1,254 @@
+"""The feature job: batch manifest → curated table → features → ``_manifest.json`` (written last)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dropzone.contract import Contract
+from spark_app.curate import BATCH_ID, EVENT_DATE, CurateResult, curate, read_table, table_uri
+from spark_app.features import CUTOFF, ROLE, Cutoffs, FeatureResult, compute_features
+from spark_app.io import (
+    CORRUPT,
+    Batch,
+    JobInputError,
+    join_uri,
+    load_job_contracts,
+    load_manifest,
+    read_batch,
+    spark_path,
+    write_text,
+)
+from spark_app.rules import apply_row_rules
+
+SPLIT_BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class JobArgs:
+    manifest: str
+    contracts: str
+    dataset: str
+    curated: str
+    features: str
+    run_id: str
+    as_of: date | None = None
+    train_cutoffs: int = 1
+
+
+def parse_args(argv: Sequence[str] | None = None) -> JobArgs:
+    p = argparse.ArgumentParser(prog="spark_app", description="dropzone feature job (EMR Serverless entry point)")
+    p.add_argument("--manifest", required=True, help="batch manifest URI (JSON object or list of file URIs)")
+    p.add_argument("--contracts", required=True, help="directory URI holding <dataset>.yaml and its references")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--curated", required=True, help="curated tables root: <root>/<dataset>/event_date=...")
+    p.add_argument("--features", required=True, help="features root: <root>/<dataset>/run=<run id>/")
+    p.add_argument("--run-id", required=True)
+    p.add_argument(
+        "--as-of", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: day after the last event)"
+    )
+    p.add_argument("--train-cutoffs", type=int, default=1, help="training cutoffs, spaced by the horizon (default 1)")
+    a = p.parse_args(argv)
+    if a.train_cutoffs < 1:
+        p.error("--train-cutoffs must be at least 1")
+    return JobArgs(a.manifest, a.contracts, a.dataset, a.curated, a.features, a.run_id, a.as_of, a.train_cutoffs)
+
+
+def build_session(app_name: str = "dropzone-features") -> SparkSession:
+    """On EMR the master and resources come from the job run; only job-level behaviour is set here."""
+    return (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .getOrCreate()
+    )
+
+
+def run_dir(args: JobArgs) -> str:
+    return join_uri(args.features, args.dataset, f"run={args.run_id}")
+
+
+def _validate(spark: SparkSession, contract: Contract, batch: Batch) -> tuple[DataFrame, dict[str, int], int]:
+    """Rows of the batch that pass every row rule, the count of bad rows per reason, and all rows read."""
+    raw = read_batch(spark, contract, batch)
+    checked = apply_row_rules(raw.withColumn("_unparsed", F.col(CORRUPT).isNotNull()), contract)
+    checked = checked.persist()
+    counts = checked.groupBy("_reason").count().collect()
+    reasons = {str(r["_reason"]): int(r["count"]) for r in counts if r["_reason"] is not None}
+    total = sum(int(r["count"]) for r in counts)
+    good = checked.filter(F.col("_reason").isNull()).drop("_reason", "_unparsed", CORRUPT)
+    return good, reasons, total
+
+
+def _feature_stats(
+    frame: DataFrame, result: FeatureResult, label: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Per-feature null fraction/min/max/mean over the training rows, plus row counts and counters, in one pass."""
+    numeric = {"double", "bigint", "int"}
+    exprs = [F.count(F.lit(1)).alias("_rows"), F.avg(F.col(label).cast("double")).alias("_label_mean")]
+    for f in result.features:
+        c = F.col(f.name)
+        exprs.append(F.avg(c.isNull().cast("double")).alias(f"{f.name}__null"))
+        if f.type in numeric:
+            exprs += [F.min(c).cast("double").alias(f"{f.name}__min"), F.max(c).cast("double").alias(f"{f.name}__max")]
+            exprs.append(F.avg(c.cast("double")).alias(f"{f.name}__mean"))
+    row = frame.filter(F.col(ROLE) == "train").agg(*exprs).collect()[0].asDict()
+    stats = {}
+    for f in result.features:
+        stats[f.name] = {
+            "name": f.name,
+            "type": f.type,
+            "description": f.description,
+            "null_fraction": row[f"{f.name}__null"],
+            "min": row.get(f"{f.name}__min"),
+            "max": row.get(f"{f.name}__max"),
+            "mean": row.get(f"{f.name}__mean"),
+        }
+    return stats, {"rows": row["_rows"], "label_mean": row["_label_mean"]}
+
+
+def _counts(frame: DataFrame, result: FeatureResult) -> dict[str, int]:
+    by_split = {str(r["_split"]): int(r["count"]) for r in frame.groupBy("_split").count().collect()}
+    score = frame.filter(F.col(ROLE) == "score")
+    sums = (
+        score.agg(*[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in result.counters]).collect()[0]
+        if result.counters
+        else None
+    )
+    out = {f"{k}_rows": by_split.get(k, 0) for k in ("train", "validation", "score")}
+    if sums is not None:
+        for c in result.counters:
+            out[c] = int(sums[c])
+    return out
+
+
+def build_features(
+    spark: SparkSession, args: JobArgs, contracts: dict[str, Contract]
+) -> tuple[dict[str, Any], FeatureResult | None]:
+    """Compute and write train/validation/score for the dataset from its curated table; returns manifest fields."""
+    contract = contracts[args.dataset]
+    assert contract.label is not None
+    assert contract.training is not None
+    assert contract.timestamp is not None
+    events = read_table(spark, table_uri(args.curated, contract.dataset))
+    if events is None:
+        raise JobInputError(f"{table_uri(args.curated, contract.dataset)}: the curated table is empty")
+    as_of = args.as_of
+    if as_of is None:
+        last = events.agg(F.max(EVENT_DATE)).collect()[0][0]
+        if last is None:
+            raise JobInputError("the curated table holds no events")
+        as_of = last + timedelta(days=1)
+    cutoffs = Cutoffs.for_as_of(as_of, contract.label.horizon_days, args.train_cutoffs)
+    references = {}
+    for d in sorted({j.dataset for j in contract.features.joins} if contract.features else set()):
+        references[d] = read_table(spark, table_uri(args.curated, d))
+    # Events on or after the score cutoff are never used (features and labels end there): prune partitions.
+    events = events.filter(F.col(EVENT_DATE) < F.lit(as_of)).drop(BATCH_ID)
+    result = compute_features(contract, events, references, contracts, cutoffs)
+    vf = contract.training.validation_fraction
+    bucket = F.pmod(F.xxhash64(F.col(contract.entity)), F.lit(SPLIT_BUCKETS))
+    split = (
+        F.when(F.col(ROLE) == "score", "score")
+        .when(bucket < F.lit(round(vf * SPLIT_BUCKETS)), "validation")
+        .otherwise("train")
+    )
+    frame = result.frame.withColumn("_split", split).persist()
+    out = run_dir(args)
+    outputs = {}
+    feature_cols = [f.name for f in result.features]
+    for name in ("train", "validation", "score"):
+        cols = [contract.entity, CUTOFF, *feature_cols] + ([contract.label.name] if name != "score" else [])
+        part = frame.filter(F.col("_split") == name).select(*cols)
+        uri = join_uri(out, name)
+        part.write.mode("overwrite").parquet(spark_path(uri))
+        outputs[name] = uri
+    stats, overall = _feature_stats(frame, result, contract.label.name)
+    counts = _counts(frame, result)
+    frame.unpersist()
+    label_info: dict[str, Any] = {"name": contract.label.name, "kind": contract.label.kind}
+    if contract.label.is_classification:
+        label_info["positive_fraction"] = overall["label_mean"]
+    else:
+        label_info["mean"] = overall["label_mean"]
+    fields = {
+        "entity": contract.entity,
+        "label": label_info,
+        "features": [stats[f] for f in feature_cols],
+        "outputs": outputs,
+        "cutoffs": {"train": [c.isoformat() for c in cutoffs.train], "score": cutoffs.score.isoformat()},
+        "as_of": as_of.isoformat(),
+        "horizon_days": contract.label.horizon_days,
+        "validation_fraction": vf,
+        "row_counts": {k: v for k, v in counts.items() if k.endswith("_rows")},
+        "unknown_join_keys": {k.removeprefix("_unknown_"): v for k, v in counts.items() if k.startswith("_unknown_")},
+        "missing_references": result.missing_references,
+        "text_fit_rows": result.text_fit_rows,
+    }
+    return fields, result
+
+
+def run(spark: SparkSession, args: JobArgs) -> dict[str, Any]:
+    """The whole job; returns the manifest it wrote."""
+    started = time.monotonic()
+    started_at = datetime.now(UTC)
+    batch = load_manifest(args.manifest)
+    if batch.dataset is not None and batch.dataset != args.dataset:
+        raise JobInputError(f"{args.manifest}: manifest dataset {batch.dataset!r} is not --dataset {args.dataset!r}")
+    contracts = load_job_contracts(args.contracts, args.dataset)
+    contract = contracts[args.dataset]
+    good, bad_reasons, rows_read = _validate(spark, contract, batch)
+    curated: CurateResult = curate(spark, contract, good, batch.batch_id, args.curated)
+    manifest: dict[str, Any] = {
+        "run_id": args.run_id,
+        "dataset": args.dataset,
+        "batch_id": batch.batch_id,
+        "attempt": batch.attempt,
+        "started_at": started_at.isoformat(),
+        "inputs": [
+            {"uri": f.uri, "format": f.format, "key": f.key, "version": f.version, "size": f.size} for f in batch.files
+        ],
+        "curated": {
+            "table": curated.table_uri,
+            "rows_read": rows_read,
+            "bad_rows": sum(bad_reasons.values()),
+            "bad_rows_by_reason": bad_reasons,
+            "duplicate_rows": curated.duplicate_rows,
+            "replaced_rows": curated.replaced_rows,
+            "rows_written": curated.rows_written,
+            "partitions": len(curated.partitions),
+            "first_partition": curated.partitions[0] if curated.partitions else None,
+            "last_partition": curated.partitions[-1] if curated.partitions else None,
+        },
+        "bad_rows": sum(bad_reasons.values()),
+        "kind": "curate_only" if contract.is_reference else "features",
+        "spark_version": spark.version,
+    }
+    if not contract.is_reference:
+        fields, _ = build_features(spark, args, contracts)
+        manifest.update(fields)
+    else:
+        manifest.update({"features": [], "outputs": {}})
+    manifest["elapsed_s"] = round(time.monotonic() - started, 3)
+    write_text(join_uri(run_dir(args), "_manifest.json"), json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    spark = build_session()
+    try:
+        manifest = run(spark, args)
+    finally:
+        spark.stop()
+    print(json.dumps({k: manifest[k] for k in ("run_id", "dataset", "bad_rows", "elapsed_s")}))
+    return 0
