@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,7 +105,44 @@ def data_bucket(moto_aws: None) -> str:
 @pytest.fixture
 def emr_application(moto_aws: None) -> str:
     """An EMR Serverless Spark application in moto (it records StartJobRun calls; runs are SUCCESS at once)."""
+    # moto 5.2 only knows labels shaped emr-X.Y.0 and refuses emr-spark-8.1.0 (what template.yaml deploys).
     answer = boto3.client("emr-serverless", region_name=REGION).create_application(
-        name="dropzone-spark", releaseLabel="emr-spark-8.1.0", type="SPARK"
+        name="dropzone-spark", releaseLabel="emr-7.12.0", type="SPARK"
     )
     return str(answer["applicationId"])
+
+
+class CallRecorder:
+    """A client event hook: records the parameters of every call to one operation and can make the next calls fail
+    with an AWS error (as the service would answer, before botocore's retries: what the caller sees once they
+    are exhausted). moto cannot throttle; this can."""
+
+    def __init__(self, client: Any, operation: str) -> None:
+        service = client.meta.service_model.service_id.hyphenize()
+        self.calls: list[dict[str, Any]] = []
+        self._failures: list[str] = []
+        client.meta.events.register(f"provide-client-params.{service}.{operation}", self._record)
+        client.meta.events.register(f"before-call.{service}.{operation}", self._maybe_fail)
+
+    def fail_next(self, *error_codes: str) -> None:
+        """The next len(error_codes) calls answer these errors, in order (e.g. "ThrottlingException")."""
+        self._failures.extend(error_codes)
+
+    def _record(self, params: dict[str, Any], **_: Any) -> None:
+        self.calls.append(json.loads(json.dumps(params, default=str)))
+
+    def _maybe_fail(self, **_: Any) -> Any:
+        if not self._failures:
+            return None
+        code = self._failures.pop(0)
+        status = 400 if code != "ServiceUnavailable" else 503
+        response = AWSResponse("https://example.invalid/", status, {}, None)
+        error = {"Code": code, "Message": f"injected {code}"}
+        parsed = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return response, parsed
+
+
+@pytest.fixture
+def record_calls() -> Callable[[Any, str], CallRecorder]:
+    """``record_calls(client, "StartJobRun")`` → a CallRecorder hooked on that client."""
+    return CallRecorder
