@@ -182,10 +182,12 @@ class EmrExecutor:
     def pending(self) -> list[tuple[str, str]]:
         runs = []
         for application_id in self._applications:
-            for run in self._emr.list_job_runs(applicationId=application_id)["jobRuns"]:
-                if run["id"] not in self._done:
-                    runs.append((application_id, run["id"]))
-        return runs
+            try:
+                listed = self._emr.list_job_runs(applicationId=application_id)["jobRuns"]
+            except self._emr.exceptions.ResourceNotFoundException:
+                listed = []  # moto answers so for an application that has no run yet
+            runs += [(application_id, run["id"]) for run in listed if run["id"] not in self._done]
+        return runs  # moto lists runs in the order they were started
 
     def run_pending(self) -> int:
         """Execute every run not executed yet; returns how many ran."""

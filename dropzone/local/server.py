@@ -32,6 +32,7 @@ class EmbeddedAws:
 
         # werkzeug logs one line per request and moto warns about every CloudFormation type it skips.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        logging.getLogger("moto").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", message="Tried to parse .* but it's not supported", category=UserWarning)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._server.start()
@@ -39,6 +40,7 @@ class EmbeddedAws:
         self.endpoint_url = f"http://{host}:{bound}"
         self.region = REGION
         self.account_id = ACCOUNT_ID
+        self.partition = "aws"
         self.reset()
         self._config = Config(retries={"max_attempts": 2, "mode": "standard"})
 

@@ -131,6 +131,16 @@ class ScheduleSpec:
     input: str | None
 
 
+@dataclass(frozen=True)
+class CustomResource:
+    """A custom resource the runtime serves itself (CloudFormation in moto cannot invoke its function)."""
+
+    logical_id: str
+    type: str
+    function: str | None  # logical id of the function behind the ServiceToken
+    properties: dict[str, Any]  # as in the template; resolve with Stack.resolve
+
+
 @dataclass
 class Stack:
     name: str
@@ -142,6 +152,13 @@ class Stack:
     schedules: list[ScheduleSpec] = field(default_factory=list)
     emr_applications: dict[str, str] = field(default_factory=dict)  # logical id → application id
     model_package_groups: dict[str, str] = field(default_factory=dict)  # logical id → name
+    custom_resources: list[CustomResource] = field(default_factory=list)
+    refs: dict[str, str] = field(default_factory=dict)
+    attrs: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def resolve(self, value: Any) -> Any:
+        """Resolve Ref / GetAtt / Sub / Join in ``value`` against the deployed resources."""
+        return _resolve(value, self.refs, self.attrs)
 
     def physical(self, resource_type: str) -> list[str]:
         return [p for t, p in self.resources.values() if t == resource_type]
@@ -347,14 +364,35 @@ def _number_parameters(template: dict[str, Any], values: Mapping[str, str]) -> d
     return numbers
 
 
+def _token_function(resources: Mapping[str, Any], token: Any) -> str | None:
+    """The function logical id behind a ServiceToken (a function, its alias or version, by Ref or GetAtt)."""
+    target = None
+    if isinstance(token, dict):
+        target = token.get("Ref") or (token.get("Fn::GetAtt") or [None])[0]
+    seen = 0
+    while isinstance(target, str) and target in resources and seen < 3:
+        resource = resources[target]
+        if resource.get("Type") == "AWS::Lambda::Function":
+            return target
+        name = resource.get("Properties", {}).get("FunctionName")
+        target = name.get("Ref") if isinstance(name, dict) else None
+        seen += 1
+    return None
+
+
 def _create_outside_cloudformation(
-    aws: EmbeddedAws, cfn: dict[str, Any], stack_name: str, parameters: Mapping[str, str]
+    aws: EmbeddedAws,
+    cfn: dict[str, Any],
+    stack_name: str,
+    parameters: Mapping[str, str],
+    customs: list[CustomResource],
 ) -> tuple[dict[str, str], dict[str, str], dict[str, str], dict[tuple[str, str], str]]:
     """Create the resources moto's CloudFormation skips; returns (emr apps, model package groups, refs, attrs)."""
     refs: dict[str, str] = {**_pseudo(aws, stack_name), **parameters}
     attrs: dict[tuple[str, str], str] = {}
     emr_apps: dict[str, str] = {}
     groups: dict[str, str] = {}
+    customs.clear()
     resources = cfn["Resources"]
     for logical_id in list(resources):
         resource = resources[logical_id]
@@ -376,7 +414,10 @@ def _create_outside_cloudformation(
             refs[logical_id] = arn
             attrs[(logical_id, "ModelPackageGroupArn")] = arn
         elif rtype.startswith("Custom::") or rtype == "AWS::CloudFormation::CustomResource":
-            # A custom resource would invoke a Lambda inside CloudFormation; the runtime publishes instead.
+            # A custom resource would invoke a Lambda inside CloudFormation; the runtime serves it instead.
+            customs.append(
+                CustomResource(logical_id, rtype, _token_function(resources, props.get("ServiceToken")), props)
+            )
             refs[logical_id] = logical_id
         else:
             continue
@@ -410,11 +451,11 @@ def _create_emr_application(
     return str(created["applicationId"]), str(created["arn"])
 
 
-def _bucket_notifications(aws: EmbeddedAws, cfn: dict[str, Any], stack: Stack) -> None:
-    """moto's CloudFormation ignores a bucket's NotificationConfiguration: apply it through the API."""
-    refs: dict[str, str] = {**_pseudo(aws, stack.name)}
-    attrs: dict[tuple[str, str], str] = {}
-    sqs, sns = aws.client("sqs"), aws.client("sns")
+def _deployed_references(aws: EmbeddedAws, stack: Stack, outside: Mapping[str, str], outside_attrs: Any) -> None:
+    """Ref and GetAtt values of the deployed resources, for resolving the template's remaining intrinsics."""
+    refs: dict[str, str] = {**outside}
+    attrs: dict[tuple[str, str], str] = {**outside_attrs}
+    sqs = aws.client("sqs")
     for logical_id, (rtype, physical) in stack.resources.items():
         refs[logical_id] = physical
         if rtype == "AWS::SQS::Queue":
@@ -425,12 +466,18 @@ def _bucket_notifications(aws: EmbeddedAws, cfn: dict[str, Any], stack: Stack) -
             attrs[(logical_id, "TopicArn")] = physical
         elif rtype == "AWS::Lambda::Function":
             attrs[(logical_id, "Arn")] = f"arn:aws:lambda:{aws.region}:{aws.account_id}:function:{physical}"
-    del sns
+        elif rtype == "AWS::S3::Bucket":
+            attrs[(logical_id, "Arn")] = f"arn:aws:s3:::{physical}"
+    stack.refs, stack.attrs = refs, attrs
+
+
+def _bucket_notifications(aws: EmbeddedAws, cfn: dict[str, Any], stack: Stack) -> None:
+    """moto's CloudFormation ignores a bucket's NotificationConfiguration: apply it through the API."""
     s3 = aws.client("s3")
     for logical_id, resource in cfn["Resources"].items():
         if resource.get("Type") != "AWS::S3::Bucket":
             continue
-        config = _resolve(resource.get("Properties", {}).get("NotificationConfiguration"), refs, attrs)
+        config = stack.resolve(resource.get("Properties", {}).get("NotificationConfiguration"))
         if not config:
             continue
         api: dict[str, Any] = {}
@@ -471,7 +518,8 @@ def deploy(
     code_dirs = package(aws, sam, base_dir)
     values = _parameter_values(sam, parameters or {})
     cfn = transform(sam, values)
-    emr_apps, groups, refs, attrs = _create_outside_cloudformation(aws, cfn, stack_name, values)
+    customs: list[CustomResource] = []
+    emr_apps, groups, refs, attrs = _create_outside_cloudformation(aws, cfn, stack_name, values, customs)
     cfn["Resources"] = _numbers(_replace_refs(cfn["Resources"], refs, attrs), _number_parameters(sam, values))
     _numeric_mapping_properties(cfn["Resources"])
     cfn["Outputs"] = _replace_refs(cfn.get("Outputs", {}), refs, attrs)
@@ -491,12 +539,21 @@ def deploy(
         if "LogicalResourceId" in r
     }
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-    stack = Stack(stack_name, cfn, resources, outputs, emr_applications=emr_apps, model_package_groups=groups)
+    stack = Stack(
+        stack_name,
+        cfn,
+        resources,
+        outputs,
+        emr_applications=emr_apps,
+        model_package_groups=groups,
+        custom_resources=customs,
+    )
     _read_functions(aws, stack, cfn, code_dirs)
     _read_mappings(aws, stack)
     _detach_moto_pollers(aws)
     _read_schedules(aws, stack, cfn)
     _quiet_schedule_rules(aws)
+    _deployed_references(aws, stack, refs, attrs)
     _bucket_notifications(aws, cfn, stack)
     return stack
 

@@ -1,0 +1,194 @@
+"""`dropzone local run`: the whole pipeline on generated data (or --data DIR), then a summary and a report."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dropzone.local.producer import Upload, bad_file, producer_files, renotify, upload, upload_bytes
+from dropzone.local.runtime import Clock, LocalStack, Pipeline, Progress, ledger_items
+from dropzone.local.server import embedded_aws
+
+DEFAULT_ROWS = 20_000
+DEFAULT_FILES = 10  # orders batch once 10 files are accepted (contracts/orders.yaml batching.min_files)
+
+
+@dataclass
+class RunOptions:
+    root: Path
+    out_dir: Path
+    data_dir: Path | None = None
+    rows: int = DEFAULT_ROWS
+    files: int = DEFAULT_FILES
+    seed: int = 7
+    template: Path | None = None
+    stack_name: str = "dropzone-local"
+    bad_file: bool = True
+    duplicate: bool = True
+    cores: int = 2
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    endpoint_url: str
+    data_bucket: str
+    uploads: list[Upload]
+    bad_key: str | None
+    duplicated_key: str | None
+    ledger: dict[str, list[dict[str, Any]]]
+    clock: Clock
+    pipeline_seconds: float
+    emr_runs: list[Any]
+    training_jobs: list[Any]
+    model_packages: dict[str, list[dict[str, Any]]]
+    notifications: list[dict[str, Any]]
+    deliveries: dict[str, Any]
+    features: dict[str, Any] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def _generate(options: RunOptions, progress: Progress) -> Path:
+    from dropzone.generate import generate
+
+    data_dir = options.out_dir / "data"
+    written = generate(data_dir, options.rows, seed=options.seed, files=options.files)
+    progress(f"  data   | generated {options.rows} orders in {options.files} file(s) under {data_dir}")
+    del written
+    return data_dir
+
+
+def _subscribe_queue(local: LocalStack) -> str | None:
+    """Read the stack's SNS notifications the way a person would: an SQS queue subscribed to the topic."""
+    topics = local.stack.physical("AWS::SNS::Topic")
+    if not topics:
+        return None
+    sqs = local.aws.client("sqs")
+    url = sqs.create_queue(QueueName="dropzone-local-notifications")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for topic in topics:
+        local.aws.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return str(url)
+
+
+def read_notifications(local: LocalStack, url: str | None) -> list[dict[str, Any]]:
+    if url is None:
+        return []
+    sqs = local.aws.client("sqs")
+    found: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return found
+        for m in messages:
+            body = json.loads(m["Body"])
+            found.append({"subject": body.get("Subject"), "message": body.get("Message")})
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def model_packages(local: LocalStack) -> dict[str, list[dict[str, Any]]]:
+    sagemaker = local.aws.client("sagemaker")
+    groups = {}
+    for group in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]:
+        name = group["ModelPackageGroupName"]
+        packages = sagemaker.list_model_packages(ModelPackageGroupName=name)["ModelPackageSummaryList"]
+        groups[name] = [
+            {
+                "arn": p["ModelPackageArn"],
+                "version": p.get("ModelPackageVersion"),
+                "status": p.get("ModelApprovalStatus"),
+            }
+            for p in packages
+        ]
+    return groups
+
+
+def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
+    """Run everything; the returned result holds what the summary and the report show."""
+    started = time.perf_counter()
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    with embedded_aws() as aws:
+        clock = Clock()
+        with clock.stage("deploy"):
+            local = LocalStack.start(aws, options.root, options.out_dir / "work", options.template, options.stack_name)
+        stack = local.stack
+        progress(
+            f"deploy   | {stack.name}: {len(stack.resources)} resources, {len(stack.functions)} functions, "
+            f"{len(stack.mappings)} queue mappings, EMR application {', '.join(stack.emr_applications.values())}"
+        )
+        notifications_url = _subscribe_queue(local)
+        bucket = local.data_bucket
+        with clock.stage("data"):
+            data_dir = options.data_dir or _generate(options, progress)
+            files = producer_files(data_dir, local.contracts)
+        pipeline = Pipeline(local, progress, cores=options.cores)
+        pipeline.clock = clock
+        reference = [f for f in files if local.contracts[f[0]].is_reference]
+        facts = [f for f in files if not local.contracts[f[0]].is_reference]
+        uploads: list[Upload] = []
+        with clock.stage("upload"):
+            uploads += upload(aws, bucket, data_dir, reference)
+        progress(f"upload   | {len(reference)} reference file(s) → s3://{bucket}/incoming/")
+        pipeline.run_until_idle()
+        bad_key = duplicated_key = None
+        with clock.stage("upload"):
+            uploads += upload(aws, bucket, data_dir, facts)
+            if options.bad_file and facts:
+                name, body, _ = bad_file(local.contracts[facts[0][0]])
+                bad = upload_bytes(aws, bucket, facts[0][0], name, body)
+                uploads.append(bad)
+                bad_key = bad.key
+            if options.duplicate and facts:
+                duplicated_key = next(u.key for u in uploads if u.dataset == facts[0][0])
+                renotify(aws, bucket, duplicated_key)
+        progress(
+            f"upload   | {len(facts)} file(s)"
+            + (f" + 1 bad file ({bad_key})" if bad_key else "")
+            + (f" + 1 duplicated notification ({duplicated_key})" if duplicated_key else "")
+        )
+        pipeline.run_until_idle()
+        result = RunResult(
+            out_dir=options.out_dir,
+            endpoint_url=aws.endpoint_url,
+            data_bucket=bucket,
+            uploads=uploads,
+            bad_key=bad_key,
+            duplicated_key=duplicated_key,
+            ledger=ledger_items(local),
+            clock=clock,
+            pipeline_seconds=time.perf_counter() - started,
+            emr_runs=list(pipeline.emr.outcomes),
+            training_jobs=list(pipeline.training.outcomes),
+            model_packages=model_packages(local),
+            notifications=read_notifications(local, notifications_url),
+            deliveries=dict(pipeline.deliveries),
+        )
+        result.features = _features(local, result)
+    return result
+
+
+def _features(local: LocalStack, result: RunResult) -> dict[str, Any]:
+    """The last successful feature run's _manifest.json per dataset."""
+    s3 = local.aws.client("s3")
+    found: dict[str, Any] = {}
+    for dataset, items in result.ledger.items():
+        runs = [i for i in items if str(i["sk"]).startswith("RUN#") and i.get("state") == "SUCCESS"]
+        for run in runs:
+            uri = str(run.get("features_uri") or "")
+            if not uri.startswith("s3://"):
+                continue
+            bucket, _, prefix = uri[5:].partition("/")
+            key = prefix.rstrip("/") + "/_manifest.json"
+            try:
+                found[dataset] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            except s3.exceptions.NoSuchKey:
+                continue
+    return found
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
