@@ -1,0 +1,514 @@
+"""IngestFunction end to end against moto (S3, SQS, DynamoDB, EMR Serverless), driven by the files in events/."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import quote_plus, unquote_plus
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dropzone.ledger import Ledger
+
+REGION = "us-east-1"
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+HEADER = "order_id,customer_id,order_ts,product_id,amount,quantity,returned,review_text\n"
+GOOD_CSV = (
+    HEADER
+    + "O000001,C000001,2026-10-01T10:00:00Z,P00001,12.50,1,false,great\n"
+    + "O000002,C000002,2026-10-02T11:30:00Z,P00002,99.00,2,true,broke after a week\n"
+    + "O000003,C000001,2026-10-03T08:15:00Z,P00003,5.25,3,false,\n"
+).encode()
+# The amount column is missing: a schema error the validator must quarantine.
+BAD_CSV = (
+    b"order_id,customer_id,order_ts,product_id,quantity,returned,review_text\n"
+    b"O000001,C000001,2026-10-01T10:00:00Z,P00001,1,false,great\n"
+)
+
+
+@pytest.fixture
+def env(
+    moto_aws: None, data_bucket: str, ledger_table: str, emr_application: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_bucket_versioning(Bucket=data_bucket, VersioningConfiguration={"Status": "Enabled"})
+    for path in sorted(CONTRACTS.glob("*.yaml")):
+        s3.put_object(Bucket=data_bucket, Key=f"assets/contracts/{path.name}", Body=path.read_bytes())
+    variables = {
+        "DATA_BUCKET": data_bucket,
+        "LEDGER_TABLE": ledger_table,
+        "EMR_APPLICATION_ID": emr_application,
+        "EMR_JOB_ROLE_ARN": "arn:aws:iam::123456789012:role/dropzone-emr-job",
+        "EMR_MAX_VCPU": "16",
+        "SPARK_ENTRY_POINT": f"s3://{data_bucket}/assets/spark/main.py",
+        "SPARK_PY_FILES": f"s3://{data_bucket}/assets/spark/spark_app.zip",
+        "POWERTOOLS_SERVICE_NAME": "ingest",
+        "POWERTOOLS_METRICS_NAMESPACE": "dropzone",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return {
+        "bucket": data_bucket,
+        "s3": s3,
+        "ledger": Ledger(ledger_table, boto3.client("dynamodb", region_name=REGION)),
+        "emr": boto3.client("emr-serverless", region_name=REGION),
+        "application": emr_application,
+    }
+
+
+@pytest.fixture
+def app(env: dict[str, Any]) -> Iterator[ModuleType]:
+    """functions/ingest/app.py imported fresh inside moto, as a new Lambda container would."""
+    import functions.ingest.app as module
+
+    return importlib.reload(module)
+
+
+@pytest.fixture
+def validations(app: ModuleType) -> list[str]:
+    """Counts calls of the real validator (names of the files validated)."""
+    real = app.ingestor.validator
+    seen: list[str] = []
+
+    def counting(stream: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["name"])
+        return real(stream, **kwargs)
+
+    app.ingestor._validator = counting
+    return seen
+
+
+def put(env: dict[str, Any], key: str, body: bytes) -> dict[str, Any]:
+    answer = env["s3"].put_object(Bucket=env["bucket"], Key=key, Body=body)
+    return {"key": key, "size": len(body), "eTag": answer["ETag"].strip('"'), "versionId": answer.get("VersionId")}
+
+
+def s3_event(
+    load_event: Callable[[str], dict[str, Any]], name: str, bucket: str, obj: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An event from events/ with its bucket, and (when given) key/size/eTag/versionId, rewritten for moto."""
+    event = load_event(name)
+    for message in event["Records"]:
+        body = json.loads(message["body"])
+        for record in body.get("Records", []):
+            record["s3"]["bucket"]["name"] = bucket
+            record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+            if obj is not None:
+                target = record["s3"]["object"]
+                if obj.get("key") is not None:
+                    target["key"] = quote_plus(obj["key"], safe="/")
+                for field in ("size", "eTag", "versionId"):
+                    if obj.get(field) is not None:
+                        target[field] = obj[field]
+                    else:
+                        target.pop(field, None)
+        message["body"] = json.dumps(body)
+    return event
+
+
+def sqs_batch(*events: dict[str, Any]) -> dict[str, Any]:
+    """Several single-message events as one SQS batch (distinct message ids)."""
+    records = []
+    for i, event in enumerate(events):
+        for message in event["Records"]:
+            records.append({**message, "messageId": f"msg-{i:04d}"})
+    return {"Records": records}
+
+
+def files(env: dict[str, Any], dataset: str = "orders") -> list[dict[str, Any]]:
+    return list(env["ledger"].query_dataset(dataset, "FILE#"))
+
+
+def get_json(env: dict[str, Any], key: str) -> dict[str, Any]:
+    return dict(json.loads(env["s3"].get_object(Bucket=env["bucket"], Key=key)["Body"].read()))
+
+
+def exists(env: dict[str, Any], key: str) -> bool:
+    try:
+        env["s3"].head_object(Bucket=env["bucket"], Key=key)
+    except env["s3"].exceptions.ClientError:
+        return False
+    return True
+
+
+def emf_documents(output: str) -> list[dict[str, Any]]:
+    documents = []
+    for line in output.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            documents.append(json.loads(line))
+    return documents
+
+
+def test_accepted_file_is_reported_and_recorded(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, validations: list[str], capsys: Any
+) -> None:
+    # GIVEN a valid orders file and its notification
+    obj = put(env, "incoming/orders/2026/11/20/orders-0001.csv", GOOD_CSV)
+    event = s3_event(load_event, "ingest_accepted", env["bucket"], obj)
+    # WHEN the function receives it
+    response = app.handler(event, lambda_context)
+    # THEN no failure, one ACCEPTED entry keyed on the object version, a report, no quarantine copy
+    assert response == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["status"] == "ACCEPTED"
+    assert entry["key"] == obj["key"]
+    assert entry["version"] == obj["versionId"]
+    assert entry["rows"] == 3
+    assert entry["bad_rows"] == 0
+    assert entry["size"] == len(GOOD_CSV)
+    assert entry["report_key"] == "reports/orders/2026/11/20/orders-0001.csv.json"
+    report = get_json(env, entry["report_key"])
+    assert report["decision"] == "ACCEPTED"
+    assert report["version"] == obj["versionId"]
+    assert not exists(env, "quarantine/orders/2026/11/20/orders-0001.csv")
+    assert validations == [obj["key"]]
+    # and the metrics carry the dataset dimension
+    [document] = [d for d in emf_documents(capsys.readouterr().out) if "FilesAccepted" in d]
+    assert document["dataset"] == "orders"
+    assert document["FilesAccepted"] == [1.0]
+    assert document["RowsRead"] == [3.0]
+    assert document["FilesQuarantined"] == [0.0]
+    assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "dropzone"
+
+
+def test_quarantined_file_is_copied_and_the_original_stays(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    # GIVEN a file missing a required column
+    obj = put(env, "incoming/orders/2026/11/20/orders-bad.csv", BAD_CSV)
+    event = s3_event(load_event, "ingest_quarantined", env["bucket"], obj)
+    # WHEN the function receives it
+    response = app.handler(event, lambda_context)
+    # THEN QUARANTINED with the reason, a copy under quarantine/, and the original untouched
+    assert response == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["status"] == "QUARANTINED"
+    assert any("amount" in reason for reason in entry["reasons"])
+    report = get_json(env, "reports/orders/2026/11/20/orders-bad.csv.json")
+    assert report["decision"] == "QUARANTINED"
+    assert report["reasons"]
+    copy = env["s3"].get_object(Bucket=env["bucket"], Key="quarantine/orders/2026/11/20/orders-bad.csv")
+    assert copy["Body"].read() == BAD_CSV
+    original = env["s3"].get_object(Bucket=env["bucket"], Key=obj["key"], VersionId=obj["versionId"])
+    assert original["Body"].read() == BAD_CSV
+
+
+def test_key_with_spaces_and_plus_is_decoded(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    # GIVEN the event file's key exactly as S3 encodes it, and the object under the decoded key
+    raw = json.loads(load_event("ingest_key_with_spaces")["Records"][0]["body"])["Records"][0]["s3"]["object"]["key"]
+    key = unquote_plus(raw)
+    assert key == "incoming/orders/2026/11/20/spring sale+promo (v2).csv"
+    obj = put(env, key, GOOD_CSV)
+    event = s3_event(load_event, "ingest_key_with_spaces", env["bucket"], {**obj, "key": None})
+    assert json.loads(event["Records"][0]["body"])["Records"][0]["s3"]["object"]["key"] == raw
+    # WHEN the function receives it
+    response = app.handler(event, lambda_context)
+    # THEN the file is found and recorded under its real key
+    assert response == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["key"] == key
+    assert entry["status"] == "ACCEPTED"
+    assert exists(env, "reports/orders/2026/11/20/spring sale+promo (v2).csv.json")
+
+
+def test_s3_test_event_is_skipped(app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any) -> None:
+    response = app.handler(load_event("ingest_test_event"), lambda_context)
+    assert response == {"batchItemFailures": []}
+    assert list(env["ledger"].query_dataset("orders")) == []
+    assert "Contents" not in env["s3"].list_objects_v2(Bucket=env["bucket"], Prefix="reports/")
+
+
+def test_unknown_dataset_is_recorded_skipped_once_and_not_retried(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, validations: list[str]
+) -> None:
+    # GIVEN a file under a prefix that has no contract
+    obj = put(env, "incoming/widgets/w.csv", GOOD_CSV)
+    event = s3_event(load_event, "ingest_accepted", env["bucket"], obj)
+    # WHEN it is delivered twice
+    first = app.handler(event, lambda_context)
+    second = app.handler(event, lambda_context)
+    # THEN the message succeeds (not retried forever), one SKIPPED entry with the reason, a report, no validation
+    assert first == second == {"batchItemFailures": []}
+    [entry] = files(env, "widgets")
+    assert entry["status"] == "SKIPPED"
+    assert "unknown dataset 'widgets'" in entry["reasons"][0]
+    report = get_json(env, "reports/widgets/w.csv.json")
+    assert report["decision"] == "SKIPPED"
+    assert validations == []
+
+
+def test_same_notification_five_times_leaves_one_entry_and_validates_once(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, validations: list[str], capsys: Any
+) -> None:
+    # GIVEN one file
+    obj = put(env, "incoming/orders/2026/11/20/orders-0001.csv", GOOD_CSV)
+    event = s3_event(load_event, "ingest_accepted", env["bucket"], obj)
+    # WHEN the same notification is delivered 5 times
+    responses = [app.handler(event, lambda_context) for _ in range(5)]
+    # THEN every delivery succeeds, one ledger entry, one validation, the metrics counted once
+    assert responses == [{"batchItemFailures": []}] * 5
+    assert len(files(env)) == 1
+    assert validations == [obj["key"]]
+    accepted = [d for d in emf_documents(capsys.readouterr().out) if "FilesAccepted" in d]
+    assert len(accepted) == 1
+
+
+def test_a_new_version_of_the_same_key_is_a_new_file(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, validations: list[str]
+) -> None:
+    first = put(env, "incoming/orders/2026/11/20/orders-0001.csv", GOOD_CSV)
+    app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], first), lambda_context)
+    second = put(env, "incoming/orders/2026/11/20/orders-0001.csv", BAD_CSV)
+    app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], second), lambda_context)
+    assert sorted((f["version"], f["status"]) for f in files(env)) == sorted(
+        [(first["versionId"], "ACCEPTED"), (second["versionId"], "QUARANTINED")]
+    )
+    assert len(validations) == 2
+
+
+def test_crash_between_report_and_ledger_is_finished_by_the_redelivery(
+    app: ModuleType,
+    env: dict[str, Any],
+    load_event: Any,
+    lambda_context: Any,
+    validations: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the ledger write fails once, after the report and the quarantine copy were written
+    obj = put(env, "incoming/orders/2026/11/20/orders-bad.csv", BAD_CSV)
+    event = s3_event(load_event, "ingest_quarantined", env["bucket"], obj)
+    real_record = app.ledger.record_file
+    crashes = []
+
+    def crash_once(dataset: str, record: dict[str, Any]) -> bool:
+        if not crashes:
+            crashes.append(record["key"])
+            raise RuntimeError("Lambda timed out")
+        return real_record(dataset, record)
+
+    monkeypatch.setattr(app.ledger, "record_file", crash_once)
+    # WHEN the message is processed: it fails; then SQS redelivers it
+    failed = app.handler(event, lambda_context)
+    assert failed == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert files(env) == []
+    assert exists(env, "reports/orders/2026/11/20/orders-bad.csv.json")
+    redelivered = app.handler(event, lambda_context)
+    # THEN the redelivery records the file from the report without validating again
+    assert redelivered == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["status"] == "QUARANTINED"
+    assert validations == [obj["key"]]
+    assert exists(env, "quarantine/orders/2026/11/20/orders-bad.csv")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "incoming/orders/2026/11/20/",  # folder marker
+        "reports/orders/2026/11/20/orders-0001.csv.json",  # not under incoming/
+        "incoming/orders-without-dataset-folder.csv",  # no dataset prefix
+    ],
+)
+def test_non_data_keys_are_ignored(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, validations: list[str], key: str
+) -> None:
+    obj = put(env, key, b"")
+    response = app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    assert response == {"batchItemFailures": []}
+    assert list(env["ledger"].query_dataset("orders")) == []
+    assert validations == []
+
+
+def test_an_object_deleted_before_processing_is_skipped(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, validations: list[str]
+) -> None:
+    # GIVEN a notification for an object version that was deleted since
+    obj = put(env, "incoming/orders/2026/11/20/orders-0001.csv", GOOD_CSV)
+    env["s3"].delete_object(Bucket=env["bucket"], Key=obj["key"], VersionId=obj["versionId"])
+    response = app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    # THEN the message succeeds and nothing is recorded
+    assert response == {"batchItemFailures": []}
+    assert files(env) == []
+    assert validations == []
+
+
+def test_a_broken_contract_fails_the_message_with_the_problem_named(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, caplog: Any
+) -> None:
+    # GIVEN the published orders contract is broken
+    env["s3"].put_object(
+        Bucket=env["bucket"], Key="assets/contracts/orders.yaml", Body=b"dataset: orders\ncolumns: 3\n"
+    )
+    obj = put(env, "incoming/orders/2026/11/20/orders-0001.csv", GOOD_CSV)
+    event = s3_event(load_event, "ingest_accepted", env["bucket"], obj)
+    # WHEN the file arrives THEN the message fails (kept for retry and the DLQ), nothing is recorded
+    response = app.handler(event, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert files(env) == []
+    with pytest.raises(Exception, match=r"s3://.*/assets/contracts/orders.yaml: columns"):
+        app.contracts.get("orders")
+
+
+def test_a_body_that_is_not_an_s3_notification_fails_its_message_only(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    good = s3_event(load_event, "ingest_accepted", env["bucket"], put(env, "incoming/orders/a.csv", GOOD_CSV))
+    bad = load_event("ingest_accepted")
+    bad["Records"][0]["body"] = "not json"
+    batch = sqs_batch(good, bad)
+    response = app.handler(batch, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0001"}]}
+    assert len(files(env)) == 1
+
+
+def test_contract_is_cached_per_container_and_refreshed_when_it_changes(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    for i in range(3):
+        obj = put(env, f"incoming/orders/2026/11/20/orders-{i}.csv", GOOD_CSV)
+        app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    assert app.contracts.parsed == 1
+    # WHEN the deploy publishes a new contract version THEN the next file reads it
+    text = (CONTRACTS / "orders.yaml").read_text().replace("min_files: 10", "min_files: 50")
+    env["s3"].put_object(Bucket=env["bucket"], Key="assets/contracts/orders.yaml", Body=text.encode())
+    obj = put(env, "incoming/orders/2026/11/20/orders-9.csv", GOOD_CSV)
+    app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    assert app.contracts.parsed == 2
+    contract = app.contracts.get("orders")
+    assert contract is not None
+    assert contract.batching.min_files == 50
+
+
+def test_parquet_is_read_with_ranged_gets(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, tmp_path: Path
+) -> None:
+    # GIVEN a valid orders Parquet file
+    table = pa.table(
+        {
+            "order_id": ["O000001", "O000002"],
+            "customer_id": ["C000001", "C000002"],
+            "order_ts": pa.array([1_790_000_000_000_000, 1_790_000_100_000_000], pa.timestamp("us", tz="UTC")),
+            "product_id": ["P00001", "P00002"],
+            "amount": [10.0, 20.5],
+            "quantity": pa.array([1, 2], pa.int64()),
+            "returned": [False, True],
+            "review_text": ["ok", None],
+        }
+    )
+    path = tmp_path / "orders.parquet"
+    pq.write_table(table, path)
+    obj = put(env, "incoming/orders/2026/11/20/orders.parquet", path.read_bytes())
+    gets: list[dict[str, Any]] = []
+    app.s3.meta.events.register("provide-client-params.s3.GetObject", lambda params, **_: gets.append(dict(params)))
+    # WHEN it arrives
+    response = app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    # THEN it is accepted, and the object was read by ranges of that version only
+    assert response == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["status"] == "ACCEPTED"
+    assert entry["format"] == "parquet"
+    reads = [g for g in gets if g["Key"] == obj["key"]]
+    assert reads
+    assert all(g["Range"].startswith("bytes=") and g["VersionId"] == obj["versionId"] for g in reads)
+
+
+def test_tenth_accepted_file_starts_exactly_one_run(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    # GIVEN 10 valid files (orders: min_files 10) delivered in one SQS batch
+    events = [
+        s3_event(load_event, "ingest_accepted", env["bucket"], put(env, f"incoming/orders/d/f{i:02d}.csv", GOOD_CSV))
+        for i in range(10)
+    ]
+    # WHEN the function processes the batch
+    response = app.handler(sqs_batch(*events), lambda_context)
+    # THEN one run was started for the 10 files, and they are BATCHED
+    assert response == {"batchItemFailures": []}
+    runs = env["emr"].list_job_runs(applicationId=env["application"])["jobRuns"]
+    assert len(runs) == 1
+    assert {f["status"] for f in files(env)} == {"BATCHED"}
+
+
+def test_throttled_start_job_run_fails_the_message_and_the_redelivery_starts_the_run_once(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, record_calls: Any
+) -> None:
+    # GIVEN 10 valid files in one SQS batch, and StartJobRun throttled once
+    events = [
+        s3_event(load_event, "ingest_accepted", env["bucket"], put(env, f"incoming/orders/d/f{i:02d}.csv", GOOD_CSV))
+        for i in range(10)
+    ]
+    calls = record_calls(app.emr, "StartJobRun")
+    calls.fail_next("ThrottlingException")
+    batch = sqs_batch(*events)
+    # WHEN the batch is processed THEN the message whose file completed the batch is reported failed
+    response = app.handler(batch, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0009"}]}
+    assert len(files(env)) == 10
+    # WHEN SQS redelivers that message
+    redelivered = app.handler({"Records": [batch["Records"][9]]}, lambda_context)
+    # THEN the run starts exactly once, with the same clientToken as the throttled call
+    assert redelivered == {"batchItemFailures": []}
+    runs = env["emr"].list_job_runs(applicationId=env["application"])["jobRuns"]
+    assert len(runs) == 1
+    tokens = [c["clientToken"] for c in calls.calls]
+    assert len(tokens) == 2
+    assert tokens[0] == tokens[1]
+    assert {f["status"] for f in files(env)} == {"BATCHED"}
+
+
+def test_real_s3_notification_through_sqs(
+    app: ModuleType, env: dict[str, Any], lambda_context: Any, validations: list[str]
+) -> None:
+    # GIVEN the bucket notifies an SQS queue for incoming/ (moto encodes keys with quote_plus, '/' as %2F)
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="dropzone-ingest")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    env["s3"].put_bucket_notification_configuration(
+        Bucket=env["bucket"],
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"}]}},
+                }
+            ]
+        },
+    )
+    # WHEN a producer uploads a file with a space in its name
+    put(env, "incoming/orders/2026/11/20/my orders.csv", GOOD_CSV)
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    data_messages = [m for m in messages if "ObjectCreated" in m["Body"]]
+    event = {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in data_messages
+        ]
+    }
+    response = app.handler(event, lambda_context)
+    # THEN the file is validated and recorded under its real key
+    assert response == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["key"] == "incoming/orders/2026/11/20/my orders.csv"
+    assert entry["status"] == "ACCEPTED"
+    assert validations == ["incoming/orders/2026/11/20/my orders.csv"]
