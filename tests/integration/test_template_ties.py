@@ -1,0 +1,555 @@
+"""Ties between template.yaml and the code it deploys, derived from the code (not from hand-kept lists).
+
+For each function: the Handler resolves to a callable; every setting the code requires is in its environment;
+every AWS API call the code can reach is allowed by its role, and the role grants nothing the code does not need
+(besides the few actions AWS implies, listed with their reason); event source filters match the code's prefixes,
+event sources and names; alarms and the dashboard name metrics the code emits.
+
+The AWS calls are found by static analysis: from functions/<dir>/app.py, every function or method whose name is
+referenced by reached code is reached (by name, so over-approximate but not by whole module), and every reached
+``x.<operation>(...)`` whose name is an operation of a service the reached code creates a client for is a call.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import importlib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore import xform_name
+
+from dropzone.contract import load_contracts
+from dropzone.local.stack import load_template
+from dropzone.settings import Settings
+from functions.publish_assets import build_assets
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+
+# Actions a role may hold that the code does not name as a call: AWS requires them for a call it does make.
+IMPLIED: Mapping[str, tuple[str, ...]] = {
+    # Tags passed in the request need the tagging action too.
+    "emr-serverless:StartJobRun": ("emr-serverless:TagResource", "iam:PassRole"),
+    "sagemaker:CreateTrainingJob": ("sagemaker:AddTags", "iam:PassRole"),
+    "sagemaker:CreateModelPackage": ("sagemaker:AddTags",),
+    "sagemaker:CreateModelPackageGroup": ("sagemaker:AddTags",),
+    # GetObject of a versioned object by VersionId is authorised as GetObjectVersion.
+    "s3:GetObject": ("s3:GetObjectVersion",),
+}
+# Encryption with the optional customer key (KmsKeyArn): S3 needs these for the caller when the key is set.
+KMS_ACTIONS = frozenset({"kms:Decrypt", "kms:GenerateDataKey"})
+# boto3 methods that are not service operations, and operations whose IAM action differs from their name.
+CALL_ACTIONS: Mapping[tuple[str, str], tuple[str, ...]] = {
+    ("s3", "head_object"): ("s3:GetObject",),
+    ("s3", "copy_object"): ("s3:GetObject", "s3:PutObject"),
+    ("s3", "list_objects_v2"): ("s3:ListBucket",),
+    ("s3", "list_objects"): ("s3:ListBucket",),
+    ("s3", "head_bucket"): ("s3:ListBucket",),
+    ("s3", "upload_file"): ("s3:PutObject",),
+    ("s3", "upload_fileobj"): ("s3:PutObject",),
+    ("s3", "download_file"): ("s3:GetObject",),
+    ("s3", "download_fileobj"): ("s3:GetObject",),
+}
+# Actions without resource-level permissions: the only ones that may use Resource "*".
+STAR_RESOURCE_ACTIONS = frozenset({"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "xray:PutTraceSegments"})
+
+
+# --- the template ---------------------------------------------------------------------------------------------
+
+
+@cache
+def template() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+def resources(kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template()["Resources"].items() if v["Type"] == kind}
+
+
+def functions() -> dict[str, dict[str, Any]]:
+    return resources("AWS::Serverless::Function")
+
+
+def pipeline_functions() -> dict[str, dict[str, Any]]:
+    """Functions built from functions/<dir>/app.py with the shared package (all but the asset publisher)."""
+    return {k: v for k, v in functions().items() if k != "PublishAssetsFunction"}
+
+
+def code_dir(logical_id: str) -> Path:
+    return ROOT / functions()[logical_id]["Properties"]["CodeUri"]
+
+
+def handler_name(logical_id: str) -> str:
+    props = functions()[logical_id]["Properties"]
+    return str(props.get("Handler") or template()["Globals"]["Function"]["Handler"])
+
+
+def branches(value: Any) -> Iterator[Any]:
+    """Both sides of every Fn::If (a statement must be right whichever way the condition goes), no NoValue."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        for side in value["Fn::If"][1:]:
+            yield from branches(side)
+    elif value != {"Ref": "AWS::NoValue"}:
+        yield value
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(policies: Iterable[Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for policy in policies:
+        document = policy.get("PolicyDocument", policy) if isinstance(policy, dict) else None
+        if not isinstance(document, dict):
+            raise AssertionError(f"only inline policy documents are expected, got {policy!r}")
+        for statement in as_list(document["Statement"]):
+            found.extend(branches(statement))
+    return found
+
+
+def function_statements(logical_id: str) -> list[dict[str, Any]]:
+    return statements(functions()[logical_id]["Properties"].get("Policies", []))
+
+
+def allowed_actions(stmts: Iterable[Mapping[str, Any]]) -> list[str]:
+    return [a for s in stmts if s["Effect"] == "Allow" for a in as_list(s["Action"])]
+
+
+def is_allowed(action: str, granted: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatch(action.lower(), g.lower()) for g in granted)
+
+
+def all_role_statements() -> dict[str, list[dict[str, Any]]]:
+    found = {k: function_statements(k) for k in functions()}
+    for logical_id, role in resources("AWS::IAM::Role").items():
+        found[logical_id] = statements(role["Properties"].get("Policies", []))
+    return found
+
+
+# --- the code -------------------------------------------------------------------------------------------------
+
+
+def module_file(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def module_closure(entry: Path) -> dict[Path, ast.Module]:
+    """entry plus every dropzone module it imports, transitively (imports anywhere in a module count)."""
+    seen: dict[Path, ast.Module] = {}
+    todo = [entry]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        seen[path] = tree
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if name.split(".")[0] == "dropzone" and (found := module_file(name)):
+                    todo.append(found)
+    return seen
+
+
+def _referenced_names(nodes: Iterable[ast.AST]) -> set[str]:
+    names: set[str] = set()
+    for root in nodes:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                names.add(node.attr)
+    return names
+
+
+def _top_level(tree: ast.Module) -> list[ast.AST]:
+    """What runs at import: module statements and class bodies, not function bodies."""
+    run: list[ast.AST] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            run.extend(node.decorator_list)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    run.extend(item.decorator_list)
+                else:
+                    run.append(item)
+            run.extend(node.decorator_list + node.bases)
+        else:
+            run.append(node)
+    return run
+
+
+@dataclass
+class CodeFacts:
+    """What a function's reachable code does: settings it requires, clients, AWS calls, metrics it emits."""
+
+    modules: list[Path]
+    required_settings: set[str] = field(default_factory=set)
+    services: set[str] = field(default_factory=set)
+    calls: set[tuple[str, str]] = field(default_factory=set)
+    metrics: set[str] = field(default_factory=set)
+    env_reads: set[str] = field(default_factory=set)
+
+
+@cache
+def service_operations(service: str) -> frozenset[str]:
+    model = botocore.session.get_session().get_service_model(service)
+    return frozenset(xform_name(op) for op in model.operation_names)
+
+
+@cache
+def iam_prefix(service: str) -> str:
+    metadata = botocore.session.get_session().get_service_model(service).metadata
+    return str(metadata.get("signingName") or metadata["endpointPrefix"])
+
+
+def _strings(node: ast.AST) -> set[str]:
+    """String constants a metric-name expression can take (literals, dict values, conditional branches)."""
+    return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+@cache
+def code_facts(entry: Path, handler: str = "handler") -> CodeFacts:
+    trees = module_closure(entry)
+    definitions: dict[str, list[ast.AST]] = {}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                definitions.setdefault(node.name, []).append(node)
+            elif isinstance(node, ast.ClassDef):
+                # Calling the class runs __init__/__post_init__.
+                inits = [
+                    n for n in node.body if isinstance(n, ast.FunctionDef) and n.name in ("__init__", "__post_init__")
+                ]
+                definitions.setdefault(node.name, []).extend(inits)
+    reached: list[ast.AST] = [n for tree in trees.values() for n in _top_level(tree)]
+    names = _referenced_names(reached) | {handler}  # Lambda calls the handler; nothing in the code names it
+    done: set[str] = set()
+    while todo := names - done:
+        for name in todo:
+            done.add(name)
+            for definition in definitions.get(name, []):
+                reached.append(definition)
+                names |= _referenced_names([definition])
+    facts = CodeFacts(modules=sorted(trees))
+    for root in reached:
+        for node in ast.walk(root):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            callee = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if callee == "client" and args:
+                facts.services.add(args[0])
+            elif callee == "require":
+                facts.required_settings |= {a.upper() for a in args}
+            elif callee == "add_metric":
+                for kw in node.keywords:
+                    if kw.arg == "name":
+                        facts.metrics |= _strings(kw.value)
+            elif callee in ("getenv",) and args:
+                facts.env_reads.add(args[0])
+    # A variable name used for the metric (e.g. from a dict) is resolved to the string literals assigned to it.
+    for root in reached:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_metric":
+                for kw in node.keywords:
+                    if kw.arg == "name" and isinstance(kw.value, ast.Name):
+                        facts.metrics |= _assigned_strings(root, kw.value.id)
+    for root in reached:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                op = node.func.attr
+                if op == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
+                    op = str(node.args[0].value)
+                for service in facts.services:
+                    if op in service_operations(service) or (service, op) in CALL_ACTIONS:
+                        facts.calls.add((service, op))
+    return facts
+
+
+def _assigned_strings(root: ast.AST, name: str) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(root):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            found |= _strings(node.value)
+    return found
+
+
+def actions_of(call: tuple[str, str]) -> tuple[str, ...]:
+    service, op = call
+    if call in CALL_ACTIONS:
+        return CALL_ACTIONS[call]
+    model = botocore.session.get_session().get_service_model(service)
+    wire = next(name for name in model.operation_names if xform_name(name) == op)
+    return (f"{iam_prefix(service)}:{wire}",)
+
+
+def needed_actions(logical_id: str) -> set[str]:
+    facts = code_facts(code_dir(logical_id) / "app.py")
+    return {a for call in facts.calls for a in actions_of(call)}
+
+
+def entry_points() -> list[str]:
+    return [k for k in pipeline_functions() if (code_dir(k) / "app.py").is_file()]
+
+
+def missing_code() -> list[str]:
+    return [k for k in pipeline_functions() if not (code_dir(k) / "app.py").is_file()]
+
+
+# --- handlers, environments --------------------------------------------------------------------------------
+
+
+def test_every_function_in_the_template_has_its_code() -> None:
+    """GIVEN template.yaml WHEN its functions are listed THEN each CodeUri holds the handler's module."""
+    absent = [f"{k}: {code_dir(k)}/app.py" for k in missing_code()]
+    assert not absent, f"functions without code: {absent}"
+
+
+@pytest.mark.parametrize("logical_id", sorted(functions()))
+def test_handler_resolves_to_a_callable(logical_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    module_name, _, attribute = handler_name(logical_id).rpartition(".")
+    module_path = code_dir(logical_id) / f"{module_name}.py"
+    if not module_path.is_file():
+        pytest.fail(f"{logical_id}: Handler {handler_name(logical_id)} has no {module_path}")
+    env = functions()[logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+    for name in env:  # the values are CloudFormation references; the code only needs them present at import
+        monkeypatch.setenv(name, f"test-{name.lower()}")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    dotted = ".".join((*code_dir(logical_id).relative_to(ROOT).parts, module_name))
+    module = importlib.import_module(dotted)
+    assert callable(getattr(module, attribute, None)), f"{logical_id}: {dotted}.{attribute} is not callable"
+
+
+@pytest.mark.parametrize("logical_id", sorted(pipeline_functions()))
+def test_every_required_setting_is_in_the_function_environment(logical_id: str) -> None:
+    if logical_id in missing_code():
+        pytest.fail(f"{logical_id}: no code at {code_dir(logical_id)}/app.py")
+    facts = code_facts(code_dir(logical_id) / "app.py")
+    assert facts.required_settings, f"{logical_id}: found no Settings.require(...) call, the scan is broken"
+    env = set(functions()[logical_id]["Properties"]["Environment"]["Variables"])
+    missing = sorted(facts.required_settings - env)
+    assert not missing, f"{logical_id} requires {missing} but template.yaml does not set them"
+
+
+def test_every_environment_variable_is_a_setting_or_powertools() -> None:
+    """No typo survives: each variable set is a Settings field (or a POWERTOOLS_* one in Globals)."""
+    known = {f.upper() for f in Settings.__dataclass_fields__}
+    for logical_id, function in pipeline_functions().items():
+        env = set(function["Properties"].get("Environment", {}).get("Variables", {}))
+        assert env - known == set(), f"{logical_id}: unknown variables {sorted(env - known)}"
+    globals_env = set(template()["Globals"]["Function"]["Environment"]["Variables"])
+    assert all(v.startswith("POWERTOOLS_") for v in globals_env)
+
+
+# --- permissions -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("logical_id", sorted(pipeline_functions()))
+def test_every_aws_call_is_allowed_by_the_function_role(logical_id: str) -> None:
+    if logical_id in missing_code():
+        pytest.fail(f"{logical_id}: no code at {code_dir(logical_id)}/app.py")
+    needed = needed_actions(logical_id)
+    assert needed, f"{logical_id}: found no AWS call, the scan is broken"
+    granted = allowed_actions(function_statements(logical_id))
+    missing = sorted(a for a in needed if not is_allowed(a, granted))
+    assert not missing, f"{logical_id} calls {missing} but its role does not allow them"
+
+
+@pytest.mark.parametrize("logical_id", sorted(pipeline_functions()))
+def test_function_role_grants_nothing_the_code_does_not_need(logical_id: str) -> None:
+    if logical_id in missing_code():
+        pytest.fail(f"{logical_id}: no code at {code_dir(logical_id)}/app.py")
+    needed = needed_actions(logical_id)
+    implied = {i for a in needed for i in IMPLIED.get(a, ())}
+    granted = set(allowed_actions(function_statements(logical_id)))
+    extra = sorted(g for g in granted if g not in needed | implied | KMS_ACTIONS)
+    assert not extra, f"{logical_id}'s role allows {extra}, which its code never calls"
+
+
+def test_publish_assets_role_matches_its_calls() -> None:
+    facts = code_facts(ROOT / "functions" / "publish_assets" / "app.py")
+    # This function creates its client with boto3 directly (no shared package in its bundle).
+    tree = ast.parse((ROOT / "functions" / "publish_assets" / "app.py").read_text())
+    ops = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    calls = {("s3", op) for op in ops if op in service_operations("s3")}
+    assert calls == {("s3", "put_object")}, calls
+    granted = set(allowed_actions(function_statements("PublishAssetsFunction")))
+    assert granted - KMS_ACTIONS == {"s3:PutObject"}
+    assert facts.modules  # the scan read the module
+
+
+def test_no_action_wildcards_and_star_resources_only_where_unavoidable() -> None:
+    for owner, stmts in all_role_statements().items():
+        for s in stmts:
+            actions = as_list(s["Action"])
+            assert not any("*" in a for a in actions), f"{owner}: wildcard action in {s.get('Sid')}"
+            if "*" in as_list(s["Resource"]):
+                assert set(actions) <= STAR_RESOURCE_ACTIONS, f"{owner}: Resource '*' for {actions}"
+
+
+def test_pass_role_only_for_the_two_service_roles_and_only_to_their_service() -> None:
+    services = {"EmrJobRole": "emr-serverless.amazonaws.com", "SageMakerRole": "sagemaker.amazonaws.com"}
+    seen = 0
+    for owner, stmts in all_role_statements().items():
+        for s in stmts:
+            if "iam:PassRole" not in as_list(s["Action"]):
+                continue
+            seen += 1
+            roles = [r["Fn::GetAtt"][0] for r in as_list(s["Resource"])]
+            assert set(roles) <= set(services), f"{owner}: PassRole on {roles}"
+            passed_to = as_list(s["Condition"]["StringEquals"]["iam:PassedToService"])
+            assert set(passed_to) == {services[r] for r in roles}, f"{owner}: PassedToService {passed_to}"
+    assert seen >= 2
+
+
+# --- event sources and names -----------------------------------------------------------------------------
+
+
+def test_bucket_notification_matches_the_prefix_ingest_parses_and_outputs_never_match_it() -> None:
+    from dropzone import ingest
+
+    (bucket,) = resources("AWS::S3::Bucket").values()
+    (queue_config,) = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    (rule,) = queue_config["Filter"]["S3Key"]["Rules"]
+    assert rule == {"Name": "prefix", "Value": ingest.INCOMING}
+    assert queue_config["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    for contract in load_contracts(ROOT / "contracts").values():
+        assert contract.prefix.startswith(rule["Value"])
+    # What the pipeline writes must never trigger ingest again (no recursion).
+    outputs = [ingest.report_key("orders", "a.csv"), ingest.quarantine_key("orders", "a.csv")]
+    assert not any(key.startswith(rule["Value"]) for key in outputs), outputs
+
+
+def test_completion_rules_match_the_events_the_functions_accept() -> None:
+    from dropzone import runs
+    from dropzone.training_jobs import training_job_name
+
+    rules = resources("AWS::Events::Rule")
+    emr = rules["JobStateChangeRule"]["Properties"]["EventPattern"]
+    assert emr["source"] == [runs.EMR_SOURCE]
+    assert emr["detail-type"] == [runs.EMR_DETAIL_TYPE]
+    assert emr["detail"]["applicationId"] == [{"Fn::GetAtt": ["SparkApplication", "ApplicationId"]}]
+    sagemaker = rules["TrainingStateChangeRule"]["Properties"]["EventPattern"]
+    assert sagemaker["source"] == [runs.SAGEMAKER_SOURCE]
+    assert sagemaker["detail-type"] == [runs.SAGEMAKER_DETAIL_TYPE]
+    (prefix_filter,) = sagemaker["detail"]["TrainingJobName"]
+    assert prefix_filter == {"prefix": {"Fn::Sub": "${TrainingJobPrefix}-"}}
+    # The names the code gives its jobs carry that prefix, for the template's default and the dev/prod ones.
+    for prefix in (template()["Parameters"]["TrainingJobPrefix"]["Default"], "dzdev", "dzprod"):
+        assert training_job_name(prefix, "orders", "00f1abc2de3").startswith(f"{prefix}-")
+    # Each rule delivers to the queue its function reads.
+    events = {k: v["Properties"]["Events"] for k, v in pipeline_functions().items()}
+    assert (
+        rules["JobStateChangeRule"]["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+        == (events["JobFinishedFunction"]["JobEvents"]["Properties"]["Queue"]["Fn::GetAtt"][0])
+    )
+    assert (
+        rules["TrainingStateChangeRule"]["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+        == (events["ModelTrainedFunction"]["TrainingEvents"]["Properties"]["Queue"]["Fn::GetAtt"][0])
+    )
+
+
+def test_sqs_event_sources_report_partial_failures_and_queues_outlast_the_function() -> None:
+    timeout_default = template()["Globals"]["Function"]["Timeout"]
+    queues = resources("AWS::SQS::Queue")
+    for logical_id, function in pipeline_functions().items():
+        for event in function["Properties"]["Events"].values():
+            if event["Type"] != "SQS":
+                continue
+            props = event["Properties"]
+            assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"], logical_id
+            assert "MaximumConcurrency" in props["ScalingConfig"], logical_id
+            queue = queues[props["Queue"]["Fn::GetAtt"][0]]["Properties"]
+            timeout = function["Properties"].get("Timeout", timeout_default)
+            assert queue["VisibilityTimeout"] >= 6 * timeout, f"{logical_id}: visibility < 6 x {timeout} s"
+            dlq = queues[queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]["Properties"]
+            assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"], logical_id
+
+
+def test_asset_locations_match_what_the_publisher_writes() -> None:
+    """SPARK_ENTRY_POINT, SPARK_PY_FILES, TRAINING_SOURCE_URI and CONTRACTS_PREFIX name published keys."""
+    (custom,) = resources("Custom::PublishAssets").values()
+    prefix = custom["Properties"]["Prefix"]
+    expected = {
+        "SPARK_ENTRY_POINT": f"s3://${{DataBucket}}/{prefix}{build_assets.SPARK_ENTRY_POINT}",
+        "SPARK_PY_FILES": f"s3://${{DataBucket}}/{prefix}{build_assets.SPARK_PY_FILES}",
+        "TRAINING_SOURCE_URI": f"s3://${{DataBucket}}/{prefix}{build_assets.TRAINING_SOURCE}",
+    }
+    for logical_id, function in pipeline_functions().items():
+        env = function["Properties"]["Environment"]["Variables"]
+        for name, uri in expected.items():
+            if name in env:
+                assert env[name] == {"Fn::Sub": uri}, f"{logical_id}: {name}"
+        assert env["CONTRACTS_PREFIX"] == f"{prefix}{build_assets.CONTRACTS_DIR}/" == Settings().contracts_prefix
+
+
+def test_every_trainable_dataset_has_its_model_package_group() -> None:
+    from dropzone.training_jobs import model_package_group_name
+
+    groups = {
+        v["Properties"]["ModelPackageGroupName"]["Fn::Sub"]
+        for v in resources("AWS::SageMaker::ModelPackageGroup").values()
+    }
+    trainable = [c.dataset for c in load_contracts(ROOT / "contracts").values() if c.training is not None]
+    assert trainable, "no contract has a training section"
+    for dataset in trainable:
+        name = model_package_group_name("${ModelPackageGroupPrefix}", dataset)
+        assert f"${{ModelPackageGroupPrefix}}-{dataset}" in groups, f"no Model Package Group for {dataset} ({name})"
+
+
+# --- metrics ----------------------------------------------------------------------------------------------
+
+
+def _metric_names_in_template() -> set[str]:
+    names: set[str] = set()
+    for alarm in resources("AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if props.get("Namespace") == "dropzone":
+            names.add(props["MetricName"])
+        for query in props.get("Metrics", []):
+            names |= set(re.findall(r"\((\w+)\)", str(query.get("Expression", ""))))
+    body = str(resources("AWS::CloudWatch::Dashboard")["Dashboard"]["Properties"]["DashboardBody"])
+    names |= set(re.findall(r'MetricName=\\?"?(\w+)', body))
+    names |= set(re.findall(r'\["dropzone", "(\w+)"', body))
+    return names
+
+
+def test_alarms_and_dashboard_name_metrics_the_code_emits() -> None:
+    emitted: set[str] = set()
+    for logical_id in entry_points():
+        emitted |= code_facts(code_dir(logical_id) / "app.py").metrics
+    # Names from a units table (ingest emits every key of it).
+    ingest_app = (ROOT / "functions" / "ingest" / "app.py").read_text()
+    emitted |= set(re.findall(r'"(\w+)": MetricUnit\.', ingest_app))
+    used = _metric_names_in_template()
+    assert used, "the template names no custom metric"
+    unknown = sorted(used - emitted)
+    assert not unknown, f"alarms/dashboard use metrics no function emits: {unknown} (emitted: {sorted(emitted)})"
+
+
+def test_dashboard_body_is_json_once_substituted() -> None:
+    import json
+
+    body = resources("AWS::CloudWatch::Dashboard")["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    assert len(widgets) >= 5
