@@ -21,7 +21,7 @@ import json
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -338,7 +338,8 @@ class Completions:
         )
         description, created = create_training_job(self.sagemaker, request)
         logger.info(
-            "training job", extra={"name": name, "created": created, "status": description.get("TrainingJobStatus")}
+            "training job",
+            extra={"training_job": name, "job_created": created, "status": description.get("TrainingJobStatus")},
         )
         self.ledger.update_with_condition(dataset_pk(dataset), run_sk(job_run_id), set_values={"training_job": name})
         return name
@@ -535,6 +536,95 @@ class Completions:
                     if extracted is not None:
                         return dict(json.loads(extracted.read()))
         raise CompletionError(f"training job {name}: {output_url} holds no metrics.json")
+
+
+# ---- the reconciler -----------------------------------------------------------------------------------------
+
+# A run or training job whose terminal event has not been processed this long after it started is asked about.
+RECONCILE_AFTER = timedelta(minutes=15)
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconciler pass did for one dataset."""
+
+    dataset: str
+    runs: list[RunOutcome] = field(default_factory=list)
+    trainings: list[TrainingOutcome] = field(default_factory=list)
+    leases_released: int = 0
+    started: StartedBatch | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "runs": [{"job_run_id": r.job_run_id, "state": r.state, "action": r.action} for r in self.runs],
+            "trainings": [{"name": t.name, "status": t.status, "action": t.action} for t in self.trainings],
+            "leases_released": self.leases_released,
+            "started_job_run_id": self.started.job_run_id if self.started else None,
+            "error": self.error,
+        }
+
+
+def _older_than(moment: Any, now: datetime, age: timedelta) -> bool:
+    if not moment:
+        return True  # no time recorded: old enough to ask about
+    when = datetime.fromisoformat(str(moment))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when + age <= now
+
+
+def reconcile_dataset(
+    completions: Completions, dataset: str, *, now: datetime, after: timedelta = RECONCILE_AFTER
+) -> ReconcileReport:
+    """One dataset: runs and training jobs whose events never came, leases left behind, batches past max_wait."""
+    report = ReconcileReport(dataset)
+    ledger = completions.ledger
+    contract = _contract(completions.contracts, dataset)
+    for batch in ledger.query_dataset(dataset, "BATCH#"):
+        job_run_id = batch.get("job_run_id")
+        started = batch.get("started_at") or batch.get("created_at")
+        if batch.get("status") == BATCH_RUNNING and job_run_id and _older_than(started, now, after):
+            application = str(completions.settings.emr_application_id)
+            outcome = completions.job_run_finished(application, str(job_run_id), now=now)
+            if outcome.action != "ignored":
+                report.runs.append(outcome)
+    for item in ledger.query_dataset(dataset, "TRAINING#", filter_status=TRAINING_IN_PROGRESS):
+        if _older_than(item.get("created_at"), now, after):
+            training = completions.training_job_finished(str(item["name"]), now=now)
+            if training.action != "ignored":
+                report.trainings.append(training)
+    lease = ledger.get_lease(dataset)
+    if lease is not None:
+        owner = ledger.get_batch(dataset, str(lease["owner"]))
+        if owner is not None and owner.get("status") in (BATCH_SUCCEEDED, BATCH_FAILED):
+            # Its completion was processed but the lease was not given back (a crash in between).
+            report.leases_released += int(ledger.release_lease(dataset, str(lease["owner"])))
+    # The batching policy itself flushes files past max_wait and finishes or takes over expired leases.
+    report.started = maybe_start_batch(
+        dataset,
+        contract,
+        ledger=ledger,
+        s3=completions.s3,
+        emr=completions.emr,
+        settings=completions.settings,
+        now=now,
+    )
+    return report
+
+
+def reconcile(completions: Completions, *, now: datetime, after: timedelta = RECONCILE_AFTER) -> list[ReconcileReport]:
+    """Every dataset with a published contract; one dataset's failure does not stop the others."""
+    settings = completions.settings
+    reports = []
+    for dataset in published_datasets(completions.s3, str(settings.data_bucket), settings.contracts_prefix):
+        try:
+            reports.append(reconcile_dataset(completions, dataset, now=now, after=after))
+        except Exception as e:
+            logger.exception("reconcile failed", extra={"dataset": dataset})
+            reports.append(ReconcileReport(dataset, error=f"{type(e).__name__}: {e}"))
+    return reports
 
 
 def _argument(run: Mapping[str, Any], flag: str) -> str | None:

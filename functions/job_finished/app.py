@@ -20,7 +20,7 @@ from dropzone.ingest import ContractStore
 from dropzone.ledger import Ledger
 from dropzone.notify import Notifier
 from dropzone.observability import logger, metrics, tracer
-from dropzone.runs import EMR_DETAIL_TYPE, EMR_SOURCE, Completions, RunOutcome, event_detail, utcnow
+from dropzone.runs import EMR_DETAIL_TYPE, EMR_SOURCE, EMR_TERMINAL, Completions, RunOutcome, event_detail, utcnow
 from dropzone.settings import Settings
 
 settings = Settings.from_env().require(
@@ -66,6 +66,11 @@ def record_handler(record: SQSRecord) -> str:
     )
     if detail is None:
         logger.warning("not an EMR Serverless job run state change: ignored", extra={"message_id": record.message_id})
+        return "ignored"
+    if detail.get("state") not in EMR_TERMINAL:  # also when it comes late, after the terminal one
+        logger.info(
+            "job run not terminal: ignored", extra={"job_run_id": detail["jobRunId"], "state": detail.get("state")}
+        )
         return "ignored"
     outcome = completions.job_run_finished(str(detail["applicationId"]), str(detail["jobRunId"]), now=utcnow())
     logger.info(

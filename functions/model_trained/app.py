@@ -19,7 +19,15 @@ from dropzone.ingest import ContractStore
 from dropzone.ledger import Ledger
 from dropzone.notify import Notifier
 from dropzone.observability import logger, metrics, tracer
-from dropzone.runs import SAGEMAKER_DETAIL_TYPE, SAGEMAKER_SOURCE, Completions, TrainingOutcome, event_detail, utcnow
+from dropzone.runs import (
+    SAGEMAKER_DETAIL_TYPE,
+    SAGEMAKER_SOURCE,
+    TRAINING_TERMINAL,
+    Completions,
+    TrainingOutcome,
+    event_detail,
+    utcnow,
+)
 from dropzone.settings import Settings
 
 settings = Settings.from_env().require("data_bucket", "ledger_table")
@@ -59,6 +67,9 @@ def record_handler(record: SQSRecord) -> str:
     )
     if detail is None:
         logger.warning("not a SageMaker training job state change: ignored", extra={"message_id": record.message_id})
+        return "ignored"
+    if detail.get("TrainingJobStatus") not in TRAINING_TERMINAL:
+        logger.info("training job not terminal: ignored", extra={"training_job": detail["TrainingJobName"]})
         return "ignored"
     outcome = completions.training_job_finished(str(detail["TrainingJobName"]), now=utcnow())
     logger.info(

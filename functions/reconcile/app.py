@@ -1,0 +1,63 @@
+"""ReconcileFunction (schedule): recovers what events did not deliver.
+
+For every dataset: runs and training jobs whose terminal event never came are asked about and processed as if
+the event had come; a lease left behind by a processed run is released; files past max_wait are batched; a
+half-started batch under an expired lease is finished (dropzone.runs.reconcile). The invocation fails (and the
+errors alarm fires) when any dataset could not be reconciled; the others are still done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dropzone import aws
+from dropzone.ingest import ContractStore
+from dropzone.ledger import Ledger
+from dropzone.notify import Notifier
+from dropzone.observability import logger, metrics, tracer
+from dropzone.runs import Completions, reconcile, utcnow
+from dropzone.settings import Settings
+
+settings = Settings.from_env().require(
+    "data_bucket",
+    "ledger_table",
+    "emr_application_id",
+    "emr_job_role_arn",
+    "spark_entry_point",
+    "sagemaker_role_arn",
+    "training_source_uri",
+)
+s3 = aws.client("s3")
+completions = Completions(
+    ledger=Ledger(str(settings.ledger_table), aws.client("dynamodb")),
+    s3=s3,
+    emr=aws.client("emr-serverless"),
+    sagemaker=aws.client("sagemaker"),
+    notifier=Notifier(aws.client("sns"), settings.notify_topic_arn),
+    settings=settings,
+    contracts=ContractStore(s3, str(settings.data_bucket), settings.contracts_prefix),
+    region=aws.region_name(),
+)
+
+
+class ReconcileFailed(RuntimeError):
+    """At least one dataset could not be reconciled (its error is in the log and in this message)."""
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    reports = reconcile(completions, now=utcnow())
+    metrics.add_metric(name="RunsRecovered", unit=MetricUnit.Count, value=sum(len(r.runs) for r in reports))
+    metrics.add_metric(name="TrainingsRecovered", unit=MetricUnit.Count, value=sum(len(r.trainings) for r in reports))
+    metrics.add_metric(name="BatchesFlushed", unit=MetricUnit.Count, value=sum(r.started is not None for r in reports))
+    summary = {"datasets": [r.to_dict() for r in reports]}
+    logger.info("reconciled", extra=summary)
+    failed = [r for r in reports if r.error]
+    if failed:
+        raise ReconcileFailed("; ".join(f"{r.dataset}: {r.error}" for r in failed))
+    return summary

@@ -1,0 +1,277 @@
+"""JobFinishedFunction: EMR Serverless job run state changes through the real handler, moto behind it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from dropzone.runs import CompletionError
+from dropzone.training_jobs import training_job_name
+from tests.unit.completion_stack import (
+    BUCKET,
+    Stack,
+    emr_event,
+    load_app,
+    make_stack,
+    patch_job_run,
+    refuse,
+)
+
+
+@pytest.fixture
+def stack(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    with mock_aws():
+        yield make_stack(monkeypatch)
+
+
+def _handle(app: Any, event: dict[str, Any], lambda_context: Any) -> dict[str, Any]:
+    return dict(app.handler(event, lambda_context))
+
+
+def _emf(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
+
+
+def test_success_records_cost_starts_training_releases_lease_and_starts_next_batch(
+    stack: Stack, lambda_context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a running batch of 2 orders files, 2 more files waiting, and the run's feature manifest
+    files = stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    stack.accept_files("orders", 2, start=10)
+    stack.write_run_manifest("orders", started.client_token)
+    app = load_app("job_finished")
+    patch_job_run(
+        app.completions.emr,
+        billedResourceUtilization={"vCPUHour": 2.5, "memoryGBHour": 10.0, "storageGBHour": 4.0},
+        totalExecutionDurationSeconds=900,
+    )
+    capsys.readouterr()
+
+    # WHEN the run's SUCCESS event arrives
+    answer = _handle(app, emr_event("emr_job_success.json", stack.app_id, started.job_run_id), lambda_context)
+
+    # THEN the run, its cost at ARM64 list prices and its training job are in the ledger
+    assert answer == {"batchItemFailures": []}
+    run = stack.item("orders", f"RUN#{started.job_run_id}")
+    assert run is not None
+    assert run["state"] == "SUCCESS"
+    assert run["duration_s"] == 900
+    # 2.5 vCPU-h x 0.042094 + 10 GB-h x 0.004628 + 4 storage GB-h x 0.000111
+    assert run["cost_usd"] == pytest.approx(0.151959, abs=1e-9)
+    assert run["features_uri"] == f"s3://{BUCKET}/features/orders/run={started.client_token}/"
+    name = training_job_name("dz", "orders", started.job_run_id)
+    assert run["training_job"] == name
+    job = stack.sagemaker.describe_training_job(TrainingJobName=name)
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        f"s3://{BUCKET}/features/orders/run={started.client_token}/train/"
+    )
+    assert json.loads(job["HyperParameters"]["label"]) == "active_next_30d"
+    training = stack.item("orders", f"TRAINING#{name}")
+    assert training is not None
+    assert training["status"] == "InProgress"
+    assert training["run_id"] == started.client_token
+    # AND the batch succeeded, its files are DONE, and the next batch took the lease with a new run
+    batch = stack.ledger.get_batch("orders", started.batch_id)
+    assert batch is not None
+    assert batch["status"] == "SUCCEEDED"
+    assert {stack.item("orders", sk)["status"] for sk in files} == {"DONE"}  # type: ignore[index]
+    lease = stack.ledger.get_lease("orders")
+    assert lease is not None
+    assert lease["owner"] != started.batch_id
+    next_batch = stack.ledger.get_batch("orders", str(lease["owner"]))
+    assert next_batch is not None
+    assert next_batch["status"] == "RUNNING"
+    # AND RunCostUSD went out as a metric with the dataset dimension
+    documents = [d for d in _emf(capsys.readouterr().out) if "RunCostUSD" in d]
+    assert len(documents) == 1
+    assert documents[0]["RunCostUSD"] == [pytest.approx(0.151959, abs=1e-9)]
+    assert documents[0]["dataset"] == "orders"
+
+
+def test_same_success_event_twice_changes_nothing_the_second_time(
+    stack: Stack, lambda_context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a run whose SUCCESS event was processed once
+    stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    stack.write_run_manifest("orders", started.client_token)
+    app = load_app("job_finished")
+    event = emr_event("emr_job_success.json", stack.app_id, started.job_run_id)
+    _handle(app, event, lambda_context)
+    run_before = stack.item("orders", f"RUN#{started.job_run_id}")
+    capsys.readouterr()
+
+    # WHEN the same event is delivered again (SageMaker would now answer ResourceInUse; moto overwrites instead)
+    refuse(
+        app.completions.sagemaker, "sagemaker.CreateTrainingJob", "ResourceInUse", "Training job names must be unique"
+    )
+    answer = _handle(app, event, lambda_context)
+
+    # THEN it succeeds, there is still one training job, the run item is unchanged and no second metric went out
+    assert answer == {"batchItemFailures": []}
+    assert len(stack.sagemaker.list_training_jobs()["TrainingJobSummaries"]) == 1
+    assert stack.item("orders", f"RUN#{started.job_run_id}") == run_before
+    assert not [d for d in _emf(capsys.readouterr().out) if "RunCostUSD" in d]
+    assert stack.ledger.get_lease("orders") is None
+
+
+def test_completion_before_the_start_was_recorded(stack: Stack, lambda_context: Any) -> None:
+    # GIVEN StartJobRun answered but the ledger never got the run id (a crash right after StartJobRun)
+    stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    stack.ledger.update_batch("orders", started.batch_id, remove=("job_run_id", "started_at"), status="STARTING")
+    stack.write_run_manifest("orders", started.client_token)
+    app = load_app("job_finished")
+
+    # WHEN the run's SUCCESS event arrives
+    answer = _handle(app, emr_event("emr_job_success.json", stack.app_id, started.job_run_id), lambda_context)
+
+    # THEN the batch learns its run id from the completion and succeeds
+    assert answer == {"batchItemFailures": []}
+    batch = stack.ledger.get_batch("orders", started.batch_id)
+    assert batch is not None
+    assert batch["status"] == "SUCCEEDED"
+    assert batch["job_run_id"] == started.job_run_id
+    assert stack.sagemaker.list_training_jobs()["TrainingJobSummaries"]
+
+
+def test_foreign_application_and_non_terminal_states_are_ignored(stack: Stack, lambda_context: Any) -> None:
+    stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    app = load_app("job_finished")
+    calls: list[str] = []
+    app.completions.emr.meta.events.register("before-call.emr-serverless.GetJobRun", lambda **_: calls.append("x"))
+
+    foreign = _handle(
+        app, emr_event("emr_job_foreign_app.json", "00fothers0app0id", started.job_run_id), lambda_context
+    )
+    running = _handle(app, emr_event("emr_job_running.json", stack.app_id, started.job_run_id), lambda_context)
+
+    assert foreign == running == {"batchItemFailures": []}
+    assert calls == []  # not even asked
+    assert stack.item("orders", f"RUN#{started.job_run_id}") is None
+    batch = stack.ledger.get_batch("orders", started.batch_id)
+    assert batch is not None
+    assert batch["status"] == "RUNNING"
+
+
+def test_failed_run_is_retried_then_given_up_with_a_notification(stack: Stack, lambda_context: Any) -> None:
+    # GIVEN a batch of 2 files whose every attempt fails (max_attempts 3)
+    files = stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    app = load_app("job_finished")
+    patch_job_run(app.completions.emr, state="FAILED", stateDetails="Job failed, ExitCode: 1. OutOfMemoryError")
+    job_run_id = started.job_run_id
+
+    # WHEN the FAILED events of attempts 1 and 2 arrive
+    tokens = []
+    for attempt in (1, 2):
+        answer = _handle(app, emr_event("emr_job_failed.json", stack.app_id, job_run_id), lambda_context)
+        assert answer == {"batchItemFailures": []}
+        batch = stack.ledger.get_batch("orders", started.batch_id)
+        assert batch is not None
+        # THEN each starts the next attempt of the same files with a new clientToken
+        assert batch["attempt"] == attempt + 1
+        assert batch["status"] == "RUNNING"
+        assert batch["job_run_id"] != job_run_id
+        job_run_id = str(batch["job_run_id"])
+        run = stack.emr.get_job_run(applicationId=stack.app_id, jobRunId=job_run_id)["jobRun"]
+        tokens.append(run["tags"]["attempt"])
+    assert tokens == ["2", "3"]
+    assert stack.notifications() == []
+
+    # WHEN the third attempt fails too
+    answer = _handle(app, emr_event("emr_job_failed.json", stack.app_id, job_run_id), lambda_context)
+
+    # THEN the batch and its files are FAILED for good, the lease is free, and people are told which files and why
+    assert answer == {"batchItemFailures": []}
+    batch = stack.ledger.get_batch("orders", started.batch_id)
+    assert batch is not None
+    assert batch["status"] == "FAILED"
+    assert {stack.item("orders", sk)["status"] for sk in files} == {"FAILED"}  # type: ignore[index]
+    assert stack.ledger.get_lease("orders") is None
+    (note,) = stack.notifications()
+    assert note["kind"] == "batch_failed"
+    assert note["attempts"] == 3
+    assert "OutOfMemoryError" in note["reason"]
+    assert sorted(note["files"]) == sorted(sk.removeprefix("FILE#") for sk in files)
+    assert len(stack.emr.list_job_runs(applicationId=stack.app_id)["jobRuns"]) == 3
+
+    # AND the same FAILED event again notifies nobody twice
+    _handle(app, emr_event("emr_job_failed.json", stack.app_id, job_run_id), lambda_context)
+    assert stack.notifications() == []
+
+
+def test_throttled_retry_fails_the_message_and_the_redelivery_starts_it_once(stack: Stack, lambda_context: Any) -> None:
+    # GIVEN a failed first attempt while StartJobRun is throttled
+    stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    app = load_app("job_finished")
+    patch_job_run(app.completions.emr, state="FAILED", stateDetails="Executor lost")
+    undo = refuse(app.completions.emr, "emr-serverless.StartJobRun", "ThrottlingException")
+    event = emr_event("emr_job_failed.json", stack.app_id, started.job_run_id)
+
+    # WHEN the FAILED event is handled
+    answer = _handle(app, event, lambda_context)
+
+    # THEN the message is reported failed, so SQS redelivers it; the batch waits as attempt 2
+    assert answer["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    batch = stack.ledger.get_batch("orders", started.batch_id)
+    assert batch is not None
+    assert (batch["status"], batch["attempt"]) == ("STARTING", 2)
+
+    # WHEN throttling ends and the message comes back (twice)
+    undo()
+    assert _handle(app, event, lambda_context) == {"batchItemFailures": []}
+    assert _handle(app, event, lambda_context) == {"batchItemFailures": []}
+
+    # THEN attempt 2 runs exactly once
+    runs = stack.emr.list_job_runs(applicationId=stack.app_id)["jobRuns"]
+    assert len(runs) == 2
+    batch = stack.ledger.get_batch("orders", started.batch_id)
+    assert batch is not None
+    assert (batch["status"], batch["attempt"]) == ("RUNNING", 2)
+
+
+def test_reference_dataset_run_trains_nothing(stack: Stack, lambda_context: Any) -> None:
+    stack.accept_files("customers", 1)
+    started = stack.start_batch("customers")
+    app = load_app("job_finished")
+
+    answer = _handle(app, emr_event("emr_job_success.json", stack.app_id, started.job_run_id), lambda_context)
+
+    assert answer == {"batchItemFailures": []}
+    batch = stack.ledger.get_batch("customers", started.batch_id)
+    assert batch is not None
+    assert batch["status"] == "SUCCEEDED"
+    assert stack.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+    assert stack.ledger.get_lease("customers") is None
+
+
+def test_missing_run_manifest_fails_the_message_with_the_reason(stack: Stack, lambda_context: Any) -> None:
+    stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    app = load_app("job_finished")
+    event = emr_event("emr_job_success.json", stack.app_id, started.job_run_id)
+
+    answer = _handle(app, event, lambda_context)
+
+    assert answer["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert stack.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+    with pytest.raises(CompletionError, match=rf"run={started.client_token}/_manifest.json cannot be read"):
+        app.completions.job_run_finished(stack.app_id, started.job_run_id, now=datetime.now(UTC))
+
+
+def test_a_body_that_is_not_an_event_fails_only_its_message(stack: Stack, lambda_context: Any) -> None:
+    app = load_app("job_finished")
+    event = emr_event("emr_job_running.json", stack.app_id, "x")
+    good = event["Records"][0]
+    bad = {**good, "messageId": "bad-1", "body": "not json"}
+    answer = _handle(app, {"Records": [good, bad]}, lambda_context)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "bad-1"}]}
