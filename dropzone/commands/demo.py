@@ -1,15 +1,18 @@
-"""`dropzone demo` (being built: see the open issues)."""
+"""`dropzone demo` (make demo): `dropzone local run` on generated data of the demo size."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from dropzone.commands.local import add_run_arguments, run_local
+
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    return sub.add_parser("demo", help="(not built yet)")
+    parser = sub.add_parser("demo", help="the whole pipeline locally on generated data: summary + HTML report")
+    add_run_arguments(parser)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    print("dropzone demo is not built yet")
-    return 2
+    return run_local(args)

@@ -1,15 +1,148 @@
-"""`dropzone local` (being built: see the open issues)."""
+"""`dropzone local run` and `dropzone local up`: the pipeline of template.yaml in this process (no AWS, no Docker)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
 from typing import Any
+
+from dropzone.cli import UsageError
+
+STATE_FILE = Path(".dropzone") / "local.json"
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    return sub.add_parser("local", help="(not built yet)")
+    parser = sub.add_parser("local", help="run the pipeline locally: embedded AWS API, no account, no Docker")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="deploy, drop the data, run everything until idle, print a summary")
+    add_run_arguments(run)
+    up = actions.add_parser("up", help="keep a local stack running to drop files by hand (Ctrl-C stops)")
+    up.add_argument("--port", type=int, default=0, help="port of the embedded AWS API (default: a free one)")
+    up.add_argument("--out", type=Path, default=None, help="working directory (default: local-runs/up-<time>)")
+    up.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (template.yaml, contracts/)")
+    up.add_argument("--poll", type=float, default=2.0, help="seconds between polls of the queues (default 2)")
+    up.add_argument(
+        "--reconcile-every", type=float, default=60.0, help="seconds between reconciler invocations (default 60)"
+    )
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, rows: int | None = None) -> None:
+    from dropzone.local.run import DEFAULT_FILES, DEFAULT_ROWS
+
+    parser.add_argument("--data", type=Path, default=None, help="DIR with one sub-directory of files per dataset")
+    parser.add_argument("--rows", type=int, default=rows or DEFAULT_ROWS, help="orders to generate without --data")
+    parser.add_argument("--files", type=int, default=DEFAULT_FILES, help="order files to generate without --data")
+    parser.add_argument("--seed", type=int, default=7, help="generator seed")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: local-runs/<time>)")
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (template.yaml, contracts/)")
+    parser.add_argument("--no-bad-file", action="store_true", help="do not add the deliberately bad file")
+    parser.add_argument("--no-duplicate", action="store_true", help="do not duplicate one S3 notification")
+
+
+def _check_root(root: Path) -> Path:
+    root = root.resolve()
+    for needed in ("template.yaml", "contracts"):
+        if not (root / needed).exists():
+            raise UsageError(f"{root} has no {needed}: run from the repository root or pass --root")
+    return root
+
+
+def run_local(args: argparse.Namespace) -> int:
+    from dropzone.local.report import summary_lines, write_report
+    from dropzone.local.run import RunOptions, run_pipeline, stamp
+
+    root = _check_root(args.root)
+    if args.rows < 1 or args.files < 1:
+        raise UsageError("--rows and --files must be at least 1")
+    out = (args.out or root / "local-runs" / stamp()).resolve()
+    options = RunOptions(
+        root=root,
+        out_dir=out,
+        data_dir=args.data.resolve() if args.data else None,
+        rows=args.rows,
+        files=args.files,
+        seed=args.seed,
+        bad_file=not args.no_bad_file,
+        duplicate=not args.no_duplicate,
+    )
+    try:
+        result = run_pipeline(options, progress=lambda line: print(line, flush=True))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    lines = summary_lines(result)
+    print("\n".join(lines))
+    report = write_report(result, lines)
+    print(f"report: {report}")
+    registered = any(p["status"] == "Approved" for ps in result.model_packages.values() for p in ps)
+    return 0 if registered else 1
+
+
+def up(args: argparse.Namespace) -> int:
+    from dropzone.local.run import stamp
+    from dropzone.local.runtime import LocalStack, Pipeline
+    from dropzone.local.server import embedded_aws
+
+    root = _check_root(args.root)
+    work = (args.out or root / "local-runs" / f"up-{stamp()}").resolve()
+    with embedded_aws(args.port) as aws:
+        local = LocalStack.start(aws, root, work)
+        pipeline = Pipeline(local, progress=lambda line: print(line, flush=True))
+        state = {
+            "endpoint_url": aws.endpoint_url,
+            "region": aws.region,
+            "data_bucket": local.data_bucket,
+            "ledger_table": local.ledger_table,
+            "stack_name": local.stack.name,
+        }
+        state_file = root / STATE_FILE
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(state, indent=2) + "\n")
+        print(_welcome(state, state_file), flush=True)
+        last_reconcile = time.monotonic()
+        try:
+            while True:
+                due = time.monotonic() - last_reconcile >= args.reconcile_every
+                pipeline.run_until_idle(reconcile=due)
+                if due:
+                    last_reconcile = time.monotonic()
+                time.sleep(args.poll)
+        except KeyboardInterrupt:
+            print("\nstopping the local stack", file=sys.stderr)
+        finally:
+            state_file.unlink(missing_ok=True)
+    return 0
+
+
+def _welcome(state: dict[str, str], state_file: Path) -> str:
+    endpoint, bucket = state["endpoint_url"], state["data_bucket"]
+    credentials = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+    env = f"AWS_ENDPOINT_URL={endpoint} {credentials} AWS_REGION={state['region']}"
+    file = "data/orders/orders-000.csv"
+    return "\n".join(
+        [
+            "",
+            f"local stack {state['stack_name']} is up (state in {state_file}); Ctrl-C stops it",
+            f"  endpoint: {endpoint}",
+            f"  bucket:   {bucket}  (drop files under incoming/<dataset>/)",
+            f"  ledger:   {state['ledger_table']}",
+            "",
+            "try, in another shell:",
+            f"  export {env}",
+            f"  aws s3 cp {shlex.quote(file)} s3://{bucket}/incoming/orders/",
+            f"  aws s3 ls s3://{bucket}/reports/ --recursive",
+            "  dropzone status",
+            "or with boto3:",
+            f"  s3 = boto3.client('s3', endpoint_url='{endpoint}')",
+            f"  s3.upload_file('{file}', '{bucket}', 'incoming/orders/x.csv')",
+            "",
+        ]
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    print("dropzone local is not built yet")
-    return 2
+    return run_local(args) if args.action == "run" else up(args)

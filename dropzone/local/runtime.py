@@ -158,9 +158,9 @@ class Pipeline:
                 )
         return len(self.local.stack.schedules)
 
-    def run_until_idle(self) -> int:
-        """Deliver and execute until no queue holds a message and no run or job waits; then reconcile once and
-        continue if that started anything. Returns the number of rounds."""
+    def run_until_idle(self, reconcile: bool = True) -> int:
+        """Deliver and execute until no queue holds a message and no run or job waits; then (``reconcile``)
+        invoke the schedules once and continue if that started anything. Returns the number of rounds."""
         rounds = 0
         reconciled = False
         while True:
@@ -175,7 +175,7 @@ class Pipeline:
                 continue
             if any(p.depth() for p in self.pollers):
                 continue
-            if reconciled:
+            if reconciled or not reconcile:
                 return rounds
             self.reconcile()
             reconciled = True
