@@ -24,6 +24,7 @@ REJECTED = "Rejected"
 HIGHER_IS_BETTER: Mapping[str, bool] = {"auc": True, "pr_auc": True, "logloss": False, "rmse": False, "mae": False}
 _METRIC_KEY = "metric."
 _BASELINE_KEY = "baseline."
+_TOLERANCE = 1e-9  # 0.805 - 0.8 is 0.0050000000000000044 in floating point: that is not "more than 0.005"
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,10 @@ def decide(metrics: Mapping[str, Any], gate: Gate, champion: Champion | None) ->
         reason = f"no baseline {metric} in the metrics"
         return Decision(not_better, metric, float(value), None, against, champion_arn, reason)
     gain = _improvement(metric, float(value), float(reference))
-    verdict = "beats" if gain > margin else "does not beat"
+    beats = gain - margin > _TOLERANCE
+    verdict = "beats" if beats else "does not beat"
     reason = f"{metric} {float(value):.4f} {verdict} the {against}'s {float(reference):.4f} by more than {margin:g}"
-    status = APPROVED if gain > margin else not_better
+    status = APPROVED if beats else not_better
     return Decision(status, metric, float(value), float(reference), against, champion_arn, reason)
 
 
