@@ -1,0 +1,190 @@
+"""A guarded byte stream: decompresses gzip and enforces the contract's file limits before any parser sees a byte.
+
+Everything a hostile file could use to crash or exhaust a parser is stopped here, chunk by chunk, in bounded
+memory: compressed and decompressed size, gzip bombs (expansion ratio), truncated or corrupt gzip, NUL bytes
+(binary data), UTF-16 byte order marks and over-long lines. A UTF-8 BOM is tolerated and stripped.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from dropzone.validation.report import Rejected
+
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+CHUNK = 1 << 20
+# A gzip bomb expands absurdly: real CSV/JSON compresses 3-20x. The ratio is judged once this much came out.
+MAX_GZIP_RATIO = 200
+RATIO_GRACE_BYTES = 16 << 20
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+class GuardedStream:
+    """File-like ``read(n)`` over the decompressed, checked text of ``raw``; raises :class:`Rejected`.
+
+    The first rejection is kept in ``rejection`` too, because a parser calling ``read`` may wrap the exception.
+    """
+
+    def __init__(
+        self,
+        raw: BinaryIO | Any,
+        *,
+        gzip: bool | None,
+        max_bytes: int,
+        max_line_length: int,
+        chunk: int = CHUNK,
+    ) -> None:
+        self._raw = raw
+        self._chunk = chunk
+        self.max_bytes = max_bytes
+        self.max_line_length = max_line_length
+        self.bytes_read = 0  # raw (compressed) bytes consumed
+        self.bytes_out = 0  # decompressed bytes produced
+        self.lines = 0  # newlines seen so far
+        self.rejection: str | None = None
+        self._since_newline = 0
+        self._buf = bytearray()
+        self._eof = False
+        self._started = False
+        self._fed = 0
+        head = self._read_raw(2)
+        self._pending_raw = head
+        self.gzip = head == GZIP_MAGIC if gzip is None else (gzip or head == GZIP_MAGIC)
+        if head and self.gzip and head != GZIP_MAGIC:
+            self._reject("file name says gzip but the content is not gzip (no 1f 8b magic bytes)")
+        self._inflater: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.gzip and head else None
+        self.closed = False
+
+    # -- the parser-facing API -------------------------------------------------------------------------------
+    def read(self, n: int = -1) -> bytes:
+        if self.rejection is not None:
+            raise Rejected(self.rejection)
+        want = self._chunk if n is None or n < 0 else n
+        while len(self._buf) < want and not self._eof:
+            self._fill()
+        out = bytes(self._buf[:want])
+        del self._buf[:want]
+        return out
+
+    def read_all_checked(self) -> None:
+        """Consume the rest (used when nothing more needs parsing but limits must still be proven)."""
+        while not self._eof:
+            self._fill()
+            self._buf.clear()
+
+    def peek_line(self) -> bytes:
+        """The first line (without consuming it), at most ``max_line_length`` bytes."""
+        while b"\n" not in self._buf and not self._eof:
+            self._fill()
+        end = self._buf.find(b"\n")
+        return bytes(self._buf if end < 0 else self._buf[: end + 1])
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _reject(self, reason: str) -> None:
+        if self.rejection is None:
+            self.rejection = reason
+        raise Rejected(self.rejection)
+
+    def _read_raw(self, n: int) -> bytes:
+        data = self._raw.read(n)
+        if data is None:
+            data = b""
+        self.bytes_read += len(data)
+        if self.bytes_read > self.max_bytes:
+            self._reject(f"file is larger than max_bytes {_human(self.max_bytes)}")
+        return bytes(data)
+
+    def _fill(self) -> None:
+        if self._inflater is None:
+            raw, self._pending_raw = (self._pending_raw or self._read_raw(self._chunk)), b""
+            if not raw:
+                self._eof = True
+            else:
+                self._accept(raw)
+            return
+        inflater = self._inflater
+        if inflater.unconsumed_tail:
+            data = inflater.unconsumed_tail  # drain what is already in hand before reading more
+        else:
+            data, self._pending_raw = (self._pending_raw or self._read_raw(self._chunk)), b""
+            if not data:
+                if self._fed and not inflater.eof:
+                    self._reject(f"gzip stream is truncated (ends after {self.bytes_read} compressed bytes)")
+                self._eof = True
+                return
+            self._fed += len(data)
+        try:
+            out = inflater.decompress(data, self._chunk)
+        except zlib.error as e:
+            self._reject(f"gzip stream is corrupt after {self.bytes_read} compressed bytes: {e}")
+        if inflater.eof:
+            # Concatenated gzip members (as `cat a.gz b.gz` makes) are one valid gzip file; NUL padding is ignored.
+            rest = inflater.unused_data
+            self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._fed = 0
+            if rest.strip(b"\x00"):
+                self._pending_raw = rest
+        if out:
+            self._accept(out)
+        if self.bytes_out > RATIO_GRACE_BYTES and self.bytes_out > MAX_GZIP_RATIO * max(self.bytes_read, 1):
+            self._reject(
+                f"gzip expands more than {MAX_GZIP_RATIO}x ({_human(self.bytes_read)} -> over "
+                f"{_human(self.bytes_out)}): refused as a decompression bomb"
+            )
+
+    def _accept(self, data: bytes) -> None:
+        if not self._started:
+            self._started = True
+            if data.startswith(UTF8_BOM):
+                data = data[len(UTF8_BOM) :]
+            elif data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                self._reject("file is UTF-16 encoded (byte order mark found); expected UTF-8")
+        self.bytes_out += len(data)
+        if self.bytes_out > self.max_bytes:
+            self._reject(f"decompressed size exceeds max_bytes {_human(self.max_bytes)}")
+        arr = np.frombuffer(data, dtype=np.uint8)
+        nul = np.flatnonzero(arr == 0)
+        if nul.size:
+            offset = self.bytes_out - len(data) + int(nul[0])
+            self._reject(f"file contains a NUL byte at offset {offset}: binary data, not text")
+        limit = self.max_line_length
+        newlines = np.flatnonzero(arr == 10)
+        if newlines.size == 0:
+            self._since_newline += len(data)
+            if self._since_newline > limit:
+                self._reject(f"line {self.lines + 1} is longer than max_line_length {_human(limit)}")
+        else:
+            lengths = np.diff(newlines, prepend=-1) - 1  # each completed line, without its newline
+            lengths[0] += self._since_newline
+            over = np.flatnonzero(lengths > limit)
+            if over.size:
+                self._reject(f"line {self.lines + 1 + int(over[0])} is longer than max_line_length {_human(limit)}")
+            self._since_newline = len(data) - int(newlines[-1]) - 1
+            if self._since_newline > limit:
+                line = self.lines + int(newlines.size) + 1
+                self._reject(f"line {line} is longer than max_line_length {_human(limit)}")
+        self.lines += int(newlines.size)
+        self._buf += data
+
+    @property
+    def exhausted(self) -> bool:
+        return self._eof and not self._buf

@@ -1,0 +1,535 @@
+"""Validate one file against its contract, streaming, batch by batch: the decision, reasons and counts.
+
+CSV is read by ``pyarrow.csv.open_csv`` with every column as text, then typed by the compiled rules; JSON Lines is
+cut into line-aligned blocks, guarded for nesting depth with numpy *before* any parser sees it, then parsed line by
+line (the stdlib C parser); Parquet has its magic bytes, footer and row-group metadata checked before a row is read,
+then is read row group by row group in bounded batches. Hostile input never raises: it becomes a reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import tempfile
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from dropzone.contract import Contract
+from dropzone.rules import RowRule, row_rules, unique_rule_name
+from dropzone.validation.compiler import any_of, compatible, failure_mask, typed_values
+from dropzone.validation.guard import GuardedStream, _human
+from dropzone.validation.report import QUARANTINED, Rejected, SchemaDiff, ValidationReport
+from dropzone.validation.uniqueness import UniqueTracker
+
+# File name suffix → format (longest suffix first). ``.json`` and ``.ndjson`` are read as JSON Lines.
+SUFFIXES: tuple[tuple[str, str], ...] = (
+    (".csv.gz", "csv.gz"),
+    (".jsonl.gz", "jsonl.gz"),
+    (".ndjson.gz", "jsonl.gz"),
+    (".json.gz", "jsonl.gz"),
+    (".csv", "csv"),
+    (".jsonl", "jsonl"),
+    (".ndjson", "jsonl"),
+    (".json", "jsonl"),
+    (".parquet", "parquet"),
+)
+CSV_BLOCK = 4 << 20
+JSON_BLOCK = 1 << 20
+PARQUET_BATCH_ROWS = 65_536
+MAX_PARQUET_FOOTER = 16 << 20
+MAX_SAMPLE_VALUE = 200
+ROW_COLUMNS = "row.columns"  # a CSV row with the wrong number of fields
+ROW_JSON = "row.json"  # a JSON Lines line that is not a JSON object
+_JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
+
+
+def detect_format(name: str) -> str | None:
+    """The format a file name says (``orders-1.csv.gz`` → ``csv.gz``), or None for an unsupported name."""
+    lower = name.lower()
+    for suffix, fmt in SUFFIXES:
+        if lower.endswith(suffix):
+            return fmt
+    return None
+
+
+def _pct(fraction: float) -> str:
+    value = fraction * 100
+    return f"{value:.1f}%" if value == 0 or value >= 0.1 else f"{value:.3g}%"
+
+
+def _sample_value(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_SAMPLE_VALUE:
+        return value[:MAX_SAMPLE_VALUE] + "..."
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is not None and not isinstance(value, str | int | float | bool):
+        return str(value)
+    return value
+
+
+class _Checker:
+    """Applies the compiled rules to each batch and accumulates counts, samples and uniqueness."""
+
+    def __init__(self, contract: Contract, report: ValidationReport, uploaded_at: datetime, max_samples: int) -> None:
+        self.contract = contract
+        self.report = report
+        self.max_samples = max_samples
+        self.rules: dict[str, list[RowRule]] = {c.name: [] for c in contract.columns}
+        self.blocking: dict[str, bool] = {}
+        for rule in row_rules(contract, uploaded_at):
+            self.rules[rule.column].append(rule)
+            self.blocking[rule.name] = rule.blocking
+        self.unique = {name: UniqueTracker() for name in contract.unique_columns}
+        self.descriptions = {r.name: r.describe() for rules in self.rules.values() for r in rules}
+        for name in contract.unique_columns:
+            self.descriptions[unique_rule_name(name)] = f"{name} repeats a value seen earlier in the file"
+        self.descriptions[ROW_COLUMNS] = "row has the wrong number of fields"
+        self.descriptions[ROW_JSON] = "line is not a JSON object"
+
+    def _count(self, name: str, n: int) -> None:
+        if n:
+            target = self.report.rule_counts
+            target[name] = target.get(name, 0) + n
+            if not self.blocking.get(name, True):
+                self.report.flagged[name] = self.report.flagged.get(name, 0) + n
+
+    def _limit_rows(self) -> None:
+        limit = self.contract.limits.max_rows
+        if self.report.rows_read > limit:
+            raise Rejected(f"file has more than max_rows {limit} rows")
+
+    def invalid_row(self, row: int, rule: str, detail: str) -> None:
+        """A row no parser could turn into values (wrong field count, broken JSON): bad, counted, sampled."""
+        self.report.rows_read += 1
+        self.report.bad_rows += 1
+        self._count(rule, 1)
+        if len(self.report.samples) < self.max_samples:
+            self.report.samples.append({"row": row, "rules": [rule], "detail": detail[:MAX_SAMPLE_VALUE]})
+        self._limit_rows()
+
+    def check(
+        self,
+        columns: Mapping[str, pa.Array],
+        n: int,
+        *,
+        first_row: int,
+        row_numbers: Sequence[int] | None = None,
+        forced: Mapping[str, Sequence[bool]] | None = None,
+    ) -> None:
+        """Check ``n`` rows; ``forced`` marks rule failures found while reading (e.g. a JSON list in a column)."""
+        if n == 0:
+            return
+        masks: dict[str, pa.Array] = {}
+        for column in self.contract.columns:
+            raw = columns.get(column.name)
+            if raw is None:
+                raw = pa.nulls(n, pa.string())
+            typed, parse_failed = typed_values(raw, column.type)
+            for rule in self.rules[column.name]:
+                masks[rule.name] = failure_mask(rule, column, raw, typed, parse_failed)
+            if column.name in self.unique:
+                repeated = self.unique[column.name].add(typed)
+                masks[unique_rule_name(column.name)] = pa.array(repeated, type=pa.bool_())
+        for name, flags in (forced or {}).items():
+            forced_mask = pa.array(flags, type=pa.bool_())
+            masks[name] = pc.or_(masks[name], forced_mask) if name in masks else forced_mask
+        for name, mask in masks.items():
+            self._count(name, int(pc.sum(mask).as_py() or 0))
+        bad = any_of([m for name, m in masks.items() if self.blocking.get(name, True)], n)
+        n_bad = int(pc.sum(bad).as_py() or 0)
+        self.report.rows_read += n
+        self.report.bad_rows += n_bad
+        if n_bad and len(self.report.samples) < self.max_samples:
+            need = self.max_samples - len(self.report.samples)
+            rows = np.flatnonzero(np.asarray(bad.to_numpy(zero_copy_only=False), dtype=bool))[:need]
+            for i in rows.tolist():
+                failed = [name for name, m in masks.items() if self.blocking.get(name, True) and m[i].as_py()]
+                values = {name: _sample_value(arr[i].as_py()) for name, arr in columns.items()}
+                number = row_numbers[i] if row_numbers is not None else first_row + i
+                self.report.samples.append({"row": number, "rules": failed, "values": values})
+        self._limit_rows()
+
+
+def _schema_diff(found: Sequence[str], contract: Contract) -> SchemaDiff:
+    seen = set(found)
+    return SchemaDiff(
+        missing=[c for c in contract.column_names if c not in seen],
+        extra=[c for c in found if c not in set(contract.column_names)],
+    )
+
+
+def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: ValidationReport) -> None:
+    first = guard.peek_line()
+    if not first.strip(b"\r\n\t "):
+        raise Rejected("file is empty" if not first else "file is empty (blank first line, no header)")
+    if first.startswith(b"PAR1"):
+        raise Rejected("content is Parquet, but the file name says CSV")
+    try:
+        text = first.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise Rejected(f"header line is not valid UTF-8 (byte {e.start}): the file is binary or not UTF-8") from None
+    header = next(csv.reader([text]))
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise Rejected(f"header repeats column {duplicates[0]!r}")
+    diff = _schema_diff(header, contract)
+    if diff:
+        report.schema = diff
+        for reason in diff.reasons():
+            report.quarantine(reason)
+        if len(header) == 1:
+            for delimiter, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+                if delimiter in text:
+                    report.quarantine(f"the header has one column: the file looks {label}-delimited; expected commas")
+                    break
+        return
+    invalid: list[tuple[int, str]] = []
+
+    def on_invalid(row: Any) -> str:
+        number = row.number if row.number is not None and row.number >= 0 else -1
+        invalid.append((number, f"expected {row.expected_columns} fields, got {row.actual_columns}: {row.text}"))
+        return "skip"
+
+    reader = pa_csv.open_csv(
+        guard,
+        read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK, use_threads=True),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+    for batch in reader:
+        for number, detail in invalid:
+            checker.invalid_row(number, ROW_COLUMNS, detail)
+        invalid.clear()
+        columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+        checker.check(columns, batch.num_rows, first_row=report.rows_read + 1)
+    for number, detail in invalid:
+        checker.invalid_row(number, ROW_COLUMNS, detail)
+
+
+def _json_depth_guard(block: bytes, first_line: int, limit: int) -> None:
+    """Reject a block whose JSON nests deeper than ``limit`` (strings ignored), before anything parses it."""
+    if block.count(b"[") + block.count(b"{") <= limit:
+        return
+    stripped = np.frombuffer(_JSON_STRING.sub(b'""', block), dtype=np.uint8)
+    opens = (stripped == ord("{")) | (stripped == ord("["))
+    closes = (stripped == ord("}")) | (stripped == ord("]"))
+    depth = np.cumsum(opens.astype(np.int64) - closes.astype(np.int64))
+    newline = stripped == ord("\n")
+    line = np.cumsum(newline) - newline  # the newline belongs to its own line
+    base = np.concatenate(([0], depth[newline]))
+    relative = depth - base[line]
+    if relative.size and int(relative.max()) > limit:
+        at = int(np.argmax(relative > limit))
+        on_line = line == line[at]
+        deepest = int(relative[on_line].max())
+        raise Rejected(f"nesting depth {deepest} exceeds limit {limit} at line {first_line + int(line[at])}")
+
+
+def _json_text(value: Any, ctype: str) -> tuple[str | None, bool]:
+    """A JSON value → (text for the type parser, type mismatch)."""
+    if value is None:
+        return None, False
+    if isinstance(value, str):
+        return value, False
+    if isinstance(value, bool):
+        return ("true" if value else "false"), ctype != "bool"
+    if isinstance(value, int) and ctype in ("int", "double"):
+        return str(value), False
+    if isinstance(value, float) and ctype == "double":
+        return repr(value), False
+    if isinstance(value, float) and ctype == "int" and value.is_integer() and abs(value) < 1e18:
+        return str(int(value)), False
+    return None, True
+
+
+def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: ValidationReport) -> None:
+    limit = contract.limits.max_nesting_depth
+    types = {c.name: c.type for c in contract.columns}
+    keys_seen: set[str] = set()
+    extra_seen: list[str] = []
+    pending = b""
+    next_line = 1
+    started = False
+    while True:
+        chunk = guard.read(JSON_BLOCK)
+        if chunk:
+            pending += chunk
+            cut = pending.rfind(b"\n")
+            if cut < 0:
+                continue
+            block, pending = pending[: cut + 1], pending[cut + 1 :]
+        else:
+            block, pending = pending, b""
+            if not block:
+                break
+        if not started:
+            started = True
+            if block.lstrip()[:1] == b"[":
+                raise Rejected("file is a JSON array; expected JSON Lines (one object per line)")
+        _json_depth_guard(block, next_line, limit)
+        values: dict[str, list[str | None]] = {name: [] for name in types}
+        forced: dict[str, list[bool]] = {}
+        numbers: list[int] = []
+        lines = block.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        for offset, line in enumerate(lines):
+            number = next_line + offset
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError) as e:
+                detail = "not valid UTF-8" if isinstance(e, UnicodeDecodeError) else f"not valid JSON: {e}"
+                checker.invalid_row(number, ROW_JSON, f"line {number} is {detail}")
+                continue
+            if not isinstance(row, dict):
+                checker.invalid_row(number, ROW_JSON, f"line {number} is a JSON {type(row).__name__}, not an object")
+                continue
+            index = len(numbers)
+            numbers.append(number)
+            for key in row:
+                if key not in keys_seen:
+                    keys_seen.add(key)
+                    if key not in types:
+                        extra_seen.append(key)
+            for name, ctype in types.items():
+                text, mismatch = _json_text(row.get(name), ctype)
+                values[name].append(text)
+                if mismatch:
+                    flags = forced.setdefault(f"{name}.parse", [])
+                    flags.extend([False] * (index + 1 - len(flags)))
+                    flags[index] = True
+        next_line += len(lines)
+        n = len(numbers)
+        for flags in forced.values():
+            flags.extend([False] * (n - len(flags)))
+        arrays = {name: pa.array(v, type=pa.string()) for name, v in values.items()}
+        checker.check(arrays, n, first_row=numbers[0] if numbers else 0, row_numbers=numbers, forced=forced)
+        if not chunk:
+            break
+    if report.rows_read:
+        diff = SchemaDiff(missing=[c for c in types if c not in keys_seen], extra=extra_seen)
+        if diff:
+            report.schema = diff
+            for reason in diff.reasons():
+                report.quarantine(reason)
+
+
+def _seekable(stream: Any, max_bytes: int) -> Any:
+    """Parquet needs random access: use the stream if it seeks, else spool it (to disk past 64 MiB)."""
+    seekable = getattr(stream, "seekable", None)
+    if callable(seekable) and seekable():
+        return stream
+    spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115 - returned to the caller, closed there
+    total = 0
+    while chunk := stream.read(1 << 20):
+        total += len(chunk)
+        if total > max_bytes:
+            raise Rejected(f"file is larger than max_bytes {_human(max_bytes)}")
+        spool.write(chunk)
+    spool.seek(0)
+    return spool
+
+
+def _parquet(stream: Any, contract: Contract, checker: _Checker, report: ValidationReport) -> None:
+    limits = contract.limits
+    f = _seekable(stream, limits.max_bytes)
+    size = f.seek(0, io.SEEK_END)
+    report.bytes_read = size
+    if size > limits.max_bytes:
+        raise Rejected(f"file is larger than max_bytes {_human(limits.max_bytes)}")
+    if size == 0:
+        raise Rejected("file is empty")
+    if size < 12:
+        raise Rejected(f"file is too small to be Parquet ({size} bytes)")
+    f.seek(0)
+    head = f.read(4)
+    f.seek(size - 8)
+    tail = f.read(8)
+    if head != b"PAR1":
+        raise Rejected("not a Parquet file: no PAR1 magic bytes at the start")
+    if tail[4:] != b"PAR1":
+        raise Rejected("Parquet file is truncated: no PAR1 magic bytes at the end")
+    footer = int.from_bytes(tail[:4], "little")
+    if footer + 12 > size:
+        raise Rejected(f"Parquet footer claims {footer} bytes but the file has only {size}")
+    if footer > MAX_PARQUET_FOOTER:
+        raise Rejected(f"Parquet footer is {_human(footer)}, over the {_human(MAX_PARQUET_FOOTER)} limit")
+    f.seek(0)
+    try:
+        pf = pq.ParquetFile(f)
+        meta = pf.metadata
+        schema = pf.schema_arrow
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise Rejected(f"Parquet footer is unreadable: {_first_line(e)}") from None
+    names = list(schema.names)
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise Rejected(f"Parquet schema repeats column {duplicates[0]!r}")
+    diff = _schema_diff(names, contract)
+    for column in contract.columns:
+        if column.name in names:
+            found = schema.field(column.name).type
+            if not compatible(found, column.type):
+                diff.wrong_type.append({"column": column.name, "expected": column.type, "found": str(found)})
+    if diff:
+        report.schema = diff
+        for reason in diff.reasons():
+            report.quarantine(reason)
+        return
+    in_groups = sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    if in_groups != meta.num_rows:
+        raise Rejected(f"Parquet footer says {meta.num_rows} rows but its row groups hold {in_groups}")
+    if meta.num_rows > limits.max_rows:
+        raise Rejected(f"file has {meta.num_rows} rows, more than max_rows {limits.max_rows}")
+    wanted = set(contract.column_names)
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            name = chunk.path_in_schema
+            end = max(chunk.data_page_offset, chunk.dictionary_page_offset or 0) + chunk.total_compressed_size
+            if chunk.data_page_offset < 4 or chunk.file_offset > size or end > size + chunk.total_compressed_size:
+                raise Rejected(f"row group {g} column {name!r} points outside the file (the footer lies)")
+            stats = chunk.statistics
+            if name in wanted and stats is not None and stats.has_null_count and stats.null_count > group.num_rows:
+                raise Rejected(f"row group {g} column {name!r}: footer statistics count more nulls than rows")
+    row = 1
+    for g in range(meta.num_row_groups):
+        expected = meta.row_group(g).num_rows
+        got = 0
+        try:
+            for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[g], columns=list(wanted)):
+                columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+                checker.check(columns, batch.num_rows, first_row=row)
+                got += batch.num_rows
+                row += batch.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise Rejected(f"row group {g} is unreadable: {_first_line(e)}") from None
+        if got != expected:
+            raise Rejected(f"row group {g} holds {got} rows but the footer says {expected}")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+def _arrow_reason(e: BaseException, fmt: str, report: ValidationReport) -> str:
+    message = _first_line(e)
+    if "utf8" in message.lower() or "utf-8" in message.lower():
+        return f"file is not valid UTF-8 text (in the block after row {report.rows_read})"
+    return f"file cannot be read as {fmt}: {message}"
+
+
+def _finish(report: ValidationReport, contract: Contract, checker: _Checker | None) -> None:
+    if report.decision == QUARANTINED and report.reasons:
+        return
+    if report.rows_read == 0:
+        report.quarantine(
+            "file has a header but no data rows" if report.format.startswith("csv") else "file has no rows"
+        )
+        return
+    limit = contract.limits.max_bad_row_fraction
+    if report.bad_fraction > limit:
+        report.quarantine(
+            f"{_pct(report.bad_fraction)} of rows are bad (limit {_pct(limit)}): "
+            f"{report.bad_rows} of {report.rows_read}"
+        )
+        described = checker.descriptions if checker is not None else {}
+        for name, count in sorted(report.rule_counts.items(), key=lambda kv: -kv[1]):
+            if name in report.flagged:
+                continue
+            report.reasons.append(f"{name}: {count} rows ({described.get(name, name)})")
+
+
+def validate_stream(
+    stream: BinaryIO | Any,
+    *,
+    name: str,
+    contract: Contract,
+    size: int | None = None,
+    uploaded_at: datetime | None = None,
+    max_samples: int = 20,
+) -> ValidationReport:
+    """Validate one file read from ``stream`` (any binary file-like; seekable for Parquet) against ``contract``.
+
+    ``name`` gives the format by its suffix; ``uploaded_at`` (default now) bounds future timestamps.
+    """
+    started = time.perf_counter()
+    uploaded = uploaded_at or datetime.now(UTC)
+    if uploaded.tzinfo is None:
+        uploaded = uploaded.replace(tzinfo=UTC)
+    fmt = detect_format(name)
+    report = ValidationReport(
+        name=name, dataset=contract.dataset, format=fmt or "unknown", size=size, uploaded_at=uploaded.isoformat()
+    )
+    checker: _Checker | None = None
+    guard: GuardedStream | None = None
+    try:
+        if fmt is None:
+            raise Rejected(
+                f"unsupported file name {Path(name).name!r}: "
+                "expected .csv, .csv.gz, .jsonl, .json, .jsonl.gz or .parquet"
+            )
+        if fmt not in contract.formats:
+            raise Rejected(
+                f"format {fmt} is not accepted for {contract.dataset} (accepted: {', '.join(contract.formats)})"
+            )
+        if size is not None and size > contract.limits.max_bytes:
+            raise Rejected(f"file is {_human(size)}, larger than max_bytes {_human(contract.limits.max_bytes)}")
+        if size == 0:
+            raise Rejected("file is empty (0 bytes)")
+        checker = _Checker(contract, report, uploaded, max_samples)
+        if fmt == "parquet":
+            _parquet(stream, contract, checker, report)
+        else:
+            guard = GuardedStream(
+                stream,
+                gzip=True if fmt.endswith(".gz") else None,
+                max_bytes=contract.limits.max_bytes,
+                max_line_length=contract.limits.max_line_length,
+            )
+            if fmt.startswith("csv"):
+                _csv(guard, contract, checker, report)
+            else:
+                _jsonl(guard, contract, checker, report)
+    except Rejected as e:
+        report.quarantine(str(e))
+    except (pa.ArrowException, OSError, ValueError, EOFError, zlib.error, RecursionError) as e:
+        if guard is not None and guard.rejection is not None:
+            report.quarantine(guard.rejection)
+        else:
+            report.quarantine(_arrow_reason(e, fmt or "unknown", report))
+    if guard is not None:
+        report.bytes_read = guard.bytes_read
+    _finish(report, contract, checker)
+    report.duration_s = time.perf_counter() - started
+    return report
+
+
+def validate_path(path: str | Path, contract: Contract, *, uploaded_at: datetime | None = None) -> ValidationReport:
+    """Validate a local file; ``uploaded_at`` defaults to now (a producer checking a file before upload)."""
+    p = Path(path)
+    with p.open("rb") as f:
+        return validate_stream(f, name=p.name, contract=contract, size=p.stat().st_size, uploaded_at=uploaded_at)
