@@ -22,7 +22,7 @@ MAX_GZIP_RATIO = 200
 RATIO_GRACE_BYTES = 16 << 20
 
 
-def _human(n: int) -> str:
+def human_size(n: int) -> str:
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
@@ -110,7 +110,7 @@ class GuardedStream:
             data = b""
         self.bytes_read += len(data)
         if self.bytes_read > self.max_bytes:
-            self._reject(f"file is larger than max_bytes {_human(self.max_bytes)}")
+            self._reject(f"file is larger than max_bytes {human_size(self.max_bytes)}")
         return bytes(data)
 
     def _fill(self) -> None:
@@ -147,8 +147,8 @@ class GuardedStream:
             self._accept(out)
         if self.bytes_out > RATIO_GRACE_BYTES and self.bytes_out > MAX_GZIP_RATIO * max(self.bytes_read, 1):
             self._reject(
-                f"gzip expands more than {MAX_GZIP_RATIO}x ({_human(self.bytes_read)} -> over "
-                f"{_human(self.bytes_out)}): refused as a decompression bomb"
+                f"gzip expands more than {MAX_GZIP_RATIO}x ({human_size(self.bytes_read)} -> over "
+                f"{human_size(self.bytes_out)}): refused as a decompression bomb"
             )
 
     def _accept(self, data: bytes) -> None:
@@ -160,7 +160,7 @@ class GuardedStream:
                 self._reject("file is UTF-16 encoded (byte order mark found); expected UTF-8")
         self.bytes_out += len(data)
         if self.bytes_out > self.max_bytes:
-            self._reject(f"decompressed size exceeds max_bytes {_human(self.max_bytes)}")
+            self._reject(f"decompressed size exceeds max_bytes {human_size(self.max_bytes)}")
         arr = np.frombuffer(data, dtype=np.uint8)
         nul = np.flatnonzero(arr == 0)
         if nul.size:
@@ -171,17 +171,17 @@ class GuardedStream:
         if newlines.size == 0:
             self._since_newline += len(data)
             if self._since_newline > limit:
-                self._reject(f"line {self.lines + 1} is longer than max_line_length {_human(limit)}")
+                self._reject(f"line {self.lines + 1} is longer than max_line_length {human_size(limit)}")
         else:
             lengths = np.diff(newlines, prepend=-1) - 1  # each completed line, without its newline
             lengths[0] += self._since_newline
             over = np.flatnonzero(lengths > limit)
             if over.size:
-                self._reject(f"line {self.lines + 1 + int(over[0])} is longer than max_line_length {_human(limit)}")
+                self._reject(f"line {self.lines + 1 + int(over[0])} is longer than max_line_length {human_size(limit)}")
             self._since_newline = len(data) - int(newlines[-1]) - 1
             if self._since_newline > limit:
                 line = self.lines + int(newlines.size) + 1
-                self._reject(f"line {line} is longer than max_line_length {_human(limit)}")
+                self._reject(f"line {line} is longer than max_line_length {human_size(limit)}")
         self.lines += int(newlines.size)
         self._buf += data
 

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from dropzone.contract import Contract
 from dropzone.rules import RowRule, row_rules, unique_rule_name
 from dropzone.validation.compiler import any_of, compatible, failure_mask, typed_values
-from dropzone.validation.guard import GuardedStream, _human
+from dropzone.validation.guard import GuardedStream, human_size
 from dropzone.validation.report import QUARANTINED, Rejected, SchemaDiff, ValidationReport
 from dropzone.validation.uniqueness import UniqueTracker
 
@@ -345,7 +345,7 @@ def _seekable(stream: Any, max_bytes: int) -> Any:
     while chunk := stream.read(1 << 20):
         total += len(chunk)
         if total > max_bytes:
-            raise Rejected(f"file is larger than max_bytes {_human(max_bytes)}")
+            raise Rejected(f"file is larger than max_bytes {human_size(max_bytes)}")
         spool.write(chunk)
     spool.seek(0)
     return spool
@@ -357,7 +357,7 @@ def _parquet(stream: Any, contract: Contract, checker: _Checker, report: Validat
     size = f.seek(0, io.SEEK_END)
     report.bytes_read = size
     if size > limits.max_bytes:
-        raise Rejected(f"file is larger than max_bytes {_human(limits.max_bytes)}")
+        raise Rejected(f"file is larger than max_bytes {human_size(limits.max_bytes)}")
     if size == 0:
         raise Rejected("file is empty")
     if size < 12:
@@ -374,7 +374,7 @@ def _parquet(stream: Any, contract: Contract, checker: _Checker, report: Validat
     if footer + 12 > size:
         raise Rejected(f"Parquet footer claims {footer} bytes but the file has only {size}")
     if footer > MAX_PARQUET_FOOTER:
-        raise Rejected(f"Parquet footer is {_human(footer)}, over the {_human(MAX_PARQUET_FOOTER)} limit")
+        raise Rejected(f"Parquet footer is {human_size(footer)}, over the {human_size(MAX_PARQUET_FOOTER)} limit")
     f.seek(0)
     try:
         pf = pq.ParquetFile(f)
@@ -497,7 +497,7 @@ def validate_stream(
                 f"format {fmt} is not accepted for {contract.dataset} (accepted: {', '.join(contract.formats)})"
             )
         if size is not None and size > contract.limits.max_bytes:
-            raise Rejected(f"file is {_human(size)}, larger than max_bytes {_human(contract.limits.max_bytes)}")
+            raise Rejected(f"file is {human_size(size)}, larger than max_bytes {human_size(contract.limits.max_bytes)}")
         if size == 0:
             raise Rejected("file is empty (0 bytes)")
         checker = _Checker(contract, report, uploaded, max_samples)
