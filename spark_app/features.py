@@ -111,8 +111,8 @@ def _text_vectors(events: DataFrame, contract: Contract, fit_before: date) -> tu
     prepared = prepared.withColumn("_terms", F.concat(*grams) if len(grams) > 1 else grams[0])
     history = prepared.filter(has_text & (F.col(contract.timestamp) < F.lit(fit_before).cast("timestamp")))
     fit_rows = history.count()
-    if fit_rows == 0:
-        return events.withColumn(_TEXT, F.lit(None).cast("array<double>")), 0
+    if fit_rows < 2:  # no vocabulary to fit (a covariance needs two rows): text features stay null
+        return events.withColumn(_TEXT, F.lit(None).cast("array<double>")), fit_rows
     # Deterministic content-based sample: the same events always give the same model.
     buckets = 1_000_000
     keep = max(1, min(buckets, buckets * TEXT_FIT_ROWS // fit_rows))

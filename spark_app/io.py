@@ -108,9 +108,10 @@ def write_text(uri: str, text: str) -> None:
 
 def spark_path(uri: str) -> str:
     """What Spark reads: s3:// stays (EMRFS), local paths become absolute file:// URIs."""
-    if is_s3(uri) or uri.startswith("file://"):
+    if is_s3(uri):
         return uri
-    return Path(uri).resolve().as_uri()
+    # Not Path.as_uri(): Hadoop takes the path literally and would keep %-escapes such as run%3D1.
+    return "file:" + str(local_path(uri).resolve())
 
 
 def file_format(uri: str) -> str:
@@ -237,6 +238,13 @@ def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[st
     return df.select(*contract.column_names, CORRUPT, "_source_uri")
 
 
+def _hadoop_uri(spark: SparkSession, uri: str) -> str:
+    """The form ``_metadata.file_path`` takes (Hadoop's escaped URI), to map rows back to manifest entries."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    return str(jvm.org.apache.hadoop.fs.Path(spark_path(uri)).toUri().toString())
+
+
 def read_batch(spark: SparkSession, contract: Contract, batch: Batch) -> DataFrame:
     """Every file of the batch with the contract's columns, ``_corrupt_record`` (non-null when a value did not
     parse as its type) and ``_file_index`` (position in the manifest: later files win on duplicate keys)."""
@@ -252,5 +260,5 @@ def read_batch(spark: SparkSession, contract: Contract, batch: Batch) -> DataFra
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other)
-    index = F.create_map(*[x for i, f in enumerate(batch.files) for x in (F.lit(spark_path(f.uri)), F.lit(i))])
+    index = F.create_map(*[x for i, f in enumerate(batch.files) for x in (F.lit(_hadoop_uri(spark, f.uri)), F.lit(i))])
     return df.withColumn(FILE_INDEX, F.coalesce(index[F.col("_source_uri")], F.lit(-1))).drop("_source_uri")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +26,19 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+def assert_frames_equal(actual: DataFrame, expected: DataFrame) -> None:
+    """Same schema and same rows in any order.
+
+    pyspark.testing.assertDataFrameEqual imports pyspark.pandas, which fails with pandas 3 (pyspark 4.1.1:
+    ``cannot import name 'DateOffset' from 'pandas.tseries.frequencies'``), so the tests compare frames here.
+    """
+    assert actual.schema == expected.schema, f"schemas differ:\n{actual.schema}\n{expected.schema}"
+    key = repr
+    assert sorted(actual.collect(), key=key) == sorted(expected.collect(), key=key)
+
+
+@pytest.fixture(scope="session")
+def frames_equal() -> Callable[[DataFrame, DataFrame], None]:
+    return assert_frames_equal
