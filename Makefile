@@ -53,6 +53,10 @@ lock:  ## re-resolve requirements/*.in into the pinned locks
 	/tmp/dropzone-lock/bin/pip install --quiet -r requirements/dev.in
 	/tmp/dropzone-lock/bin/pip freeze | sort -f > requirements/dev.lock
 
+package-spark: $(STAMP)  ## build/spark/main.py + build/spark/dropzone.zip (EMR Serverless entryPoint and --py-files)
+	rm -rf build/spark
+	$(BIN)/python -m spark_app.package build/spark
+
 clean:  ## remove build outputs (keeps the venvs)
 	rm -rf .aws-sam build dist .pytest_cache .mypy_cache .ruff_cache
 
