@@ -1,0 +1,158 @@
+"""`dropzone status` against a ledger filled by the real completion code (moto), and against a moto server."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from dropzone.cli import main
+from dropzone.ledger import Ledger, iso
+from dropzone.local.server import embedded_aws
+from tests.unit.completion_stack import TABLE, Stack, emr_event, hours_ago, load_app, make_stack, training_event
+
+
+@pytest.fixture
+def stack(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    with mock_aws():
+        yield make_stack(monkeypatch)
+
+
+def _pipeline(stack: Stack, lambda_context: Any) -> tuple[str, str]:
+    """Two files batched and run, the run's cost recorded, its model trained and approved; one more file waiting."""
+    stack.accept_files("orders", 2, seen_at=hours_ago(2))
+    started = stack.start_batch("orders")
+    stack.write_run_manifest("orders", started.client_token)
+    job_finished = load_app("job_finished")
+
+    def billed(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["jobRun"]["billedResourceUtilization"] = {"vCPUHour": 1.0, "memoryGBHour": 4.0, "storageGBHour": 0.0}
+        parsed["jobRun"]["totalExecutionDurationSeconds"] = 420
+
+    job_finished.completions.emr.meta.events.register("after-call.emr-serverless.GetJobRun", billed)
+    job_finished.handler(emr_event("emr_job_success.json", stack.app_id, started.job_run_id), lambda_context)
+    name = str(stack.item("orders", f"RUN#{started.job_run_id}")["training_job"])  # type: ignore[index]
+    job = stack.sagemaker.describe_training_job(TrainingJobName=name)
+    stack.upload_training_output(
+        job["ModelArtifacts"]["S3ModelArtifacts"], {"validation": {"auc": 0.77}, "baseline": {"auc": 0.5}}
+    )
+    load_app("model_trained").handler(training_event("sagemaker_training_completed.json", name), lambda_context)
+    stack.accept_files("orders", 1, start=50, seen_at=hours_ago(0.1))
+    return started.job_run_id, name
+
+
+def test_json_lists_runs_with_cost_models_with_decisions_and_files_newest_first(
+    stack: Stack, lambda_context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_run_id, training_job = _pipeline(stack, lambda_context)
+    capsys.readouterr()
+
+    code = main(["status", "--table", TABLE, "--json"])
+
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    (run,) = report["runs"]
+    assert run["job_run_id"] == job_run_id
+    assert run["state"] == "SUCCESS"
+    assert run["duration_s"] == 420
+    assert run["cost_usd"] == pytest.approx(0.042094 + 4 * 0.004628)
+    assert run["training_job"] == training_job
+    (model,) = report["trainings"]
+    assert (model["name"], model["status"], model["decision"], model["metric"]) == (
+        training_job,
+        "Completed",
+        "Approved",
+        0.77,
+    )
+    assert model["model_package_arn"].startswith("arn:aws:sagemaker:")
+    assert report["files"][0]["key"] == "incoming/orders/part-0050.csv"  # the newest
+    assert report["summary"] == {"orders": {"ACCEPTED": 1, "DONE": 2}}
+    assert [b["status"] for b in report["batches"]] == ["SUCCEEDED"]
+
+
+def test_readable_tables(stack: Stack, lambda_context: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _pipeline(stack, lambda_context)
+    capsys.readouterr()
+
+    assert main(["status", "--table", TABLE, "--dataset", "orders"]) == 0
+
+    out = capsys.readouterr().out
+    assert "orders: 1 ACCEPTED, 2 DONE" in out
+    assert "Runs (1, newest first)" in out
+    runs = out.split("Runs (1, newest first)")[1].splitlines()
+    assert runs[1].split()[:3] == ["DATASET", "JOB", "RUN"]
+    assert "SUCCESS" in runs[2]
+    assert "0.0606" in runs[2]  # 1 vCPU-h + 4 GB-h at ARM64 prices
+    assert "Approved" in out
+
+
+def test_limit_cuts_each_table(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    stack.accept_files("orders", 5)
+    assert main(["status", "--table", TABLE, "--limit", "2"]) == 0
+    assert "Files (2 of 5, newest first)" in capsys.readouterr().out
+
+
+def test_reads_the_local_runtime_from_its_state_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a running local runtime (moto server) whose ledger holds one quarantined file, and its state file
+    with embedded_aws() as aws:
+        dynamodb = aws.client("dynamodb")
+        dynamodb.create_table(
+            TableName="local-ledger",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
+        record = {"bucket": "b", "key": "incoming/orders/bad.csv", "version": "e1", "status": "QUARANTINED"}
+        Ledger("local-ledger", dynamodb).record_file(
+            "orders", {**record, "reasons": ["amount: 3 values above max 100000"], "seen_at": iso(hours_ago(0))}
+        )
+        state = tmp_path / "local.json"
+        state.write_text(
+            json.dumps({"endpoint_url": aws.endpoint_url, "region": aws.region, "ledger_table": "local-ledger"})
+        )
+
+        # WHEN status runs with no table named
+        code = main(["status", "--state-file", str(state)])
+
+    # THEN it found the table through the state file
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"the local runtime at {aws.endpoint_url}" in out
+    assert "amount: 3 values above max 100000" in out
+
+
+def test_no_table_and_no_state_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["status", "--state-file", str(tmp_path / "missing.json")])
+    assert code == 2
+    assert "pass --table NAME" in capsys.readouterr().err
+
+
+def test_stopped_local_runtime_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = tmp_path / "local.json"
+    state.write_text(
+        json.dumps({"endpoint_url": f"http://127.0.0.1:{port}", "region": "us-east-1", "ledger_table": "t"})
+    )
+
+    code = main(["status", "--state-file", str(state)])
+
+    assert code == 2
+    assert f"cannot reach the local runtime at http://127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_missing_table_is_named(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    boto3.client("dynamodb", region_name="us-east-1")  # moto is active; the table simply does not exist
+    code = main(["status", "--table", "nope"])
+    assert code == 2
+    assert "ledger table 'nope' does not exist" in capsys.readouterr().err
