@@ -243,6 +243,7 @@ class EmrExecutor:
             if not _DROPPED_CONF.search(key):
                 command += ["--conf", f"{key}={value}"]
         command += ["--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=false"]
+        command += ["--conf", "spark.log.level=WARN"]  # the INFO chatter of a local driver is thousands of lines
         if py_files:
             command += ["--py-files", ",".join(py_files)]
         return [*command, entry, *arguments], arguments

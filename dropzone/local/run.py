@@ -49,6 +49,7 @@ class RunResult:
     notifications: list[dict[str, Any]]
     deliveries: dict[str, Any]
     features: dict[str, Any] = field(default_factory=dict)
+    bucket_keys: list[str] = field(default_factory=list)
     report: Path | None = None
 
 
@@ -62,7 +63,7 @@ def _generate(options: RunOptions, progress: Progress) -> Path:
     return data_dir
 
 
-def _subscribe_queue(local: LocalStack) -> str | None:
+def subscribe_notifications(local: LocalStack) -> str | None:
     """Read the stack's SNS notifications the way a person would: an SQS queue subscribed to the topic."""
     topics = local.stack.physical("AWS::SNS::Topic")
     if not topics:
@@ -120,7 +121,7 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
             f"deploy   | {stack.name}: {len(stack.resources)} resources, {len(stack.functions)} functions, "
             f"{len(stack.mappings)} queue mappings, EMR application {', '.join(stack.emr_applications.values())}"
         )
-        notifications_url = _subscribe_queue(local)
+        notifications_url = subscribe_notifications(local)
         bucket = local.data_bucket
         with clock.stage("data"):
             data_dir = options.data_dir or _generate(options, progress)
@@ -168,6 +169,8 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
             deliveries=dict(pipeline.deliveries),
         )
         result.features = _features(local, result)
+        paginator = aws.client("s3").get_paginator("list_objects_v2")
+        result.bucket_keys = [o["Key"] for page in paginator.paginate(Bucket=bucket) for o in page.get("Contents", [])]
     return result
 
 

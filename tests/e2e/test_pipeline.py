@@ -1,0 +1,140 @@
+"""The whole pipeline of template.yaml on the embedded runtime: the default way dropzone runs, end to end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dropzone.generate import generate
+from dropzone.local.producer import producer_files, upload
+from dropzone.local.report import summary_lines, write_report
+from dropzone.local.run import RunOptions, RunResult, read_notifications, run_pipeline, subscribe_notifications
+from dropzone.local.runtime import LocalStack, Pipeline, ledger_items
+from dropzone.local.server import embedded_aws
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = 4000
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    out = tmp_path_factory.mktemp("local-run")
+    lines: list[str] = []
+    run = run_pipeline(RunOptions(root=ROOT, out_dir=out, rows=ROWS, files=10), progress=lines.append)
+    (out / "progress.txt").write_text("\n".join(lines))
+    return run
+
+
+def _files(result: RunResult) -> dict[str, dict]:
+    return {str(i["key"]): i for items in result.ledger.values() for i in items if str(i["sk"]).startswith("FILE#")}
+
+
+def test_the_pipeline_ends_with_a_registered_model_that_beats_the_baseline(result: RunResult) -> None:
+    assert [r.state for r in result.emr_runs] == ["SUCCESS"] * len(result.emr_runs)
+    assert result.training_jobs, "no training job ran"
+    job = result.training_jobs[-1]
+    assert job.status == "Completed", job.failure_reason
+    assert job.metrics["validation:auc"] > job.metrics["baseline:auc"]
+    statuses = [p["status"] for p in result.model_packages["dropzone-orders"]]
+    assert statuses == ["Approved"]
+
+
+def test_the_bad_file_is_quarantined_with_its_reason(result: RunResult) -> None:
+    assert result.bad_key is not None
+    bad = _files(result)[result.bad_key]
+    assert bad["status"] == "QUARANTINED"
+    assert "order_id" in json.dumps(bad.get("reasons"))
+    assert f"quarantine/{result.bad_key.removeprefix('incoming/')}" in result.bucket_keys
+    assert f"reports/{result.bad_key.removeprefix('incoming/')}.json" in result.bucket_keys
+    assert result.bad_key in result.bucket_keys  # the original is never deleted
+
+
+def test_the_duplicated_notification_did_nothing_twice(result: RunResult) -> None:
+    assert result.duplicated_key is not None
+    uploads = len(result.uploads)
+    # every object was notified once, one of them twice: the ingest function saw one message more than uploads
+    ingest = result.deliveries["IngestFunction"]
+    assert ingest.succeeded == uploads + 1 + 1  # + the duplicate + the s3:TestEvent of the notification setup
+    matching = [k for k in _files(result) if k == result.duplicated_key]
+    assert len(matching) == 1
+    batches = [i for items in result.ledger.values() for i in items if str(i["sk"]).startswith("BATCH#")]
+    in_batches = [f for b in batches for f in b.get("files") or [] if result.duplicated_key in str(f)]
+    assert len(in_batches) == 1
+
+
+def test_the_ledger_accounts_for_every_file(result: RunResult) -> None:
+    files = _files(result)
+    assert sorted(files) == sorted(u.key for u in result.uploads)
+    accepted = {k for k, f in files.items() if f["status"] != "QUARANTINED"}
+    assert accepted == {u.key for u in result.uploads} - {result.bad_key}
+    assert all(files[k]["status"] in ("ACCEPTED", "BATCHED", "DONE") for k in accepted)
+
+
+def test_the_summary_and_report_show_the_outcome(result: RunResult) -> None:
+    lines = summary_lines(result)
+    text = "\n".join(lines)
+    assert "registry | dropzone-orders: v1 Approved" in text
+    assert "quarant. | orders: incoming/orders/bad-missing-order_id.csv" in text
+    assert "cost     | EMR Serverless $" in text
+    report = write_report(result, lines)
+    html = report.read_text()
+    assert html.count("data:image/png;base64,") >= 3
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[LocalStack]:
+    with embedded_aws() as aws:
+        yield LocalStack.start(aws, ROOT, tmp_path / "work")
+
+
+def test_a_failing_spark_job_is_retried_then_failed_and_the_next_batch_still_trains(
+    local: LocalStack, tmp_path: Path
+) -> None:
+    # GIVEN 20 order files in two halves and a Spark entry point that breaks
+    data = tmp_path / "data"
+    generate(data, ROWS, seed=11, files=20)
+    files = producer_files(data, local.contracts)
+    reference = [f for f in files if local.contracts[f[0]].is_reference]
+    orders = [f for f in files if f[0] == "orders"]
+    s3 = local.aws.client("s3")
+    entry = local.stack.setting("SPARK_ENTRY_POINT")
+    bucket, _, key = entry[5:].partition("/")
+    good = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=key, Body=b"raise SystemExit('broken job: the contract cannot be computed')\n")
+    topic_queue = s3_notifications_queue(local)
+    pipeline = Pipeline(local, progress=lambda line: None)
+    upload(local.aws, local.data_bucket, data, reference)
+    pipeline.run_until_idle()
+    # WHEN the first batch runs with the broken job
+    upload(local.aws, local.data_bucket, data, orders[:10])
+    pipeline.run_until_idle()
+    # THEN it was retried up to the contract's max_attempts and then failed, with a notification
+    attempts = local.contracts["orders"].batching.max_attempts
+    assert [r.state for r in pipeline.emr.outcomes] == ["FAILED"] * attempts
+    items = ledger_items(local)["orders"]
+    batches = [i for i in items if str(i["sk"]).startswith("BATCH#")]
+    assert [b["status"] for b in batches] == ["FAILED"]
+    notes = read_notifications(local, topic_queue)
+    assert any("fail" in json.dumps(n).lower() for n in notes), notes
+    assert not pipeline.training.outcomes
+    # WHEN the job is fixed and the next files arrive
+    s3.put_object(Bucket=bucket, Key=key, Body=good)
+    upload(local.aws, local.data_bucket, data, orders[10:])
+    pipeline.run_until_idle()
+    # THEN the next batch runs and trains
+    assert pipeline.emr.outcomes[-1].state == "SUCCESS"
+    assert [t.status for t in pipeline.training.outcomes] == ["Completed"]
+    batches = [i for i in ledger_items(local)["orders"] if str(i["sk"]).startswith("BATCH#")]
+    assert sorted(b["status"] for b in batches) == ["FAILED", "SUCCEEDED"]
+
+
+def s3_notifications_queue(local: LocalStack) -> str:
+    """An SQS queue subscribed to the stack's topic, to read what was notified."""
+    url = subscribe_notifications(local)
+    assert url is not None
+    return url
