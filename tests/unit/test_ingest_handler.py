@@ -512,3 +512,17 @@ def test_real_s3_notification_through_sqs(
     assert entry["key"] == "incoming/orders/2026/11/20/my orders.csv"
     assert entry["status"] == "ACCEPTED"
     assert validations == ["incoming/orders/2026/11/20/my orders.csv"]
+
+
+def test_a_file_in_a_format_the_contract_does_not_take_is_quarantined(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    # GIVEN a producer drops a spreadsheet export under incoming/orders/
+    obj = put(env, "incoming/orders/2026/11/20/orders.xlsx", b"PK\x03\x04 not a csv")
+    response = app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    # THEN it is quarantined with a reason, not retried and not lost
+    assert response == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["status"] == "QUARANTINED"
+    assert entry["reasons"]
+    assert exists(env, "quarantine/orders/2026/11/20/orders.xlsx")
