@@ -275,3 +275,54 @@ def test_a_body_that_is_not_an_event_fails_only_its_message(stack: Stack, lambda
     bad = {**good, "messageId": "bad-1", "body": "not json"}
     answer = _handle(app, {"Records": [good, bad]}, lambda_context)
     assert answer == {"batchItemFailures": [{"itemIdentifier": "bad-1"}]}
+
+
+def test_200_files_run_as_20_batches_one_at_a_time_each_file_in_exactly_one(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    # GIVEN 200 accepted orders files at once and min_files 10
+    with mock_aws():
+        stack = make_stack(monkeypatch, min_files=10)
+        files = stack.accept_files("orders", 200)
+        stack.start_batch("orders", force_due=False)
+        app = load_app("job_finished")
+        seen_batches: list[str] = []
+
+        # WHEN each run's SUCCESS event is processed in turn (each one starts the next run)
+        while (lease := stack.ledger.get_lease("orders")) is not None:
+            batch = stack.ledger.get_batch("orders", str(lease["owner"]))
+            assert batch is not None
+            assert batch["status"] == "RUNNING"
+            in_flight = [b for b in stack.ledger.query_dataset("orders", "BATCH#") if b["status"] == "RUNNING"]
+            assert len(in_flight) == 1  # one run at a time per dataset
+            seen_batches.append(str(batch["batch_id"]))
+            stack.write_run_manifest("orders", f"{batch['batch_id']}-{batch['attempt']}")
+            answer = app.handler(
+                emr_event("emr_job_success.json", stack.app_id, str(batch["job_run_id"])), lambda_context
+            )
+            assert answer == {"batchItemFailures": []}
+
+        # THEN ceil(200 / 10) = 20 runs ran, and every file is DONE in exactly one batch
+        assert len(seen_batches) == len(set(seen_batches)) == 20
+        assert len(stack.emr.list_job_runs(applicationId=stack.app_id, maxResults=50)["jobRuns"]) == 20
+        batches = list(stack.ledger.query_dataset("orders", "BATCH#"))
+        members = [sk for b in batches for sk in b["files"]]
+        assert sorted(members) == sorted(files)
+        assert {stack.item("orders", sk)["status"] for sk in files} == {"DONE"}  # type: ignore[index]
+        assert len(stack.sagemaker.list_training_jobs(MaxResults=100)["TrainingJobSummaries"]) == 20
+
+
+def test_function_bundles_do_not_need_pyarrow(stack: Stack) -> None:
+    """pyarrow ships only with the ingest function: the completion functions must import without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import functions.job_finished.app, functions.model_trained.app, functions.reconcile.app\n"
+        "heavy = sorted(m for m in ('pyarrow', 'pandas', 'xgboost', 'sklearn', 'pyspark') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
