@@ -115,7 +115,7 @@ class GuardedStream:
 
     def _fill(self) -> None:
         if self._inflater is None:
-            raw, self._pending_raw = (self._pending_raw or self._read_raw(self._chunk)), b""
+            raw, self._pending_raw = self._pending_raw + self._read_raw(self._chunk), b""
             if not raw:
                 self._eof = True
             else:
@@ -156,6 +156,8 @@ class GuardedStream:
             self._started = True
             if data.startswith(UTF8_BOM):
                 data = data[len(UTF8_BOM) :]
+            elif data.startswith(b"PAR1"):
+                self._reject("content is Parquet (PAR1 magic bytes), but the file name says a text format")
             elif data[:2] in (b"\xff\xfe", b"\xfe\xff"):
                 self._reject("file is UTF-16 encoded (byte order mark found); expected UTF-8")
         self.bytes_out += len(data)

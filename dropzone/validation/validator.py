@@ -30,7 +30,7 @@ from dropzone.contract import Contract
 from dropzone.rules import RowRule, row_rules, unique_rule_name
 from dropzone.validation.compiler import any_of, compatible, failure_mask, typed_values
 from dropzone.validation.guard import GuardedStream, human_size
-from dropzone.validation.report import QUARANTINED, Rejected, SchemaDiff, ValidationReport
+from dropzone.validation.report import Rejected, SchemaDiff, ValidationReport
 from dropzone.validation.uniqueness import UniqueTracker
 
 # File name suffix → format (longest suffix first). ``.json`` and ``.ndjson`` are read as JSON Lines.
@@ -176,8 +176,6 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
     first = guard.peek_line()
     if not first.strip(b"\r\n\t "):
         raise Rejected("file is empty" if not first else "file is empty (blank first line, no header)")
-    if first.startswith(b"PAR1"):
-        raise Rejected("content is Parquet, but the file name says CSV")
     try:
         text = first.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as e:
@@ -327,7 +325,7 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
         checker.check(arrays, n, first_row=numbers[0] if numbers else 0, row_numbers=numbers, forced=forced)
         if not chunk:
             break
-    if report.rows_read:
+    if keys_seen:
         diff = SchemaDiff(missing=[c for c in types if c not in keys_seen], extra=extra_seen)
         if diff:
             report.schema = diff
@@ -442,9 +440,9 @@ def _arrow_reason(e: BaseException, fmt: str, report: ValidationReport) -> str:
     return f"file cannot be read as {fmt}: {message}"
 
 
-def _finish(report: ValidationReport, contract: Contract, checker: _Checker | None) -> None:
-    if report.decision == QUARANTINED and report.reasons:
-        return
+def _finish(report: ValidationReport, contract: Contract, checker: _Checker | None, aborted: bool) -> None:
+    if aborted or (report.schema and report.rows_read == 0):
+        return  # the reason is already there; row counts of a half-read file would mislead
     if report.rows_read == 0:
         report.quarantine(
             "file has a header but no data rows" if report.format.startswith("csv") else "file has no rows"
@@ -486,6 +484,7 @@ def validate_stream(
     )
     checker: _Checker | None = None
     guard: GuardedStream | None = None
+    aborted = False
     try:
         if fmt is None:
             raise Rejected(
@@ -515,15 +514,17 @@ def validate_stream(
             else:
                 _jsonl(guard, contract, checker, report)
     except Rejected as e:
+        aborted = True
         report.quarantine(str(e))
     except (pa.ArrowException, OSError, ValueError, EOFError, zlib.error, RecursionError) as e:
+        aborted = True
         if guard is not None and guard.rejection is not None:
             report.quarantine(guard.rejection)
         else:
             report.quarantine(_arrow_reason(e, fmt or "unknown", report))
     if guard is not None:
         report.bytes_read = guard.bytes_read
-    _finish(report, contract, checker)
+    _finish(report, contract, checker, aborted)
     report.duration_s = time.perf_counter() - started
     return report
 
