@@ -48,6 +48,7 @@ from dropzone.notify import Notifier
 from dropzone.observability import logger
 from dropzone.settings import Settings
 from dropzone.training_jobs import (
+    TrainingQuotaError,
     build_training_job_request,
     create_training_job,
     inputs_from_manifest,
@@ -59,6 +60,7 @@ EMR_TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
 EMR_FAILED = frozenset({"FAILED", "CANCELLED"})
 TRAINING_TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 TRAINING_IN_PROGRESS = "InProgress"
+TRAINING_BLOCKED = "Blocked"  # CreateTrainingJob refused for a quota; the JobFinished message is in the DLQ
 
 
 class CompletionError(RuntimeError):
@@ -336,13 +338,44 @@ class Completions:
                 "created_at": iso(now),
             }
         )
-        description, created = create_training_job(self.sagemaker, request)
+        try:
+            description, created = create_training_job(self.sagemaker, request)
+        except TrainingQuotaError as e:
+            self._blocked(dataset, name, job_run_id, str(e), now)
+            raise
+        # A job blocked before (quota) that now exists is in progress again.
+        self.ledger.update_with_condition(
+            dataset_pk(dataset),
+            training_sk(name),
+            set_values={"status": TRAINING_IN_PROGRESS},
+            remove=("failure_reason",),
+            condition="#st = :blocked",
+            condition_names={"#st": "status"},
+            condition_values={"blocked": TRAINING_BLOCKED},
+        )
         logger.info(
             "training job",
             extra={"training_job": name, "job_created": created, "status": description.get("TrainingJobStatus")},
         )
         self.ledger.update_with_condition(dataset_pk(dataset), run_sk(job_run_id), set_values={"training_job": name})
         return name
+
+    def _blocked(self, dataset: str, name: str, job_run_id: str, reason: str, now: datetime) -> None:
+        """SageMaker refused the job for a quota: recorded, people told once; the message fails loudly (DLQ)."""
+        first = self.ledger.update_with_condition(
+            dataset_pk(dataset),
+            training_sk(name),
+            set_values={"status": TRAINING_BLOCKED, "failure_reason": reason, "finished_at": iso(now)},
+            condition="#st <> :blocked",
+            condition_names={"#st": "status"},
+            condition_values={"blocked": TRAINING_BLOCKED},
+        )
+        if first is not None:
+            self.notifier.publish(
+                "training_blocked",
+                f"{dataset} training job {name} blocked by a SageMaker quota",
+                {"dataset": dataset, "training_job": name, "job_run_id": job_run_id, "reason": reason},
+            )
 
     def _failed(
         self,

@@ -326,3 +326,45 @@ def test_function_bundles_do_not_need_pyarrow(stack: Stack) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_training_quota_fails_loudly_names_the_quota_and_notifies_once(stack: Stack, lambda_context: Any) -> None:
+    # GIVEN a successful run while the account's SageMaker quota for ml.m5.large training is 0
+    stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    stack.write_run_manifest("orders", started.client_token)
+    app = load_app("job_finished")
+    undo = refuse(
+        app.completions.sagemaker,
+        "sagemaker.CreateTrainingJob",
+        "ResourceLimitExceeded",
+        "The account-level service limit 'ml.m5.large for training job usage' is 0 Instances",
+    )
+    event = emr_event("emr_job_success.json", stack.app_id, started.job_run_id)
+
+    # WHEN the SUCCESS event is delivered twice
+    first = _handle(app, event, lambda_context)
+    second = _handle(app, event, lambda_context)
+
+    # THEN both deliveries fail (to the DLQ in the end), the ledger and one notification name the quota
+    message_id = event["Records"][0]["messageId"]
+    assert first == second == {"batchItemFailures": [{"itemIdentifier": message_id}]}
+    name = training_job_name("dz", "orders", started.job_run_id)
+    training = stack.item("orders", f"TRAINING#{name}")
+    assert training is not None
+    assert training["status"] == "Blocked"
+    assert "'ml.m5.large for training job usage'" in training["failure_reason"]
+    (note,) = stack.notifications()
+    assert note["kind"] == "training_blocked"
+    assert "Service Quotas" in note["reason"]
+
+    # WHEN the quota is raised and the message redriven
+    undo()
+    assert _handle(app, event, lambda_context) == {"batchItemFailures": []}
+
+    # THEN the job exists and is in progress in the ledger
+    training = stack.item("orders", f"TRAINING#{name}")
+    assert training is not None
+    assert training["status"] == "InProgress"
+    assert "failure_reason" not in training
+    assert stack.sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobName"] == name
