@@ -8,7 +8,9 @@ redelivery finish the work after a crash without validating again.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,13 +21,16 @@ from botocore.exceptions import ClientError
 
 from dropzone.batching import file_format
 from dropzone.contract import DATASET_NAME, Contract, ContractError, parse_contract_text
-from dropzone.ledger import ACCEPTED, QUARANTINED, SKIPPED, Ledger, iso
+from dropzone.ledger import ACCEPTED, QUARANTINED, SKIPPED, VALIDATING, Ledger, dataset_pk, file_sk, iso
 from dropzone.s3io import RangedReader, open_stream
 
 INCOMING = "incoming/"
 MAX_LEDGER_REASONS = 10
 MAX_REASON_CHARS = 500
 REPORT_SCHEMA = 1
+# How long a worker holds a file it validates: the function's longest run (900 s) plus a margin. SQS redelivers
+# a failed message only after the queue's visibility timeout (longer), so a dead worker's claim has expired by then.
+DEFAULT_CLAIM_SECONDS = 960
 
 # What happened to one object.
 OUTCOME_ACCEPTED = ACCEPTED
@@ -34,6 +39,10 @@ OUTCOME_SKIPPED = SKIPPED  # recorded in the ledger (unknown dataset)
 OUTCOME_DUPLICATE = "DUPLICATE"  # already in the ledger: nothing redone
 OUTCOME_IGNORED = "IGNORED"  # not a data file (folder marker, outside incoming/): not recorded
 OUTCOME_GONE = "GONE"  # the object (this version of it) no longer exists: not recorded
+
+
+class FileInProgress(RuntimeError):
+    """Another worker holds the file's validation claim: this delivery fails and SQS retries it later."""
 
 
 class BadNotification(ValueError):
@@ -215,8 +224,10 @@ class Ingestor:
         contracts: ContractStore,
         data_bucket: str,
         validator: Validator | None = None,
+        claim_seconds: int = DEFAULT_CLAIM_SECONDS,
     ) -> None:
         self.s3 = s3
+        self.claim_seconds = claim_seconds
         self.ledger = ledger
         self.contracts = contracts
         self.data_bucket = data_bucket
@@ -248,7 +259,7 @@ class Ingestor:
         ref = replace(ref, version_id=version_id, etag=head_etag)
         version = version_id or head_etag or ""
         existing = self.ledger.get_file(dataset, ref.bucket, ref.key, version)
-        if existing is not None:
+        if existing is not None and existing["status"] != VALIDATING:
             return IngestOutcome(
                 OUTCOME_DUPLICATE, ref.key, dataset, reason="already in the ledger", file_status=existing["status"]
             )
@@ -260,7 +271,8 @@ class Ingestor:
             reason = f"unknown dataset {dataset!r}: no contract at {self.contracts.uri(dataset)}"
             report = {"schema": REPORT_SCHEMA, **identity, "dataset": dataset, "decision": SKIPPED, "reasons": [reason]}
             self._put_json(rkey, report)
-            created = self._record(dataset, identity, SKIPPED, size, report, rkey, head, now)
+            record = {**self._file_record(identity, size, head, rkey, now), "status": SKIPPED, "reasons": [reason]}
+            created = self.ledger.put_item_if_absent(record)
             return IngestOutcome(
                 OUTCOME_SKIPPED if created else OUTCOME_DUPLICATE,
                 ref.key,
@@ -269,17 +281,32 @@ class Ingestor:
                 file_status=SKIPPED,
                 recorded=created,
             )
-        checkpoint = self._checkpoint(rkey, identity)
-        validated = checkpoint is None
-        if checkpoint is None:
-            result = self._validate(ref, head, contract, size, now)
-            checkpoint = {"schema": REPORT_SCHEMA, **result, **identity, "dataset": dataset, "report_key": rkey}
-            self._put_json(rkey, checkpoint)
-        report = checkpoint
-        decision = str(report["decision"])
-        if decision == QUARANTINED:
-            self._copy_to_quarantine(ref, head, quarantine_key(dataset, rest))
-        created = self._record(dataset, identity, decision, size, report, rkey, head, now)
+        base = self._file_record(identity, size, head, rkey, now)
+        owner = uuid.uuid4().hex
+        held = self._claim(dataset, base, owner, now)
+        if held is not None:
+            if held["status"] == VALIDATING:
+                until = datetime.fromtimestamp(int(held.get("claim_expires_at", 0)), UTC)
+                raise FileInProgress(f"{ref.key} ({version}) is being validated by another worker until {iso(until)}")
+            return IngestOutcome(
+                OUTCOME_DUPLICATE, ref.key, dataset, reason="already in the ledger", file_status=held["status"]
+            )
+        try:
+            checkpoint = self._checkpoint(rkey, identity)
+            validated = checkpoint is None
+            if checkpoint is None:
+                result = self._validate(ref, head, contract, size, now)
+                checkpoint = {"schema": REPORT_SCHEMA, **result, **identity, "dataset": dataset, "report_key": rkey}
+                self._put_json(rkey, checkpoint)
+            report = checkpoint
+            decision = str(report["decision"])
+            if decision == QUARANTINED:
+                self._copy_to_quarantine(ref, head, quarantine_key(dataset, rest))
+            created = self._finish(dataset, base["sk"], owner, decision, report)
+        except BaseException:
+            # Give the claim back at once so the redelivery need not wait for it to expire (the report stays).
+            self._release(dataset, base["sk"], owner)
+            raise
         return IngestOutcome(
             decision if created else OUTCOME_DUPLICATE,
             ref.key,
@@ -361,31 +388,77 @@ class Ingestor:
         # Managed copy: multipart for objects over 5 GB, where a single CopyObject fails.
         self.s3.copy(source, self.data_bucket, target, ExtraArgs=extra or None)
 
-    def _record(
-        self,
-        dataset: str,
-        identity: Mapping[str, str],
-        status: str,
-        size: int,
-        report: Mapping[str, Any],
-        rkey: str,
-        head: Mapping[str, Any],
-        now: datetime,
-    ) -> bool:
+    def _file_record(
+        self, identity: Mapping[str, str], size: int, head: Mapping[str, Any], rkey: str, now: datetime
+    ) -> dict[str, Any]:
+        """The file's ledger item before its decision is known (docs/ledger.md)."""
         key = identity["key"]
         version_id = head.get("VersionId") if head.get("VersionId") not in (None, "null") else None
-        record = {
+        dataset = key[len(INCOMING) :].partition("/")[0]
+        return {
+            "pk": dataset_pk(dataset),
+            "sk": file_sk(identity["bucket"], key, identity["version"]),
+            "dataset": dataset,
             **identity,
-            "status": status,
             "size": size,
             "etag": _bare_etag(head.get("ETag")),
             "version_id": version_id,
             "format": file_format(key),
-            "rows": report.get("rows_read"),
-            "bad_rows": report.get("bad_rows"),
             "report_key": rkey,
-            "reasons": _reasons(report.get("reasons")),
             "seen_at": iso(now),
             "attempt": 0,
         }
-        return self.ledger.record_file(dataset, record)
+
+    def _claim(self, dataset: str, base: Mapping[str, Any], owner: str, now: datetime) -> dict[str, Any] | None:
+        """Take the file for validation (status VALIDATING, owner, expiry); None when taken, else the item as it is.
+
+        A claim whose holder died (expiry passed) is taken over; a live one or a final status is returned.
+        """
+        expires = int(now.timestamp()) + self.claim_seconds
+        claim = {"status": VALIDATING, "claim_owner": owner, "claim_expires_at": expires}
+        if self.ledger.put_item_if_absent({**base, **claim}):
+            return None
+        taken = self.ledger.update_with_condition(
+            str(base["pk"]),
+            str(base["sk"]),
+            set_values=claim,
+            condition="#st = :validating AND claim_expires_at <= :now",
+            condition_names={"#st": "status"},
+            condition_values={"validating": VALIDATING, "now": int(now.timestamp())},
+        )
+        if taken is not None:
+            return None
+        return self.ledger.get_item(str(base["pk"]), str(base["sk"])) or {"status": VALIDATING}
+
+    def _finish(self, dataset: str, sk: str, owner: str, decision: str, report: Mapping[str, Any]) -> bool:
+        """VALIDATING (ours) → the decision; False when another worker finished it first."""
+        done = self.ledger.update_with_condition(
+            dataset_pk(dataset),
+            sk,
+            set_values={
+                "status": decision,
+                "rows": report.get("rows_read"),
+                "bad_rows": report.get("bad_rows"),
+                "reasons": _reasons(report.get("reasons")),
+            },
+            remove=("claim_owner", "claim_expires_at"),
+            condition="#st = :validating AND claim_owner = :owner",
+            condition_names={"#st": "status"},
+            condition_values={"validating": VALIDATING, "owner": owner},
+        )
+        if done is not None:
+            return True
+        current = self.ledger.get_item(dataset_pk(dataset), sk)
+        if current is not None and current.get("status") not in (None, VALIDATING):
+            return False
+        raise FileInProgress(f"lost the claim on {sk} before recording its decision; the redelivery finishes it")
+
+    def _release(self, dataset: str, sk: str, owner: str) -> None:
+        with contextlib.suppress(ClientError):
+            self.ledger.delete_with_condition(
+                dataset_pk(dataset),
+                sk,
+                condition="#st = :validating AND claim_owner = :owner",
+                condition_names={"#st": "status"},
+                condition_values={"validating": VALIDATING, "owner": owner},
+            )

@@ -24,6 +24,7 @@ BATCHED = "BATCHED"
 DONE = "DONE"
 FAILED = "FAILED"
 SKIPPED = "SKIPPED"
+VALIDATING = "VALIDATING"  # claimed by one ingest worker (claim_owner, claim_expires_at) until its decision
 WAITING_STATUS = ACCEPTED
 
 # Batch statuses.

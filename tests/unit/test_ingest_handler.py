@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -276,39 +277,86 @@ def test_a_new_version_of_the_same_key_is_a_new_file(
     assert len(validations) == 2
 
 
-def test_crash_between_report_and_ledger_is_finished_by_the_redelivery(
+def test_failed_ledger_write_after_the_report_is_finished_by_the_redelivery(
     app: ModuleType,
     env: dict[str, Any],
     load_event: Any,
     lambda_context: Any,
     validations: list[str],
-    monkeypatch: pytest.MonkeyPatch,
+    record_calls: Any,
 ) -> None:
-    # GIVEN the ledger write fails once, after the report and the quarantine copy were written
+    # GIVEN the ledger write of the decision fails (after the report and the quarantine copy were written)
     obj = put(env, "incoming/orders/2026/11/20/orders-bad.csv", BAD_CSV)
     event = s3_event(load_event, "ingest_quarantined", env["bucket"], obj)
-    real_record = app.ledger.record_file
-    crashes = []
-
-    def crash_once(dataset: str, record: dict[str, Any]) -> bool:
-        if not crashes:
-            crashes.append(record["key"])
-            raise RuntimeError("Lambda timed out")
-        return real_record(dataset, record)
-
-    monkeypatch.setattr(app.ledger, "record_file", crash_once)
-    # WHEN the message is processed: it fails; then SQS redelivers it
+    record_calls(app.ledger.client, "UpdateItem").fail_next("InternalServerError")
+    # WHEN the message is processed: it fails, its claim is given back; then SQS redelivers it
     failed = app.handler(event, lambda_context)
     assert failed == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert files(env) == []
     assert exists(env, "reports/orders/2026/11/20/orders-bad.csv.json")
     redelivered = app.handler(event, lambda_context)
-    # THEN the redelivery records the file from the report without validating again
+    # THEN the redelivery records the decision from the report without validating again
     assert redelivered == {"batchItemFailures": []}
     [entry] = files(env)
     assert entry["status"] == "QUARANTINED"
+    assert "claim_owner" not in entry
     assert validations == [obj["key"]]
     assert exists(env, "quarantine/orders/2026/11/20/orders-bad.csv")
+
+
+def _claim(env: dict[str, Any], obj: dict[str, Any], expires_at: int) -> None:
+    """What a worker that is validating the file (or died doing it) leaves in the ledger."""
+    env["ledger"].record_file(
+        "orders",
+        {
+            "bucket": env["bucket"],
+            "key": obj["key"],
+            "version": obj["versionId"],
+            "status": "VALIDATING",
+            "claim_owner": "another-worker",
+            "claim_expires_at": expires_at,
+        },
+    )
+
+
+def test_a_file_another_worker_is_validating_is_not_validated_twice(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, validations: list[str]
+) -> None:
+    # GIVEN a duplicate notification arrives while another worker holds the file's claim
+    obj = put(env, "incoming/orders/2026/11/20/orders-0001.csv", GOOD_CSV)
+    _claim(env, obj, expires_at=int(time.time()) + 600)
+    event = s3_event(load_event, "ingest_accepted", env["bucket"], obj)
+    # WHEN it is processed THEN the message fails for a later retry, nothing is validated or changed
+    response = app.handler(event, lambda_context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert validations == []
+    [entry] = files(env)
+    assert entry["status"] == "VALIDATING"
+    assert entry["claim_owner"] == "another-worker"
+
+
+def test_the_claim_of_a_dead_worker_is_taken_over_and_its_report_reused(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, validations: list[str]
+) -> None:
+    # GIVEN a worker wrote the report and then died (timeout) holding the claim, which has expired since
+    obj = put(env, "incoming/orders/2026/11/20/orders-0001.csv", GOOD_CSV)
+    event = s3_event(load_event, "ingest_accepted", env["bucket"], obj)
+    assert app.handler(event, lambda_context) == {"batchItemFailures": []}
+    assert validations == [obj["key"]]
+    env["ledger"].client.delete_item(
+        TableName=env["ledger"].table_name,
+        Key={"pk": {"S": "DATASET#orders"}, "sk": {"S": files(env)[0]["sk"]}},
+    )
+    _claim(env, obj, expires_at=int(time.time()) - 1)
+    # WHEN SQS redelivers the message
+    response = app.handler(event, lambda_context)
+    # THEN the file is finished from the report: ACCEPTED, one entry, no second validation
+    assert response == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["status"] == "ACCEPTED"
+    assert entry["rows"] == 3
+    assert "claim_owner" not in entry
+    assert validations == [obj["key"]]
 
 
 @pytest.mark.parametrize(
