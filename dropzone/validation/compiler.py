@@ -60,6 +60,8 @@ def parse_text(text: pa.Array, ctype: str) -> tuple[pa.Array, pa.Array]:
     candidates = pc.if_else(matches, text, pa.scalar(None, pa.string()))
     if ctype == "bool":
         candidates = pc.utf8_lower(candidates)
+    elif ctype in ("int", "double"):
+        candidates = pc.replace_substring_regex(candidates, r"^\+", "")  # Arrow's cast refuses a leading '+'
     elif ctype == "timestamp":
         zoned = pc.match_substring_regex(candidates, _ZONE)
         candidates = pc.if_else(zoned, candidates, pc.binary_join_element_wise(candidates, pa.scalar("Z"), ""))

@@ -1,0 +1,153 @@
+"""The validator on well-formed files: every format, several batches, counts, samples and the report's shape."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+
+from dropzone.contract import Contract, load_contract
+from dropzone.generate import generate
+from dropzone.validation import validate_path, validate_stream
+from dropzone.validation import validator as validator_module
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+UPLOADED = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("generated")
+    return generate(out, rows=3000, seed=3, files=1, end_date="2026-05-01") | {"dir": out}
+
+
+@pytest.fixture(scope="module")
+def orders() -> Contract:
+    return load_contract(CONTRACTS / "orders.yaml")
+
+
+def orders_csv(generated: dict[str, Any]) -> Path:
+    return next((generated["dir"] / "orders").glob("*.csv"))
+
+
+def test_generated_files_pass_their_contracts(generated: dict[str, Any]) -> None:
+    for dataset in ("orders", "products", "customers"):
+        contract = load_contract(CONTRACTS / f"{dataset}.yaml")
+        for path in (generated["dir"] / dataset).glob("*.csv"):
+            report = validate_path(path, contract, uploaded_at=UPLOADED)
+            assert report.decision == "ACCEPTED", report.reasons
+            assert report.bad_rows == 0
+            assert report.rows_read == sum(1 for _ in csv.reader(path.open())) - 1
+
+
+def test_every_format_gives_the_same_counts(tmp_path: Path, generated: dict[str, Any], orders: Contract) -> None:
+    source = orders_csv(generated)
+    table = pa_csv.read_csv(source, convert_options=pa_csv.ConvertOptions(column_types={"quantity": pa.int64()}))
+    rows = table.to_pylist()
+    (tmp_path / "o.csv.gz").write_bytes(gzip.compress(source.read_bytes()))
+    jsonl = "".join(json.dumps(r, default=str) + "\n" for r in rows)
+    (tmp_path / "o.jsonl").write_text(jsonl)
+    (tmp_path / "o.jsonl.gz").write_bytes(gzip.compress(jsonl.encode()))
+    pq.write_table(table, tmp_path / "o.parquet", row_group_size=700)
+    reports = [validate_path(source, orders, uploaded_at=UPLOADED)]
+    for name in ("o.csv.gz", "o.jsonl", "o.jsonl.gz", "o.parquet"):
+        reports.append(validate_path(tmp_path / name, orders, uploaded_at=UPLOADED))
+    assert [r.format for r in reports] == ["csv", "csv.gz", "jsonl", "jsonl.gz", "parquet"]
+    assert {(r.decision, r.rows_read, r.bad_rows) for r in reports} == {("ACCEPTED", 3000, 0)}
+    assert reports[1].bytes_read == (tmp_path / "o.csv.gz").stat().st_size
+
+
+def test_bad_rows_across_many_batches(
+    tmp_path: Path, generated: dict[str, Any], orders: Contract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 3000 good rows with 40 broken ones spread over the file, read in ~16 KiB blocks (many batches)
+    monkeypatch.setattr(validator_module, "CSV_BLOCK", 16 * 1024)
+    lines = orders_csv(generated).read_text().splitlines()
+    header, body = lines[0], lines[1:]
+    for i in range(0, 3000, 75):  # 40 rows: negative amount
+        fields = next(csv.reader([body[i]]))
+        fields[4] = "-1"
+        body[i] = ",".join(f'"{f}"' if "," in f else f for f in fields)
+    body.append(body[2999])  # one repeated order id, thousands of rows after its first occurrence
+    path = tmp_path / "o.csv"
+    path.write_text("\n".join([header, *body]) + "\n")
+    # WHEN
+    report = validate_path(path, orders, uploaded_at=UPLOADED)
+    # THEN counts are exact, samples are capped and numbered by data row
+    assert report.rows_read == 3001
+    assert report.rule_counts == {"amount.min": 40, "order_id.unique": 1}
+    assert report.bad_rows == 41
+    assert report.decision == "QUARANTINED"
+    assert report.reasons[0] == "1.4% of rows are bad (limit 1.0%): 41 of 3001"
+    assert "amount.min: 40 rows (amount is below 0)" in report.reasons
+    assert len(report.samples) == 20
+    assert [s["row"] for s in report.samples[:3]] == [1, 76, 151]
+    assert report.samples[0]["values"]["amount"] == "-1"
+
+
+def test_bad_fraction_at_the_limit_is_accepted(tmp_path: Path, generated: dict[str, Any], orders: Contract) -> None:
+    lines = orders_csv(generated).read_text().splitlines()
+    body = lines[1:]
+    for i in range(30):  # exactly 1.0% of 3000
+        fields = next(csv.reader([body[i * 100]]))
+        fields[6] = "maybe"
+        body[i * 100] = ",".join(f'"{f}"' if "," in f else f for f in fields)
+    path = tmp_path / "o.csv"
+    path.write_text("\n".join([lines[0], *body]) + "\n")
+    report = validate_path(path, orders, uploaded_at=UPLOADED)
+    assert report.rule_counts == {"returned.parse": 30}
+    assert report.decision == "ACCEPTED"
+    assert report.reasons == []
+
+
+def test_parquet_from_a_non_seekable_stream(tmp_path: Path, generated: dict[str, Any], orders: Contract) -> None:
+    table = pa_csv.read_csv(orders_csv(generated))
+    pq.write_table(table, tmp_path / "o.parquet")
+    data = (tmp_path / "o.parquet").read_bytes()
+
+    class Pipe(io.RawIOBase):
+        def __init__(self) -> None:
+            self.inner = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def seekable(self) -> bool:
+            return False
+
+        def readinto(self, b: Any) -> int:
+            return self.inner.readinto(b)
+
+    report = validate_stream(Pipe(), name="o.parquet", contract=orders, size=len(data), uploaded_at=UPLOADED)
+    assert report.decision == "ACCEPTED"
+    assert report.rows_read == 3000
+
+
+def test_report_is_json_and_complete(tmp_path: Path, orders: Contract) -> None:
+    path = tmp_path / "o.csv"
+    path.write_text(
+        "order_id,customer_id,order_ts,product_id,amount,quantity,returned,review_text\n"
+        "O00000001,C000001,2025-01-01T00:00:00Z,P00001,5.5,2,,=1+1\n"
+        "O00000002,C000001,2025-01-01T00:00:00Z,P00001,5.5,0,,\n"
+    )
+    d = json.loads(json.dumps(validate_path(path, orders, uploaded_at=UPLOADED).to_dict()))
+    assert d["decision"] == "QUARANTINED"
+    assert d["rows_read"] == 2
+    assert d["bad_rows"] == 1
+    assert d["rule_counts"] == {"quantity.min": 1, "review_text.formula": 1}
+    assert d["flagged"] == {"review_text.formula": 1}
+    assert d["samples"][0]["row"] == 2
+    assert d["samples"][0]["rules"] == ["quantity.min"]
+    assert d["schema"] == {"missing": [], "extra": [], "wrong_type": []}
+    assert d["bytes_read"] == path.stat().st_size
+    assert d["duration_s"] >= 0
+    assert d["uploaded_at"] == "2026-06-01T00:00:00+00:00"
