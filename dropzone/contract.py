@@ -7,6 +7,7 @@ file, the field path and what is wrong.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ _SIZE_UNITS = {
     "GiB": 2**30,
     "TiB": 2**40,
 }
+# Lookaround and backreferences: Python and Java run them, RE2 (pyarrow.compute) does not.
+_NOT_PORTABLE_REGEX = re.compile(r"\(\?<?[=!]|\\[1-9]")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -279,6 +282,8 @@ class _Reader:
     def number(self, value: Any, path: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(path, f"must be a number, got {_kind(value)}")
+        if not math.isfinite(value):
+            raise self.fail(path, f"must be a finite number, got {value}")
         return float(value)
 
     def fraction(self, value: Any, path: str) -> float:
@@ -365,6 +370,9 @@ def _column(r: _Reader, name: Any, spec: Any, path: str) -> Column:
             re.compile(regex)
         except re.error as e:
             raise r.fail(_join(path, "regex"), f"is not a valid regular expression: {e}") from None
+        if _NOT_PORTABLE_REGEX.search(regex):
+            problem = "uses lookaround or a backreference, which RE2 (the validator) cannot run"
+            raise r.fail(_join(path, "regex"), problem)
     max_length = m.get("max_length")
     if max_length is not None:
         max_length = r.integer(max_length, _join(path, "max_length"), minimum=1)
@@ -418,10 +426,15 @@ def _limits(r: _Reader, value: Any) -> Limits:
             raise r.fail(_join(path, "earliest_timestamp"), f"{raw!r} is not an ISO 8601 timestamp") from None
         if earliest.tzinfo is None:
             earliest = earliest.replace(tzinfo=UTC)
+    sizes = {}
+    for key in ("max_bytes", "max_line_length"):
+        sizes[key] = r.size(m.get(key, getattr(d, key)), _join(path, key))
+        if sizes[key] < 1:
+            raise r.fail(_join(path, key), "must be at least 1 byte")
     return Limits(
-        max_bytes=r.size(m.get("max_bytes", d.max_bytes), _join(path, "max_bytes")),
+        max_bytes=sizes["max_bytes"],
         max_rows=r.integer(m.get("max_rows", d.max_rows), _join(path, "max_rows"), minimum=1),
-        max_line_length=r.size(m.get("max_line_length", d.max_line_length), _join(path, "max_line_length")),
+        max_line_length=sizes["max_line_length"],
         max_nesting_depth=r.integer(m.get("max_nesting_depth", d.max_nesting_depth), _join(path, "max_nesting_depth"), 1),
         max_bad_row_fraction=r.fraction(
             m.get("max_bad_row_fraction", d.max_bad_row_fraction), _join(path, "max_bad_row_fraction")
