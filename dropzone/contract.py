@@ -458,11 +458,13 @@ def _batching(r: _Reader, value: Any) -> Batching:
     )
 
 
-def _aggregation(r: _Reader, value: Any, path: str, columns: Mapping[str, Column]) -> Aggregation:
+def _aggregation(
+    r: _Reader, value: Any, path: str, columns: Mapping[str, Column], owner: str = "this dataset"
+) -> Aggregation:
     m = r.mapping(value, path, ("column", "functions"))
     column = r.string(r.required(m, "column", path), _join(path, "column"))
     if column not in columns:
-        raise r.fail(_join(path, "column"), f"{column!r} is not a column of this dataset")
+        raise r.fail(_join(path, "column"), f"{column!r} is not a column of {owner}")
     ctype = columns[column].type
     functions = r.sequence(r.required(m, "functions", path), _join(path, "functions"))
     for i, fn in enumerate(functions):
@@ -515,7 +517,7 @@ def _features(r: _Reader, value: Any, columns: Mapping[str, Column], references:
                 if a not in ref_columns:
                     raise r.fail(_join(_join(jpath, "attributes"), k), f"{a!r} is not a column of {dataset}")
         jaggs = tuple(
-            _aggregation(r, a, _join(_join(jpath, "aggregations"), k), ref_columns or _Anything())
+            _aggregation(r, a, _join(_join(jpath, "aggregations"), k), ref_columns or _Anything(), dataset)
             for k, a in enumerate(r.sequence(jm.get("aggregations", []), _join(jpath, "aggregations"), non_empty=False))
         )
         shares: list[Share] = []
