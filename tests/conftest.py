@@ -121,18 +121,20 @@ class CallRecorder:
         service = client.meta.service_model.service_id.hyphenize()
         self.calls: list[dict[str, Any]] = []
         self._failures: list[str] = []
+        self._where: Callable[[dict[str, Any]], bool] | None = None
         client.meta.events.register(f"provide-client-params.{service}.{operation}", self._record)
         client.meta.events.register(f"before-call.{service}.{operation}", self._maybe_fail)
 
-    def fail_next(self, *error_codes: str) -> None:
-        """The next len(error_codes) calls answer these errors, in order (e.g. "ThrottlingException")."""
+    def fail_next(self, *error_codes: str, where: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """The next len(error_codes) calls (whose parameters satisfy ``where``) answer these errors, in order."""
         self._failures.extend(error_codes)
+        self._where = where
 
     def _record(self, params: dict[str, Any], **_: Any) -> None:
         self.calls.append(json.loads(json.dumps(params, default=str)))
 
     def _maybe_fail(self, **_: Any) -> Any:
-        if not self._failures:
+        if not self._failures or (self._where is not None and not self._where(self.calls[-1])):
             return None
         code = self._failures.pop(0)
         status = 400 if code != "ServiceUnavailable" else 503

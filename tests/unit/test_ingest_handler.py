@@ -574,3 +574,18 @@ def test_a_file_in_a_format_the_contract_does_not_take_is_quarantined(
     assert entry["status"] == "QUARANTINED"
     assert entry["reasons"]
     assert exists(env, "quarantine/orders/2026/11/20/orders.xlsx")
+
+
+def test_a_report_that_cannot_be_read_back_is_no_obstacle(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, record_calls: Any
+) -> None:
+    # GIVEN S3 answers 403 for the missing report (the role has no s3:ListBucket, so no 404)
+    obj = put(env, "incoming/orders/2026/11/20/orders-0001.csv", GOOD_CSV)
+    gets = record_calls(app.s3, "GetObject")
+    gets.fail_next("AccessDenied", where=lambda params: params["Key"].startswith("reports/"))
+    # WHEN the file arrives THEN it is validated and recorded as usual
+    response = app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    assert response == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["status"] == "ACCEPTED"
+    assert "reports/orders/2026/11/20/orders-0001.csv.json" in [c["Key"] for c in gets.calls]
