@@ -71,6 +71,7 @@ class IngestOutcome:
     validated: bool = False  # validation ran in this call
     recorded: bool = False  # this call created the ledger entry
     metrics: Mapping[str, float] = field(default_factory=dict)
+    contract: Contract | None = None  # the dataset's contract when this call read it
 
 
 def parse_notification(body: str | Mapping[str, Any]) -> list[ObjectRef]:
@@ -314,6 +315,7 @@ class Ingestor:
             reason="; ".join(_reasons(report.get("reasons"))[:3]),
             file_status=decision,
             validated=validated,
+            contract=contract,
             recorded=created,
             metrics=_metrics(report, decision) if created else {},
         )

@@ -72,7 +72,7 @@ def record_handler(record: SQSRecord) -> list[str]:
         statuses.append(outcome.status)
         if outcome.dataset is not None and outcome.file_status in (ACCEPTED, BATCHED):
             # Also on a duplicate: a redelivery after a throttled StartJobRun must finish the batch.
-            contract = contracts.get(outcome.dataset)
+            contract = outcome.contract or contracts.get(outcome.dataset)
             if contract is not None:
                 started = maybe_start_batch(
                     outcome.dataset, contract, ledger=ledger, s3=s3, emr=emr, settings=settings, now=datetime.now(UTC)
