@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dropzone.contract import load_contracts
 from dropzone.local.producer import Upload, bad_file, producer_files, renotify, upload, upload_bytes
 from dropzone.local.runtime import Clock, LocalStack, Pipeline, Progress, ledger_items
 from dropzone.local.server import embedded_aws
@@ -111,6 +112,8 @@ def model_packages(local: LocalStack) -> dict[str, list[dict[str, Any]]]:
 def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
     """Run everything; the returned result holds what the summary and the report show."""
     started = time.perf_counter()
+    if options.data_dir is not None:  # bad input is refused before anything starts
+        producer_files(options.data_dir, load_contracts(options.root / "contracts"))
     options.out_dir.mkdir(parents=True, exist_ok=True)
     with embedded_aws() as aws:
         clock = Clock()
