@@ -589,3 +589,40 @@ def test_a_report_that_cannot_be_read_back_is_no_obstacle(
     [entry] = files(env)
     assert entry["status"] == "ACCEPTED"
     assert "reports/orders/2026/11/20/orders-0001.csv.json" in [c["Key"] for c in gets.calls]
+
+
+@pytest.fixture
+def unversioned(env: dict[str, Any]) -> str:
+    """A second bucket without versioning: files are identified by their ETag there."""
+    env["s3"].create_bucket(Bucket="producer-drop")
+    return "producer-drop"
+
+
+def test_in_an_unversioned_bucket_the_etag_identifies_the_file(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, unversioned: str
+) -> None:
+    answer = env["s3"].put_object(Bucket=unversioned, Key="incoming/orders/a.csv", Body=GOOD_CSV)
+    etag = answer["ETag"].strip('"')
+    obj = {"key": "incoming/orders/a.csv", "size": len(GOOD_CSV), "eTag": etag}
+    event = s3_event(load_event, "ingest_accepted", unversioned, obj)
+    assert app.handler(event, lambda_context) == {"batchItemFailures": []}
+    assert app.handler(event, lambda_context) == {"batchItemFailures": []}
+    [entry] = files(env)
+    assert entry["bucket"] == unversioned
+    assert entry["version"] == etag
+    assert "version_id" not in entry
+    assert entry["status"] == "ACCEPTED"
+
+
+def test_an_object_overwritten_since_its_event_is_left_to_the_newer_event(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, unversioned: str, validations: list[str]
+) -> None:
+    # GIVEN the notified content was replaced by a producer before the function ran (unversioned bucket)
+    old = env["s3"].put_object(Bucket=unversioned, Key="incoming/orders/a.csv", Body=BAD_CSV)["ETag"].strip('"')
+    env["s3"].put_object(Bucket=unversioned, Key="incoming/orders/a.csv", Body=GOOD_CSV)
+    obj = {"key": "incoming/orders/a.csv", "size": len(BAD_CSV), "eTag": old}
+    # WHEN the old notification is processed THEN nothing is validated or recorded for content that is gone
+    response = app.handler(s3_event(load_event, "ingest_accepted", unversioned, obj), lambda_context)
+    assert response == {"batchItemFailures": []}
+    assert files(env) == []
+    assert validations == []
