@@ -140,3 +140,21 @@ def test_ranged_reader_pinned_to_a_version_never_mixes_two_objects(s3: Any) -> N
     s3.put_object(Bucket="bkt", Key="k", Body=b"b" * 1000)  # overwritten mid-read
     with pytest.raises(ClientError, match="PreconditionFailed"):
         reader.read(100)
+
+
+def test_clients_retry_in_standard_mode_and_follow_the_endpoint_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dropzone import aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EMR_SERVERLESS", "http://127.0.0.1:5001")
+    emr = aws.client("emr-serverless")
+    s3 = aws.client("s3")
+    assert emr.meta.config.retries == {"mode": "standard", "total_max_attempts": aws.MAX_ATTEMPTS}
+    assert emr.meta.endpoint_url == "http://127.0.0.1:5001"  # the service's own variable wins
+    assert s3.meta.endpoint_url == "http://127.0.0.1:5000"
+    assert s3.meta.region_name == "eu-west-1"
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    assert aws.client("dynamodb").meta.endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com"
