@@ -72,12 +72,19 @@ LAMBDA_PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check --no-d
 BUNDLE_DROPZONE = tar -C $(CURDIR) --exclude=__pycache__ --exclude=dropzone/local --exclude=dropzone/commands \
 	--exclude=dropzone/cli.py --exclude=dropzone/generate.py -cf - dropzone | tar -C "$(ARTIFACTS_DIR)" -xf -
 
+# A function's requirements.txt with the pins of requirements/lambda-overrides.txt substituted (platform wheels).
+lambda_requirements = awk 'NR == FNR { if ($$1 ~ /==/) { split($$1, p, "=="); o[tolower(p[1])] = $$1 } next } \
+	{ n = $$1; sub(/[=<>~!;[].*/, "", n); if (tolower(n) in o) print o[tolower(n)]; else print }' \
+	requirements/lambda-overrides.txt $(1)
+
 define lambda_bundle
 	@test -n "$(ARTIFACTS_DIR)" || { echo "error: ARTIFACTS_DIR is not set (run through sam build)"; exit 2; }
 	$(LAMBDA_PIP) "$(ARTIFACTS_DIR)" -r requirements/lambda.txt \
-		$(if $(wildcard functions/$(1)/requirements.txt),-r functions/$(1)/requirements.txt)
+		$(if $(wildcard functions/$(1)/requirements.txt),-r <($(call lambda_requirements,functions/$(1)/requirements.txt)))
+	@# Not imported by the functions: headers, tests, Cython sources, Arrow Flight and Substrait (~30 MB).
 	rm -rf "$(ARTIFACTS_DIR)"/bin "$(ARTIFACTS_DIR)"/pyarrow/include "$(ARTIFACTS_DIR)"/pyarrow/tests \
-		"$(ARTIFACTS_DIR)"/pyarrow/src "$(ARTIFACTS_DIR)"/pyarrow/*.pxd "$(ARTIFACTS_DIR)"/pyarrow/*.pyx
+		"$(ARTIFACTS_DIR)"/pyarrow/src "$(ARTIFACTS_DIR)"/pyarrow/*.pxd "$(ARTIFACTS_DIR)"/pyarrow/*.pyx \
+		"$(ARTIFACTS_DIR)"/pyarrow/*flight* "$(ARTIFACTS_DIR)"/pyarrow/*substrait*
 	$(BUNDLE_DROPZONE)
 	tar -C functions/$(1) --exclude=__pycache__ --exclude=requirements.txt --exclude=__init__.py -cf - . \
 		| tar -C "$(ARTIFACTS_DIR)" -xf -

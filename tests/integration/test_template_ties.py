@@ -146,26 +146,26 @@ def module_file(name: str) -> Path | None:
     return None
 
 
-def module_closure(entry: Path) -> dict[Path, ast.Module]:
-    """entry plus every dropzone module it imports, transitively (imports anywhere in a module count)."""
-    seen: dict[Path, ast.Module] = {}
-    todo = [entry]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        tree = ast.parse(path.read_text(), filename=str(path))
-        seen[path] = tree
-        for node in ast.walk(tree):
-            names: list[str] = []
+def imported_modules(nodes: Iterable[ast.AST]) -> set[str]:
+    """Dotted names of every module the given code imports (``from a import b`` may name module a.b)."""
+    names: set[str] = set()
+    for root in nodes:
+        for node in ast.walk(root):
             if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
+                names |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            for name in names:
-                if name.split(".")[0] == "dropzone" and (found := module_file(name)):
-                    todo.append(found)
-    return seen
+                names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def _own_modules(names: Iterable[str]) -> set[Path]:
+    found: set[Path] = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] == "dropzone":
+            # importing a.b.c runs a/__init__ and a/b/__init__ too
+            found |= {f for i in range(1, len(parts) + 1) if (f := module_file(".".join(parts[:i])))}
+    return found
 
 
 def _referenced_names(nodes: Iterable[ast.AST]) -> set[str]:
@@ -180,17 +180,13 @@ def _referenced_names(nodes: Iterable[ast.AST]) -> set[str]:
 
 
 def _top_level(tree: ast.Module) -> list[ast.AST]:
-    """What runs at import: module statements and class bodies, not function bodies."""
+    """What runs at import that can call something: module statements, decorators, base classes."""
     run: list[ast.AST] = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             run.extend(node.decorator_list)
         elif isinstance(node, ast.ClassDef):
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
-                    run.extend(item.decorator_list)
-                else:
-                    run.append(item)
+            # The class body's defaults (e.g. dataclass default factories) count when the class is used.
             run.extend(node.decorator_list + node.bases)
         else:
             run.append(node)
@@ -202,6 +198,7 @@ class CodeFacts:
     """What a function's reachable code does: settings it requires, clients, AWS calls, metrics it emits."""
 
     modules: list[Path]
+    imports: set[str] = field(default_factory=set)
     required_settings: set[str] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
     calls: set[tuple[str, str]] = field(default_factory=set)
@@ -228,28 +225,51 @@ def _strings(node: ast.AST) -> set[str]:
 
 @cache
 def code_facts(entry: Path, handler: str = "handler") -> CodeFacts:
-    trees = module_closure(entry)
+    """Modules are loaded when imported at module level or inside reached code (lazy imports count only then)."""
+    trees: dict[Path, ast.Module] = {}
     definitions: dict[str, list[ast.AST]] = {}
-    for tree in trees.values():
+    reached: list[ast.AST] = []
+    imports: set[str] = set()
+    names: set[str] = {handler}  # Lambda calls the handler; nothing in the code names it
+    done: set[str] = set()
+
+    def load(path: Path) -> None:
+        if path in trees:
+            return
+        tree = trees[path] = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                definitions.setdefault(node.name, []).append(node)
+                if not node.name.startswith("__"):  # dunders run through their class (super().__init__ names all)
+                    definitions.setdefault(node.name, []).append(node)
             elif isinstance(node, ast.ClassDef):
-                # Calling the class runs __init__/__post_init__.
-                inits = [
-                    n for n in node.body if isinstance(n, ast.FunctionDef) and n.name in ("__init__", "__post_init__")
+                # Using the class runs __init__/__post_init__ and its field defaults.
+                body = [
+                    n
+                    for n in node.body
+                    if not isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                    or n.name in ("__init__", "__post_init__")
                 ]
-                definitions.setdefault(node.name, []).extend(inits)
-    reached: list[ast.AST] = [n for tree in trees.values() for n in _top_level(tree)]
-    names = _referenced_names(reached) | {handler}  # Lambda calls the handler; nothing in the code names it
-    done: set[str] = set()
+                definitions.setdefault(node.name, []).extend(body)
+        run = _top_level(tree)
+        reach(run)
+        done.difference_update(definitions)  # names seen before this module defined them get another look
+
+    def reach(nodes: list[ast.AST]) -> None:
+        reached.extend(nodes)
+        names.update(_referenced_names(nodes))
+        modules = imported_modules(nodes)
+        imports.update(modules)
+        for path in sorted(_own_modules(modules)):
+            load(path)
+
+    load(entry)
     while todo := names - done:
-        for name in todo:
+        for name in sorted(todo):
             done.add(name)
             for definition in definitions.get(name, []):
-                reached.append(definition)
-                names |= _referenced_names([definition])
-    facts = CodeFacts(modules=sorted(trees))
+                if definition not in reached:
+                    reach([definition])
+    facts = CodeFacts(modules=sorted(trees), imports=imports)
     for root in reached:
         for node in ast.walk(root):
             if not isinstance(node, ast.Call):
@@ -274,9 +294,23 @@ def code_facts(entry: Path, handler: str = "handler") -> CodeFacts:
                 for kw in node.keywords:
                     if kw.arg == "name" and isinstance(kw.value, ast.Name):
                         facts.metrics |= _assigned_strings(root, kw.value.id)
+    # Compiled regular expressions have .search/.match too: their calls are not AWS calls.
+    patterns = {"re"} | {
+        target.id
+        for tree in trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and getattr(node.value.func, "attr", "") == "compile"
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
     for root in reached:
         for node in ast.walk(root):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                receiver = node.func.value
+                if isinstance(receiver, ast.Name) and receiver.id in patterns:
+                    continue
                 op = node.func.attr
                 if op == "get_paginator" and node.args and isinstance(node.args[0], ast.Constant):
                     op = str(node.args[0].value)
