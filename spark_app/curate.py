@@ -73,35 +73,38 @@ def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: s
         assert contract.timestamp is not None
         new = new.withColumn(EVENT_DATE, F.to_date(F.col(contract.timestamp)))
     new = new.persist()
-    rows_in = new.count()
-    if keys:
-        deduped = _latest_per_key(new, keys)
-        duplicate_rows = rows_in - deduped.count()
-    else:
-        deduped, duplicate_rows = new, 0
+    # Few Spark jobs on purpose: one aggregate for the counts, one for the dates, one for the existing keys.
+    counted = new.agg(F.count(F.lit(1)), F.count_distinct(F.struct(*keys)) if keys else F.count(F.lit(1))).collect()[0]
+    rows_in, rows_written = int(counted[0]), int(counted[1])
+    duplicate_rows = rows_in - rows_written
+    deduped = _latest_per_key(new, keys) if keys else new
+    partitions = sorted(str(r[0]) for r in new.select(EVENT_DATE).distinct().collect()) if partitioned else []
     out_columns = [*columns, BATCH_ID, *([EVENT_DATE] if partitioned else [])]
 
     existing = read_table(spark, uri)
-    partitions: list[str] = []
+    replaced = 0
     if existing is None:
         merged = deduped
-        replaced = 0
     else:
         old = existing.filter(F.col(BATCH_ID) != F.lit(batch_id))
+        wanted = set(partitions)
+        if keys:
+            # Existing rows with a key of the batch: the newer delivery replaces them, wherever their date.
+            hits = (
+                existing.join(new.select(*keys).distinct(), on=list(keys), how="left_semi")
+                .groupBy(F.col(EVENT_DATE) if partitioned else F.lit(None))
+                .agg(F.count_if(F.col(BATCH_ID) != F.lit(batch_id)))
+                .collect()
+            )
+            replaced = sum(int(r[1]) for r in hits)
+            wanted |= {str(r[0]) for r in hits if r[0] is not None}
         if partitioned:
-            dates = deduped.select(EVENT_DATE).distinct()
-            if keys:
-                moved = existing.join(deduped.select(*keys), on=list(keys), how="left_semi").select(EVENT_DATE)
-                dates = dates.union(moved).distinct()
-            wanted = [r[0] for r in dates.collect()]
-            old = old.filter(F.col(EVENT_DATE).isin(wanted)) if wanted else old.limit(0)
+            old = old.filter(F.col(EVENT_DATE).cast("string").isin(sorted(wanted))) if wanted else old.limit(0)
         old = old.withColumn(_PRIORITY, F.lit(0)).withColumn(FILE_INDEX, F.lit(-1))
         both = deduped.unionByName(old.select(*deduped.columns))
         merged = _latest_per_key(both, keys) if keys else both
-        replaced = old.join(deduped.select(*keys), on=list(keys), how="left_semi").count() if keys else 0
     merged = merged.select(*out_columns)
     if partitioned:
-        partitions = sorted(str(r[0]) for r in deduped.select(EVENT_DATE).distinct().collect())
         (
             merged.repartition(EVENT_DATE)
             .write.mode("overwrite")
@@ -112,6 +115,5 @@ def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: s
     else:
         # The whole (small) dimension is rewritten: cut the lineage so Spark is not reading the path it overwrites.
         merged.localCheckpoint(eager=True).coalesce(1).write.mode("overwrite").parquet(spark_path(uri))
-    rows_written = deduped.count()
     new.unpersist()
     return CurateResult(uri, rows_in, duplicate_rows, replaced, rows_written, partitions)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -175,10 +175,6 @@ def load_job_contracts(contracts_uri: str, dataset: str) -> dict[str, Contract]:
     return {dataset: contract, **references}
 
 
-def contract_schema(contract: Contract) -> T.StructType:
-    return T.StructType([T.StructField(c.name, SPARK_TYPES[c.type], True) for c in contract.columns])
-
-
 def _csv_header(uri: str, fmt: str) -> list[str]:
     raw = read_bytes(uri, 1 << 16)
     if fmt == "csv.gz":
@@ -187,17 +183,13 @@ def _csv_header(uri: str, fmt: str) -> list[str]:
     return [h.strip().strip('"') for h in line.split(",")] if line else []
 
 
-def _source() -> Column:
-    return F.col("_metadata.file_path").alias("_source_uri")
-
-
 def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[str], header: list[str]) -> DataFrame:
-    types = {c.name: SPARK_TYPES[c.type] for c in contract.columns}
+    """Every contract column as text (the validator's rules parse text), plus ``_corrupt_record`` and the file."""
     paths = [spark_path(u) for u in uris]
+    text = T.StringType()
     if fmt.startswith("csv"):
-        # Columns by the file's own header (any order); columns outside the contract are read as strings and dropped.
-        fields = [T.StructField(h, types.get(h, T.StringType()), True) for h in header]
-        schema = T.StructType([*fields, T.StructField(CORRUPT, T.StringType(), True)])
+        # Columns by the file's own header (any order); columns outside the contract are dropped.
+        schema = T.StructType([*[T.StructField(h, text, True) for h in header], T.StructField(CORRUPT, text, True)])
         df = (
             spark.read.schema(schema)
             .option("header", True)
@@ -207,34 +199,24 @@ def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[st
             .csv(paths)
         )
     elif fmt.startswith("jsonl"):
-        schema = T.StructType([*contract_schema(contract).fields, T.StructField(CORRUPT, T.StringType(), True)])
-        df = (
-            spark.read.schema(schema)
-            .option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .json(paths)
-        )
+        fields = [T.StructField(c, text, True) for c in contract.column_names]
+        schema = T.StructType([*fields, T.StructField(CORRUPT, text, True)])
+        reader = spark.read.schema(schema).option("mode", "PERMISSIVE")
+        df = reader.option("columnNameOfCorruptRecord", CORRUPT).json(paths)
     else:
         raw = spark.read.parquet(*paths)
         present = set(raw.columns)
-        cols: list[Column] = []
-        bad: list[Column] = []
-        for c in contract.columns:
-            if c.name in present:
-                cast = F.expr(f"try_cast(`{c.name}` AS {types[c.name].simpleString()})")
-                bad.append(F.col(c.name).isNotNull() & cast.isNull())
-                cols.append(cast.alias(c.name))
-            else:
-                cols.append(F.lit(None).cast(types[c.name]).alias(c.name))
-        failed = F.lit(False)
-        for b in bad:
-            failed = failed | b
-        df = raw.select(*cols, F.when(failed, F.lit("type mismatch")).alias(CORRUPT), _source())
-    for c in contract.columns:
-        if c.name not in df.columns:
-            df = df.withColumn(c.name, F.lit(None).cast(types[c.name]))
+        # Typed Parquet values rendered as text (session time zone UTC), so one rule compiler serves every format.
+        df = raw.select(
+            *[F.col(c).cast("string").alias(c) for c in contract.column_names if c in present],
+            F.lit(None).cast("string").alias(CORRUPT),
+            F.col("_metadata.file_path").alias("_source_uri"),
+        )
     if "_source_uri" not in df.columns:
-        df = df.withColumn("_source_uri", _source())
+        df = df.withColumn("_source_uri", F.col("_metadata.file_path"))
+    for c in contract.column_names:
+        if c not in df.columns:
+            df = df.withColumn(c, F.lit(None).cast("string"))
     return df.select(*contract.column_names, CORRUPT, "_source_uri")
 
 
@@ -246,8 +228,8 @@ def _hadoop_uri(spark: SparkSession, uri: str) -> str:
 
 
 def read_batch(spark: SparkSession, contract: Contract, batch: Batch) -> DataFrame:
-    """Every file of the batch with the contract's columns, ``_corrupt_record`` (non-null when a value did not
-    parse as its type) and ``_file_index`` (position in the manifest: later files win on duplicate keys)."""
+    """Every file of the batch: the contract's columns as text, ``_corrupt_record`` (non-null when a line could not
+    be split into fields) and ``_file_index`` (position in the manifest: later files win on duplicate keys)."""
     groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for f in batch.files:
         if f.format not in contract.formats:

@@ -17,7 +17,6 @@ from dropzone.contract import Contract
 from spark_app.curate import BATCH_ID, EVENT_DATE, CurateResult, curate, read_table, table_uri
 from spark_app.features import CUTOFF, ROLE, Cutoffs, FeatureResult, compute_features
 from spark_app.io import (
-    CORRUPT,
     Batch,
     JobInputError,
     join_uri,
@@ -27,7 +26,7 @@ from spark_app.io import (
     spark_path,
     write_text,
 )
-from spark_app.rules import apply_row_rules
+from spark_app.rules import BAD, compile_rules, rule_failure_counts
 
 SPLIT_BUCKETS = 10_000
 
@@ -77,31 +76,42 @@ def run_dir(args: JobArgs) -> str:
     return join_uri(args.features, args.dataset, f"run={args.run_id}")
 
 
-def _validate(spark: SparkSession, contract: Contract, batch: Batch) -> tuple[DataFrame, dict[str, int], int]:
-    """Rows of the batch that pass every row rule, the count of bad rows per reason, and all rows read."""
-    raw = read_batch(spark, contract, batch)
-    checked = apply_row_rules(raw.withColumn("_unparsed", F.col(CORRUPT).isNotNull()), contract)
-    checked = checked.persist()
-    counts = checked.groupBy("_reason").count().collect()
-    reasons = {str(r["_reason"]): int(r["count"]) for r in counts if r["_reason"] is not None}
-    total = sum(int(r["count"]) for r in counts)
-    good = checked.filter(F.col("_reason").isNull()).drop("_reason", "_unparsed", CORRUPT)
-    return good, reasons, total
+def _validate(spark: SparkSession, contract: Contract, batch: Batch) -> tuple[DataFrame, RuleCounts]:
+    """Typed rows of the batch that pass every blocking row rule, and the rule counts."""
+    compiled = compile_rules(read_batch(spark, contract, batch), contract)
+    checked = compiled.frame.persist()
+    rows, bad, failures = rule_failure_counts(checked, compiled)
+    good = checked.filter(~F.col(BAD)).drop(BAD, *compiled.flags.values())
+    blocking = {k: v for k, v in failures.items() if k in compiled.blocking}
+    flagged = {k: v for k, v in failures.items() if k not in compiled.blocking}
+    return good, RuleCounts(rows, bad, blocking, flagged)
+
+
+@dataclass(frozen=True)
+class RuleCounts:
+    rows: int
+    bad_rows: int
+    failures: dict[str, int]  # blocking rule name -> rows failing it (a row can fail several)
+    flagged: dict[str, int]  # non-blocking rules (e.g. text that starts like a spreadsheet formula)
 
 
 def _feature_stats(
     frame: DataFrame, result: FeatureResult, label: str
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Per-feature null fraction/min/max/mean over the training rows, plus row counts and counters, in one pass."""
+    """Per-feature null fraction/min/max/mean over the training rows, row counts per split, the label mean and
+    the unknown-key counters (over the scoring rows: every event before the as-of date once), in one pass."""
     numeric = {"double", "bigint", "int"}
-    exprs = [F.count(F.lit(1)).alias("_rows"), F.avg(F.col(label).cast("double")).alias("_label_mean")]
+    train = F.col(ROLE) == "train"
+    exprs = [F.count_if(F.col("_split") == s).alias(f"{s}_rows") for s in ("train", "validation", "score")]
+    exprs.append(F.avg(F.when(train, F.col(label).cast("double"))).alias("_label_mean"))
+    exprs += [F.coalesce(F.sum(F.when(~train, F.col(c))), F.lit(0)).alias(c) for c in result.counters]
     for f in result.features:
-        c = F.col(f.name)
-        exprs.append(F.avg(c.isNull().cast("double")).alias(f"{f.name}__null"))
+        c = F.when(train, F.col(f.name))
+        exprs.append(F.avg(F.when(train, F.col(f.name).isNull().cast("double"))).alias(f"{f.name}__null"))
         if f.type in numeric:
             exprs += [F.min(c).cast("double").alias(f"{f.name}__min"), F.max(c).cast("double").alias(f"{f.name}__max")]
             exprs.append(F.avg(c.cast("double")).alias(f"{f.name}__mean"))
-    row = frame.filter(F.col(ROLE) == "train").agg(*exprs).collect()[0].asDict()
+    row = frame.agg(*exprs).collect()[0].asDict()
     stats = {}
     for f in result.features:
         stats[f.name] = {
@@ -113,22 +123,8 @@ def _feature_stats(
             "max": row.get(f"{f.name}__max"),
             "mean": row.get(f"{f.name}__mean"),
         }
-    return stats, {"rows": row["_rows"], "label_mean": row["_label_mean"]}
-
-
-def _counts(frame: DataFrame, result: FeatureResult) -> dict[str, int]:
-    by_split = {str(r["_split"]): int(r["count"]) for r in frame.groupBy("_split").count().collect()}
-    score = frame.filter(F.col(ROLE) == "score")
-    sums = (
-        score.agg(*[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in result.counters]).collect()[0]
-        if result.counters
-        else None
-    )
-    out = {f"{k}_rows": by_split.get(k, 0) for k in ("train", "validation", "score")}
-    if sums is not None:
-        for c in result.counters:
-            out[c] = int(sums[c])
-    return out
+    overall = {k: row[k] for k in ("train_rows", "validation_rows", "score_rows", "_label_mean", *result.counters)}
+    return stats, overall
 
 
 def build_features(
@@ -173,13 +169,12 @@ def build_features(
         part.write.mode("overwrite").parquet(spark_path(uri))
         outputs[name] = uri
     stats, overall = _feature_stats(frame, result, contract.label.name)
-    counts = _counts(frame, result)
     frame.unpersist()
     label_info: dict[str, Any] = {"name": contract.label.name, "kind": contract.label.kind}
     if contract.label.is_classification:
-        label_info["positive_fraction"] = overall["label_mean"]
+        label_info["positive_fraction"] = overall["_label_mean"]
     else:
-        label_info["mean"] = overall["label_mean"]
+        label_info["mean"] = overall["_label_mean"]
     fields = {
         "entity": contract.entity,
         "label": label_info,
@@ -189,8 +184,8 @@ def build_features(
         "as_of": as_of.isoformat(),
         "horizon_days": contract.label.horizon_days,
         "validation_fraction": vf,
-        "row_counts": {k: v for k, v in counts.items() if k.endswith("_rows")},
-        "unknown_join_keys": {k.removeprefix("_unknown_"): v for k, v in counts.items() if k.startswith("_unknown_")},
+        "row_counts": {k: int(overall[k]) for k in ("train_rows", "validation_rows", "score_rows")},
+        "unknown_join_keys": {c.removeprefix("_unknown_"): int(overall[c]) for c in result.counters},
         "missing_references": result.missing_references,
         "text_fit_rows": result.text_fit_rows,
     }
@@ -206,7 +201,7 @@ def run(spark: SparkSession, args: JobArgs) -> dict[str, Any]:
         raise JobInputError(f"{args.manifest}: manifest dataset {batch.dataset!r} is not --dataset {args.dataset!r}")
     contracts = load_job_contracts(args.contracts, args.dataset)
     contract = contracts[args.dataset]
-    good, bad_reasons, rows_read = _validate(spark, contract, batch)
+    good, rule_counts = _validate(spark, contract, batch)
     curated: CurateResult = curate(spark, contract, good, batch.batch_id, args.curated)
     manifest: dict[str, Any] = {
         "run_id": args.run_id,
@@ -219,9 +214,10 @@ def run(spark: SparkSession, args: JobArgs) -> dict[str, Any]:
         ],
         "curated": {
             "table": curated.table_uri,
-            "rows_read": rows_read,
-            "bad_rows": sum(bad_reasons.values()),
-            "bad_rows_by_reason": bad_reasons,
+            "rows_read": rule_counts.rows,
+            "bad_rows": rule_counts.bad_rows,
+            "rule_failures": rule_counts.failures,
+            "flagged": rule_counts.flagged,
             "duplicate_rows": curated.duplicate_rows,
             "replaced_rows": curated.replaced_rows,
             "rows_written": curated.rows_written,
@@ -229,7 +225,7 @@ def run(spark: SparkSession, args: JobArgs) -> dict[str, Any]:
             "first_partition": curated.partitions[0] if curated.partitions else None,
             "last_partition": curated.partitions[-1] if curated.partitions else None,
         },
-        "bad_rows": sum(bad_reasons.values()),
+        "bad_rows": rule_counts.bad_rows,
         "kind": "curate_only" if contract.is_reference else "features",
         "spark_version": spark.version,
     }

@@ -1,53 +1,102 @@
-"""Row rules as Spark column expressions: a row is bad when any rule fails; ``_reason`` names the first one.
+"""Spark compiler of the validator's row rules (``dropzone.rules``): the same rule list, the same semantics.
 
-The rules are the contract's (types, required, range, allowed values, regex, max length, timestamp bounds), the
-same the validator applies to each file when it lands.
+Input: the batch with every contract column as *text* (how CSV and JSON Lines arrive; Parquet values are rendered
+as text first), so ``parse`` applies the exact text forms of ``dropzone.rules.TEXT_PATTERNS``. Output: the
+typed columns, one boolean flag per rule and ``_bad`` (any blocking rule failed). Nulls fail only ``required``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from dropzone.contract import Contract
+from dropzone.rules import TEXT_PATTERNS, TRUE_TEXT, RowRule, row_rules
+from spark_app.io import CORRUPT, SPARK_TYPES
 
-REASON = "_reason"
-UNPARSED = "_unparsed"
-
-
-def row_rule_failures(contract: Contract, now: datetime | None = None) -> list[tuple[str, Column]]:
-    """(reason, condition that is true when the row breaks the rule) for every row rule of the contract."""
-    now = now or datetime.now(UTC)
-    rules: list[tuple[str, Column]] = [("a value does not parse as its column type", F.col(UNPARSED))]
-    for c in contract.columns:
-        col = F.col(c.name)
-        if c.required:
-            rules.append((f"{c.name}: required value is missing", col.isNull()))
-        if c.min is not None:
-            rules.append((f"{c.name}: below the minimum {c.min:g}", col < F.lit(c.min)))
-        if c.max is not None:
-            rules.append((f"{c.name}: above the maximum {c.max:g}", col > F.lit(c.max)))
-        if c.allowed is not None:
-            rules.append((f"{c.name}: not one of the allowed values", ~col.isin(list(c.allowed))))
-        if c.regex is not None:
-            rules.append((f"{c.name}: does not match {c.regex}", ~col.rlike(c.regex)))
-        if c.max_length is not None:
-            rules.append((f"{c.name}: longer than {c.max_length} characters", F.length(col) > F.lit(c.max_length)))
-    if contract.timestamp is not None:
-        ts = F.col(contract.timestamp).cast("timestamp")
-        # Aware datetimes: PySpark converts them by their own offset, not the machine's local time zone.
-        earliest = contract.limits.earliest_timestamp
-        latest = now + contract.limits.future_tolerance
-        rules.append((f"{contract.timestamp}: before {earliest.isoformat()}", ts < F.lit(earliest)))
-        rules.append((f"{contract.timestamp}: in the future", ts > F.lit(latest)))
-    return rules
+BAD = "_bad"
+MALFORMED = "row.malformed"  # a line Spark could not split into the header's fields
 
 
-def apply_row_rules(df: DataFrame, contract: Contract, now: datetime | None = None) -> DataFrame:
-    """Adds ``_reason``: null for a good row, else the first failing rule (a null comparison is not a failure)."""
-    reason = F.lit(None).cast("string")
-    for name, failed in reversed(row_rule_failures(contract, now)):
-        reason = F.when(F.coalesce(failed, F.lit(False)), F.lit(name)).otherwise(reason)
-    return df.withColumn(REASON, reason)
+@dataclass(frozen=True)
+class CompiledRules:
+    frame: DataFrame  # typed contract columns + one flag column per rule + _bad
+    flags: dict[str, str]  # rule name -> flag column
+    blocking: tuple[str, ...]  # names of rules that make a row bad
+
+
+def _typed(text: Column, column_type: str) -> Column:
+    """Text → the column type, null when the text does not parse (callers check the pattern first)."""
+    if column_type == "bool":
+        return F.when(text.isNotNull(), F.lower(text).isin(list(TRUE_TEXT)))
+    if column_type == "timestamp":
+        # +hhmm → +hh:mm (Spark reads the colon form); no zone means UTC, the job's session time zone.
+        normal = F.regexp_replace(text, r"([+-][0-9]{2})([0-9]{2})$", "$1:$2")
+        return _try_cast(normal, "timestamp")
+    return _try_cast(text, SPARK_TYPES[column_type].simpleString())
+
+
+def _try_cast(c: Column, type_name: str) -> Column:
+    return c.try_cast(type_name)
+
+
+def _condition(rule: RowRule, text: Column, value: Column, column_type: str) -> Column:
+    """True when the rule fails on the row (never null)."""
+    if rule.kind == "required":
+        return text.isNull()
+    if rule.kind == "parse":
+        return text.isNotNull() & (~text.rlike(TEXT_PATTERNS[column_type]) | value.isNull())
+    if rule.kind == "finite":
+        return F.coalesce(F.isnan(value) | (F.abs(value) == F.lit(float("inf"))), F.lit(False))
+    if rule.kind in ("min", "max"):
+        finite = ~F.isnan(value)
+        out = (value < F.lit(rule.value)) if rule.kind == "min" else (value > F.lit(rule.value))
+        return F.coalesce(finite & out, F.lit(False))
+    if rule.kind == "allowed":
+        return F.coalesce(~value.isin(list(rule.value)), F.lit(False))
+    if rule.kind == "regex":
+        return F.coalesce(~text.rlike(str(rule.value)), F.lit(False))
+    if rule.kind == "max_length":
+        return F.coalesce(F.length(text) > F.lit(int(rule.value)), F.lit(False))
+    if rule.kind in ("too_old", "future"):
+        bound = F.lit(rule.value)  # aware datetime: PySpark converts it by its own offset
+        ts = value.cast("timestamp")
+        return F.coalesce(ts < bound if rule.kind == "too_old" else ts > bound, F.lit(False))
+    if rule.kind == "formula":
+        return F.coalesce(F.substring(text, 1, 1).isin(list(rule.value)), F.lit(False))
+    raise ValueError(f"no Spark compilation for rule kind {rule.kind!r} ({rule.name})")
+
+
+def compile_rules(text_rows: DataFrame, contract: Contract, uploaded_at: datetime | None = None) -> CompiledRules:
+    """Typed columns, a flag per rule of ``dropzone.rules.row_rules(contract)`` and ``_bad``."""
+    rules = row_rules(contract, uploaded_at)
+    types = {c.name: c.type for c in contract.columns}
+    typed = {name: (F.col(name) if t == "string" else _typed(F.col(name), t)) for name, t in types.items()}
+    flags: dict[str, Column] = {MALFORMED: F.col(CORRUPT).isNotNull()}
+    for rule in rules:
+        flags[rule.name] = _condition(rule, F.col(rule.column), typed[rule.column], types[rule.column])
+    blocking = (MALFORMED, *[r.name for r in rules if r.blocking])
+    names = {name: f"_rule{i}" for i, name in enumerate(flags)}
+    bad = F.lit(False)
+    for name in blocking:
+        bad = bad | F.col(names[name])
+    frame = text_rows.select(
+        *[F.col(c) for c in text_rows.columns if c not in types and c != CORRUPT],
+        *[typed[name].alias(name) for name in types],
+        *[flags[name].alias(col) for name, col in names.items()],
+    ).withColumn(BAD, bad)
+    return CompiledRules(frame, names, blocking)
+
+
+def rule_failure_counts(frame: DataFrame, compiled: CompiledRules) -> tuple[int, int, dict[str, int]]:
+    """(rows, bad rows, failures per rule name) in one pass; a row can fail several rules."""
+    row = frame.agg(
+        F.count(F.lit(1)).alias("_rows"),
+        F.count_if(F.col(BAD)).alias("_bad_rows"),
+        *[F.count_if(F.col(col)).alias(col) for col in compiled.flags.values()],
+    ).collect()[0]
+    failures = {name: int(row[col]) for name, col in compiled.flags.items() if row[col]}
+    return int(row["_rows"]), int(row["_bad_rows"]), failures
