@@ -198,7 +198,9 @@ def train(
         verbose_eval=False,
     )
     best = int(getattr(booster, "best_iteration", num_round - 1))
-    predictions = booster.predict(dvalid, iteration_range=(0, best + 1))
+    # Keep only the trees up to the best round: the serving container predicts with every tree it loads.
+    booster = booster[: best + 1]
+    predictions = booster.predict(dvalid)
     if task == CLASSIFICATION:
         prior = float(y_train.mean())
         validation = classification_metrics(y_valid, predictions)

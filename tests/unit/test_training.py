@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import xgboost as xgb
 
 from dropzone.training_jobs import METRIC_DEFINITIONS
 
@@ -72,6 +73,7 @@ def _run(
 FEATURES = "amount_sum_30d,order_id_count_30d,segment,signup_date,returned_rate_30d"
 
 
+@pytest.mark.filterwarnings("ignore:.*Unknown file format")  # "xgboost-model" has no extension by SageMaker's rule
 def test_classifier_beats_the_prior_and_prints_every_metric_definition(tmp_path: Path) -> None:
     # GIVEN a train and a validation channel of real Parquet part files
     _write_channel(tmp_path / "train", seed=1, rows=1500)
@@ -100,6 +102,9 @@ def test_classifier_beats_the_prior_and_prints_every_metric_definition(tmp_path:
     assert metrics["validation"]["logloss"] < metrics["baseline"]["logloss"]
     assert metrics["validation"]["pr_auc"] > metrics["baseline"]["pr_auc"]
     assert metrics["best_iteration"] < 200  # early stopping ended the run
+    booster = xgb.Booster()
+    booster.load_model(str(tmp_path / "model" / "xgboost-model"))
+    assert booster.num_boosted_rounds() == metrics["best_iteration"] + 1  # only the trees up to the best round
     assert set(metrics["feature_importance"]) <= set(FEATURES.split(","))
     assert "amount_sum_30d" in metrics["feature_importance"]
     assert "sagemaker_program" not in metrics["hyperparameters"]
