@@ -40,6 +40,8 @@ _DROPPED_CONF = re.compile(
     r"^spark\.(kubernetes|yarn)\.|^spark\.archives$|^spark\.submit\.pyFiles$"
 )
 _PROGRESS = re.compile(r"\[dropzone\].*")
+_STAGE = re.compile(r"\[Stage (\d+):[=>\s]*\((\d+) \+ (\d+)\) / (\d+)\]")  # Spark's console progress bar
+STAGE_REPORT_SECONDS = 5.0
 
 
 @dataclass
@@ -242,7 +244,7 @@ class EmrExecutor:
         for key, value in submit.conf.items():
             if not _DROPPED_CONF.search(key):
                 command += ["--conf", f"{key}={value}"]
-        command += ["--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=false"]
+        command += ["--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=true"]
         command += ["--conf", "spark.log.level=WARN"]  # the INFO chatter of a local driver is thousands of lines
         if py_files:
             command += ["--py-files", ",".join(py_files)]
@@ -256,7 +258,20 @@ class EmrExecutor:
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=self._work
             )
             assert process.stdout is not None
-            for line in process.stdout:
+            started = last = time.monotonic()
+            stages: set[str] = set()
+            for line in process.stdout:  # text mode turns the progress bar's carriage returns into lines
+                stage = _STAGE.search(line)
+                if stage:
+                    stages.add(stage.group(1))
+                    if time.monotonic() - last >= STAGE_REPORT_SECONDS:
+                        last = time.monotonic()
+                        done, total = stage.group(2), stage.group(4)
+                        self._progress(
+                            f"stage {stage.group(1)} ({done}/{total} tasks), {len(stages)} stage(s) so far, "
+                            f"{last - started:.0f}s"
+                        )
+                    continue
                 out.write(line)
                 match = _PROGRESS.search(line)
                 if match:
