@@ -13,8 +13,10 @@ xgboost, numpy, pandas, pyarrow, scikit-learn.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import numbers
 import os
 import sys
 from pathlib import Path
@@ -103,10 +105,22 @@ def _prepare(frame: pd.DataFrame, features: list[str], categories: dict[str, lis
         elif _holds_text(column) or name in categories:
             levels = categories.setdefault(name, sorted(str(v) for v in column.dropna().unique()))
             out[name] = pd.Categorical(column.astype("object").where(column.notna(), None), categories=levels)
-        else:  # datetime.date objects (Spark DateType) and the like
-            converted = pd.to_datetime(column, errors="coerce")
-            out[name] = (converted - pd.Timestamp("1970-01-01")).dt.days.astype("float64")
+        else:
+            out[name] = _objects_as_numbers(name, column)
     return out
+
+
+def _objects_as_numbers(name: str, column: pd.Series) -> pd.Series:
+    """Decimals (Spark DecimalType) as floats, dates (Spark DateType) as epoch days; anything else is an error."""
+    present = column.dropna()
+    sample = present.iloc[0] if len(present) else None
+    if sample is None or isinstance(sample, numbers.Number):
+        return pd.to_numeric(column, errors="coerce").astype("float64")
+    if isinstance(sample, datetime.date):
+        return (pd.to_datetime(column) - pd.Timestamp("1970-01-01")).dt.days.astype("float64")
+    raise TrainingInputError(
+        f"feature column {name!r} holds {type(sample).__name__} values, which cannot be trained on"
+    )
 
 
 def _holds_text(column: pd.Series) -> bool:

@@ -181,3 +181,25 @@ def test_empty_channel_is_named(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "channel 'validation'" in result.stderr
     assert "no .parquet files" in result.stderr
+
+
+def test_spark_decimals_and_dates_become_numbers_and_lists_are_refused() -> None:
+    import datetime
+    import decimal
+
+    import pandas as pd
+
+    from training.train import TrainingInputError, _prepare
+
+    frame = pd.DataFrame(
+        {
+            "spend": [decimal.Decimal("1.50"), None],
+            "signup": [datetime.date(1970, 1, 11), None],
+            "tags": [["a"], ["b"]],
+        }
+    )
+    prepared = _prepare(frame, ["spend", "signup"], {})
+    assert prepared["spend"].tolist()[0] == 1.5
+    assert prepared["signup"].tolist()[0] == 10.0  # days since 1970-01-01
+    with pytest.raises(TrainingInputError, match="feature column 'tags' holds list values"):
+        _prepare(frame, ["tags"], {})
