@@ -1,0 +1,85 @@
+"""The Spark compiler of dropzone.rules agrees with the validator, rule by rule, on the same file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from dropzone.contract import load_contracts
+from dropzone.validation import validate_path
+from spark_app.io import Batch, BatchFile, read_batch
+from spark_app.rules import BAD, compile_rules, rule_failure_counts
+
+pytestmark = pytest.mark.spark
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+UPLOADED = datetime(2026, 3, 1, tzinfo=UTC)
+HEADER = "order_id,customer_id,order_ts,product_id,amount,quantity,returned,review_text"
+ROWS = [
+    "O0000001,C000001,2026-01-01T10:00:00Z,P00001,10.5,1,true,fine",  # good
+    "O0000002,C000001,2026-01-01 10:00:00+0100,P00001,1e2,2,1,ok",  # good: space, +hhmm, exponent, bool 1
+    "O0000003,C000001,2026-01-01T10:00:00.123456-05:00,P00001,0,1000,FALSE,",  # good: fraction, offset, bounds
+    "O0000004,C000001,2026-02-30T00:00:00Z,P00001,1,1,false,",  # not a calendar date: order_ts.parse
+    "O0000005,C000001,2026-01-01T00:00:00Z,P00001,nan,1,false,",  # amount.finite only
+    "O0000006,C000001,2026-01-01T00:00:00Z,P00001,-inf,1,false,",  # amount.finite and amount.min (-inf < 0)
+    "O0000007,C000001,2026-01-01T00:00:00Z,P00001,1, 5,false,",  # a leading space: quantity.parse
+    "O0000008,C000001,2026-01-01T00:00:00Z,P00001,1,1,yes,",  # returned.parse
+    "O0000009,,2026-01-01T00:00:00Z,P00001,1,1,,",  # customer_id.required; returned empty is fine
+    "O0000010,C000001,1999-12-31T23:59:59Z,P00001,1,1,false,",  # order_ts.too_old
+    "O0000011,C000001,2026-03-01T01:00:01Z,P00001,1,1,false,",  # order_ts.future (tolerance 1h)
+    "O0000012,C000001,2026-01-01T00:00:00Z,P00001,100000.5,1,false,",  # amount.max
+    "O0000013,C000001,2026-01-01T00:00:00Z,P1,1,1,false,",  # product_id.regex
+    "O0000014,C000001,2026-01-01T00:00:00Z,P00001,1,1,false,=HYPERLINK(1)",  # review_text.formula: flagged only
+    "O0000015,C000001,2026-01-01T00:00:00Z,P00001,1,1.5,false,",  # quantity.parse
+    "O0000016,C000001,2026-01-01T00:00:00Z,P00001,1,1,false," + "x" * 2001,  # review_text.max_length
+]
+
+
+def test_spark_rules_match_the_validator(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("\n".join([HEADER, *ROWS]) + "\n")
+    contract = load_contracts(CONTRACTS)["orders"]
+    report = validate_path(path, contract, uploaded_at=UPLOADED)
+
+    batch = Batch("orders", "b", 1, (BatchFile(str(path), "csv"),))
+    compiled = compile_rules(read_batch(spark, contract, batch), contract, uploaded_at=UPLOADED)
+    rows, bad, failures = rule_failure_counts(compiled.frame, compiled)
+
+    assert rows == report.rows_read == len(ROWS)
+    assert bad == report.bad_rows == 12
+    assert failures == report.rule_counts
+    expected = {
+        "order_ts.parse": 1,
+        "amount.finite": 2,
+        "quantity.parse": 2,
+        "returned.parse": 1,
+        "customer_id.required": 1,
+        "order_ts.too_old": 1,
+        "order_ts.future": 1,
+        "amount.min": 1,
+        "amount.max": 1,
+        "product_id.regex": 1,
+        "review_text.formula": 1,
+        "review_text.max_length": 1,
+    }
+    assert failures == expected
+
+
+def test_typed_values_of_good_rows(spark: SparkSession, tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("\n".join([HEADER, *ROWS[:3]]) + "\n")
+    contract = load_contracts(CONTRACTS)["orders"]
+    compiled = compile_rules(
+        read_batch(spark, contract, Batch("orders", "b", 1, (BatchFile(str(path), "csv"),))), contract, UPLOADED
+    )
+    got = {r["order_id"]: r for r in compiled.frame.filter(~compiled.frame[BAD]).collect()}
+    assert got["O0000001"]["order_ts"] == datetime(2026, 1, 1, 10, 0)  # naive UTC (session time zone)
+    assert got["O0000002"]["order_ts"] == datetime(2026, 1, 1, 9, 0)  # +0100
+    assert got["O0000003"]["order_ts"] == datetime(2026, 1, 1, 15, 0, 0, 123456)  # -05:00, microseconds
+    assert got["O0000002"]["amount"] == 100.0
+    assert got["O0000002"]["returned"] is True
+    assert got["O0000003"]["returned"] is False
+    assert got["O0000003"]["quantity"] == 1000
