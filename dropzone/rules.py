@@ -14,7 +14,7 @@ Rule kinds (``RowRule.kind``) and their parameter (``RowRule.value``):
 
 ``required``   (no value) fails when the value is null. Name ``<col>.required``.
 ``parse``      (the column type) fails when a non-null value does not parse as the type. Accepted text forms:
-               int: ``[+-]?[0-9]{1,18}``; double: decimal or exponent notation, plus ``nan``/``inf``/``infinity``
+               int: ``[+-]?[0-9]{1,19}`` within the signed 64-bit range; double: decimal or exponent notation, plus ``nan``/``inf``/``infinity``
                (any case, optional sign; these parse, then fail ``finite``); bool: ``true``/``false``/``1``/``0``
                (any case); date: ``YYYY-MM-DD`` (a real calendar date); timestamp: :data:`TIMESTAMP_PATTERN`, i.e.
                ``YYYY-MM-DD[T| ]HH:MM:SS[.f{1,9}][Z|+hh:mm|-hh:mm|+hhmm|-hhmm]``, a real date and time; no zone
@@ -55,7 +55,7 @@ RuleKind = Literal[
 FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@")
 
 # Text forms each column type accepts (see the module docstring). Compilers use these exact patterns.
-INT_PATTERN = r"^[+-]?[0-9]{1,18}$"
+INT_PATTERN = r"^[+-]?[0-9]{1,19}$"  # and within the 64-bit range
 DOUBLE_PATTERN = r"^[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:nan|inf|infinity))$"
 BOOL_PATTERN = r"^(?i:true|false|1|0)$"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"

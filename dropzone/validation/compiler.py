@@ -6,9 +6,11 @@ pattern yet still does not convert (e.g. ``2025-02-30``), to find which values t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,8 +28,9 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 _ZONE = r"(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
 
 
-def _false(n: int) -> pa.BooleanArray:
-    return pa.array([False] * n, type=pa.bool_()) if n < 64 else pc.fill_null(pa.nulls(n, pa.bool_()), False)
+@functools.lru_cache(maxsize=8)  # arrays are immutable: one all-False array per batch length is enough
+def _false(n: int) -> pa.Array:
+    return pa.array(np.zeros(n, dtype=bool))
 
 
 def _cast_values(candidates: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
@@ -52,17 +55,44 @@ def _cast_values(candidates: pa.Array, target: pa.DataType) -> tuple[pa.Array, p
     return pa.array(values, type=target), pa.array(failed, type=pa.bool_())
 
 
+def _fast_parse(text: pa.Array, ctype: str) -> pa.Array | None:
+    """The common spelling of each type in one or two passes; None when any value needs the full path.
+
+    Only spellings inside the documented forms are taken here (Arrow's number and bool parsers accept a subset of
+    them; timestamps must be exactly ``YYYY-MM-DDTHH:MM:SSZ`` and dates ``YYYY-MM-DD``, checked by length too).
+    """
+    try:
+        if ctype in ("double", "bool") or (ctype == "int" and (pc.max(pc.utf8_length(text)).as_py() or 0) <= 19):
+            return pc.cast(text, ARROW_TYPES[ctype])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if ctype in ("timestamp", "date"):
+        width = 20 if ctype == "timestamp" else 10
+        if text.null_count == len(text) or pc.min_max(pc.utf8_length(text)).as_py() != {"min": width, "max": width}:
+            return None
+        if ctype == "timestamp" and not pc.all(pc.ends_with(text, "Z")).as_py():
+            return None
+        try:
+            return pc.cast(text, ARROW_TYPES[ctype])  # Arrow's ISO 8601 parser checks the calendar
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+    return None
+
+
 def parse_text(text: pa.Array, ctype: str) -> tuple[pa.Array, pa.Array]:
     """Text → the column type per the rules module; returns (typed values, parse-failure mask without nulls)."""
     if ctype == "string":
         return text, _false(len(text))
+    fast = _fast_parse(text, ctype)
+    if fast is not None:
+        return fast, _false(len(text))
     matches = pc.match_substring_regex(text, TEXT_PATTERNS[ctype])
     candidates = pc.if_else(matches, text, pa.scalar(None, pa.string()))
     if ctype == "bool":
         candidates = pc.utf8_lower(candidates)
-    elif ctype in ("int", "double"):
-        candidates = pc.replace_substring_regex(candidates, r"^\+", "")  # Arrow's cast refuses a leading '+'
-    elif ctype == "timestamp":
+    elif ctype == "int" and pc.any(pc.starts_with(candidates, "+")).as_py():
+        candidates = pc.replace_substring_regex(candidates, r"^\+", "")  # Arrow's int cast refuses a leading '+'
+    elif ctype == "timestamp" and not pc.all(pc.ends_with(candidates, "Z")).as_py():
         zoned = pc.match_substring_regex(candidates, _ZONE)
         candidates = pc.if_else(zoned, candidates, pc.binary_join_element_wise(candidates, pa.scalar("Z"), ""))
     typed, cast_failed = _cast_values(candidates, ARROW_TYPES[ctype])
@@ -138,10 +168,12 @@ def failure_mask(rule: RowRule, column: Column, raw: pa.Array, typed: pa.Array, 
     elif kind == "future":
         mask = pc.greater(typed, _bound(rule.value, column.type))
     elif kind == "formula":
-        mask = pc.match_substring_regex(typed, "^[=+\\-@]")
+        mask = pc.is_in(pc.utf8_slice_codeunits(typed, 0, 1), value_set=pa.array(list(rule.value)))
     else:  # pragma: no cover - the rules module defines the kinds
         raise ValueError(f"unknown rule kind {kind!r}")
-    return pc.fill_null(pc.and_(mask, pc.is_valid(typed)), False)
+    if kind in ("allowed", "formula"):  # is_in answers False (not null) for a null: invert would flag it
+        mask = pc.and_(mask, pc.is_valid(typed))
+    return pc.fill_null(mask, False) if mask.null_count else mask
 
 
 def any_of(masks: Sequence[pa.Array], n: int) -> pa.Array:

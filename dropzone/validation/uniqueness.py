@@ -3,7 +3,9 @@
 Memory is 8 bytes per distinct value (10 M order ids: 80 MB), whatever the value length. The hash is a 64-bit
 polynomial hash of the UTF-8 bytes, computed vectorized over the Arrow buffers, then mixed (splitmix64). A false
 duplicate needs a 64-bit collision: about 3e-6 for 10 M values; it would quarantine a good file, never accept a bad
-one. Runs are merged like an LSM tree (each merge at least doubles a run), so adding N values costs O(N log N).
+one. Each value is stored once, in disjoint sorted runs merged like an LSM tree (a merge at least doubles a run,
+runs stop growing at MAX_RUN), so adding N values costs O(N log N) and a merge needs at most ~64 MiB extra.
+This is the one part of validation whose memory grows with the file: 8 bytes per distinct value of a unique column.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import pyarrow.compute as pc
 _P = np.uint64(0x100000001B3)  # odd, so invertible modulo 2**64
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+# Runs stop merging at this many hashes (32 MiB), so a merge never needs more than ~64 MiB on top of the set.
+MAX_RUN = 4 << 20
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -72,6 +76,15 @@ def hash_values(values: pa.Array) -> np.ndarray:
         return _mix(h)
 
 
+def _distinct_sorted(ordered: np.ndarray) -> np.ndarray:
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 class UniqueTracker:
     """Tracks one column's values across batches; :meth:`add` returns where a value repeats an earlier one."""
 
@@ -92,19 +105,25 @@ class UniqueTracker:
 
     def add(self, values: pa.Array) -> np.ndarray:
         """Boolean mask over ``values``: True for every non-null value already seen in this file (or earlier in it)."""
-        valid = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
         hashes = hash_values(values)
-        repeated = self._seen(hashes)
         order = np.argsort(hashes, kind="stable")
         ordered = hashes[order]
-        repeat_in_batch = np.zeros(len(hashes), dtype=bool)
-        repeat_in_batch[order[1:][ordered[1:] == ordered[:-1]]] = True
-        repeated |= repeat_in_batch
-        run = np.unique(ordered)
-        self._runs.append(run)
-        while len(self._runs) >= 2 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+        repeated = np.zeros(len(hashes), dtype=bool)
+        repeated[order] = self._seen(ordered)  # sorted probes walk the runs in order: far fewer cache misses
+        repeated[order[1:][ordered[1:] == ordered[:-1]]] = True
+        fresh = ordered[~repeated[order]]  # runs stay disjoint: a value is stored once
+        if len(fresh):
+            self._runs.append(_distinct_sorted(fresh))
+        while (
+            len(self._runs) >= 2
+            and len(self._runs[-2]) <= 2 * len(self._runs[-1])
+            and len(self._runs[-2]) + len(self._runs[-1]) <= MAX_RUN
+        ):
             last = self._runs.pop()
-            self._runs[-1] = np.union1d(self._runs[-1], last)
+            # Disjoint sorted runs: one insert is a linear merge (np.union1d would sort and dedupe again).
+            self._runs[-1] = np.insert(self._runs[-1], np.searchsorted(self._runs[-1], last), last)
+        if values.null_count == 0:
+            return repeated
         mask = np.zeros(len(values), dtype=bool)
-        mask[np.flatnonzero(valid)] = repeated
+        mask[np.flatnonzero(np.asarray(pc.is_valid(values)))] = repeated
         return mask

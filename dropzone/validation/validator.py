@@ -16,6 +16,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,7 +46,7 @@ SUFFIXES: tuple[tuple[str, str], ...] = (
     (".json", "jsonl"),
     (".parquet", "parquet"),
 )
-CSV_BLOCK = 4 << 20
+CSV_BLOCK = 1 << 20
 JSON_BLOCK = 1 << 20
 PARQUET_BATCH_ROWS = 65_536
 MAX_PARQUET_FOOTER = 16 << 20
@@ -94,11 +95,15 @@ class _Checker:
             self.rules[rule.column].append(rule)
             self.blocking[rule.name] = rule.blocking
         self.unique = {name: UniqueTracker() for name in contract.unique_columns}
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dropzone-unique")
         self.descriptions = {r.name: r.describe() for rules in self.rules.values() for r in rules}
         for name in contract.unique_columns:
             self.descriptions[unique_rule_name(name)] = f"{name} repeats a value seen earlier in the file"
         self.descriptions[ROW_COLUMNS] = "row has the wrong number of fields"
         self.descriptions[ROW_JSON] = "line is not a JSON object"
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
 
     def _count(self, name: str, n: int) -> None:
         if n:
@@ -134,16 +139,19 @@ class _Checker:
         if n == 0:
             return
         masks: dict[str, pa.Array] = {}
+        pending: dict[str, Future[np.ndarray]] = {}
         for column in self.contract.columns:
             raw = columns.get(column.name)
             if raw is None:
                 raw = pa.nulls(n, pa.string())
             typed, parse_failed = typed_values(raw, column.type)
+            if column.name in self.unique:
+                # numpy releases the GIL: the uniqueness check of this batch overlaps the other rules.
+                pending[column.name] = self._worker.submit(self.unique[column.name].add, typed)
             for rule in self.rules[column.name]:
                 masks[rule.name] = failure_mask(rule, column, raw, typed, parse_failed)
-            if column.name in self.unique:
-                repeated = self.unique[column.name].add(typed)
-                masks[unique_rule_name(column.name)] = pa.array(repeated, type=pa.bool_())
+        for name, future in pending.items():
+            masks[unique_rule_name(name)] = pa.array(future.result(), type=pa.bool_())
         for name, flags in (forced or {}).items():
             forced_mask = pa.array(flags, type=pa.bool_())
             masks[name] = pc.or_(masks[name], forced_mask) if name in masks else forced_mask
@@ -522,6 +530,9 @@ def validate_stream(
             report.quarantine(guard.rejection)
         else:
             report.quarantine(_arrow_reason(e, fmt or "unknown", report))
+    finally:
+        if checker is not None:
+            checker.close()
     if guard is not None:
         report.bytes_read = guard.bytes_read
     _finish(report, contract, checker, aborted)
