@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -104,6 +105,7 @@ def up(args: argparse.Namespace) -> int:
         state_file.write_text(json.dumps(state, indent=2) + "\n")
         print(_welcome(state, state_file), flush=True)
         last_reconcile = time.monotonic()
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
         try:
             while True:
                 due = time.monotonic() - last_reconcile >= args.reconcile_every
@@ -116,6 +118,10 @@ def up(args: argparse.Namespace) -> int:
         finally:
             state_file.unlink(missing_ok=True)
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _welcome(state: dict[str, str], state_file: Path) -> str:
