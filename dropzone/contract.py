@@ -358,7 +358,9 @@ def _column(r: _Reader, name: Any, spec: Any, path: str) -> Column:
     lo = r.number(m["min"], _join(path, "min")) if m.get("min") is not None else None
     hi = r.number(m["max"], _join(path, "max")) if m.get("max") is not None else None
     if (lo is not None or hi is not None) and ctype not in NUMERIC_TYPES:
-        raise r.fail(_join(path, "min" if lo is not None else "max"), f"only int and double columns take a range, not {ctype}")
+        raise r.fail(
+            _join(path, "min" if lo is not None else "max"), f"only int and double columns take a range, not {ctype}"
+        )
     if lo is not None and hi is not None and lo > hi:
         raise r.fail(_join(path, "min"), f"min {lo} is greater than max {hi}")
     regex = m.get("regex")
@@ -384,7 +386,10 @@ def _column(r: _Reader, name: Any, spec: Any, path: str) -> Column:
         for i, v in enumerate(values):
             ok = isinstance(v, str) if ctype == "string" else (isinstance(v, int) and not isinstance(v, bool))
             if ctype not in ("string", "int") or not ok:
-                raise r.fail(_join(_join(path, "allowed"), i), f"allowed values must be strings or ints matching the column type {ctype}")
+                raise r.fail(
+                    _join(_join(path, "allowed"), i),
+                    f"allowed values must be strings or ints matching the column type {ctype}",
+                )
         allowed = tuple(values)
     return Column(
         name=name,
@@ -435,7 +440,9 @@ def _limits(r: _Reader, value: Any) -> Limits:
         max_bytes=sizes["max_bytes"],
         max_rows=r.integer(m.get("max_rows", d.max_rows), _join(path, "max_rows"), minimum=1),
         max_line_length=sizes["max_line_length"],
-        max_nesting_depth=r.integer(m.get("max_nesting_depth", d.max_nesting_depth), _join(path, "max_nesting_depth"), 1),
+        max_nesting_depth=r.integer(
+            m.get("max_nesting_depth", d.max_nesting_depth), _join(path, "max_nesting_depth"), 1
+        ),
         max_bad_row_fraction=r.fraction(
             m.get("max_bad_row_fraction", d.max_bad_row_fraction), _join(path, "max_bad_row_fraction")
         ),
@@ -481,7 +488,9 @@ def _aggregation(
     return Aggregation(column=column, functions=tuple(functions))
 
 
-def _features(r: _Reader, value: Any, columns: Mapping[str, Column], references: Mapping[str, Contract] | None) -> Features:
+def _features(
+    r: _Reader, value: Any, columns: Mapping[str, Column], references: Mapping[str, Contract] | None
+) -> Features:
     path = "features"
     m = r.mapping(value, path, ("windows", "aggregations", "joins", "text", "sequence"))
     windows_raw = r.sequence(m.get("windows", [30, 90, 365]), _join(path, "windows"))
@@ -529,7 +538,9 @@ def _features(r: _Reader, value: Any, columns: Mapping[str, Column], references:
             if ref_columns is not None and scol not in ref_columns:
                 raise r.fail(_join(spath, "column"), f"{scol!r} is not a column of {dataset}")
             if ref_columns is not None and ref_columns[scol].allowed is None:
-                raise r.fail(_join(spath, "column"), f"{scol!r} needs 'allowed' values in {dataset} to make one share each")
+                raise r.fail(
+                    _join(spath, "column"), f"{scol!r} needs 'allowed' values in {dataset} to make one share each"
+                )
             if measure not in columns or columns[measure].type not in NUMERIC_TYPES:
                 raise r.fail(_join(spath, "measure"), f"{measure!r} must be a numeric column of this dataset")
             shares.append(Share(column=scol, measure=measure))
@@ -623,7 +634,9 @@ def _training(r: _Reader, value: Any, label: Label | None) -> Training:
     vf = r.fraction(m.get("validation_fraction", d.validation_fraction), _join(path, "validation_fraction"))
     if not 0.0 < vf < 1.0:
         raise r.fail(_join(path, "validation_fraction"), "must be strictly between 0 and 1")
-    instance_type = r.string(m.get("instance_type", d.instance_type), _join(path, "instance_type"), re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$"))
+    instance_type = r.string(
+        m.get("instance_type", d.instance_type), _join(path, "instance_type"), re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    )
     spot = r.boolean(m.get("spot", False), _join(path, "spot"))
     max_runtime = r.integer(m.get("max_runtime_seconds", d.max_runtime_seconds), _join(path, "max_runtime_seconds"), 60)
     max_wait = m.get("max_wait_seconds")
@@ -651,7 +664,9 @@ def _training(r: _Reader, value: Any, label: Label | None) -> Training:
     )
 
 
-def parse_contract(document: Any, source: str = "<contract>", references: Mapping[str, Contract] | None = None) -> Contract:
+def parse_contract(
+    document: Any, source: str = "<contract>", references: Mapping[str, Contract] | None = None
+) -> Contract:
     """Check a parsed YAML document and build the Contract; ``references`` enables cross-dataset join checks."""
     r = _Reader(source)
     m = r.mapping(document, "", _TOP)
@@ -672,7 +687,9 @@ def parse_contract(document: Any, source: str = "<contract>", references: Mappin
         if timestamp not in by_name:
             raise r.fail("timestamp", f"{timestamp!r} is not one of the columns")
         if by_name[timestamp].type not in ("timestamp", "date"):
-            raise r.fail("timestamp", f"{timestamp!r} must be a timestamp or date column, it is {by_name[timestamp].type}")
+            raise r.fail(
+                "timestamp", f"{timestamp!r} must be a timestamp or date column, it is {by_name[timestamp].type}"
+            )
     label = _label(r, m["label"], by_name) if m.get("label") is not None else None
     features = _features(r, m["features"], by_name, references) if m.get("features") is not None else None
     if (features is not None or label is not None) and timestamp is None:
@@ -698,7 +715,9 @@ def parse_contract(document: Any, source: str = "<contract>", references: Mappin
     )
 
 
-def parse_contract_text(text: str | bytes, source: str = "<contract>", references: Mapping[str, Contract] | None = None) -> Contract:
+def parse_contract_text(
+    text: str | bytes, source: str = "<contract>", references: Mapping[str, Contract] | None = None
+) -> Contract:
     """Parse YAML text into a Contract; YAML syntax errors become ContractError with the line."""
     try:
         document = yaml.safe_load(text)
