@@ -66,8 +66,11 @@ clean:  ## remove build outputs (keeps the venvs)
 # here (Metadata WorkingDirectory: .) with ARTIFACTS_DIR set. Wheels are Lambda's platform (arm64, CPython 3.11),
 # installed with --no-deps from fully pinned lists; pip's cache makes rebuilds fast. boto3/botocore come with the
 # runtime and are not bundled.
+# Lambda arm64; benchmarks/bundles.py builds an x86_64 twin (same pins) to time cold imports on this machine.
+LAMBDA_PLATFORM ?= manylinux2014_aarch64
+LAMBDA_STRIP ?= $(shell command -v llvm-strip || command -v aarch64-linux-gnu-strip)
 LAMBDA_PIP = $(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --no-compile --only-binary=:all: \
-	--platform manylinux2014_aarch64 --implementation cp --python-version 3.11 --target
+	--platform $(LAMBDA_PLATFORM) --implementation cp --python-version 3.11 --target
 # The shared package without what only runs on a laptop (local runtime, CLI commands).
 BUNDLE_DROPZONE = tar -C $(CURDIR) --exclude=__pycache__ --exclude=dropzone/local --exclude=dropzone/commands \
 	--exclude=dropzone/cli.py --exclude=dropzone/generate.py -cf - dropzone | tar -C "$(ARTIFACTS_DIR)" -xf -
@@ -81,10 +84,16 @@ define lambda_bundle
 	@test -n "$(ARTIFACTS_DIR)" || { echo "error: ARTIFACTS_DIR is not set (run through sam build)"; exit 2; }
 	$(LAMBDA_PIP) "$(ARTIFACTS_DIR)" -r requirements/lambda.txt \
 		$(if $(wildcard functions/$(1)/requirements.txt),-r <($(call lambda_requirements,functions/$(1)/requirements.txt)))
-	@# Not imported by the functions: headers, tests, Cython sources, Arrow Flight and Substrait (~30 MB).
-	rm -rf "$(ARTIFACTS_DIR)"/bin "$(ARTIFACTS_DIR)"/pyarrow/include "$(ARTIFACTS_DIR)"/pyarrow/tests \
-		"$(ARTIFACTS_DIR)"/pyarrow/src "$(ARTIFACTS_DIR)"/pyarrow/*.pxd "$(ARTIFACTS_DIR)"/pyarrow/*.pyx \
-		"$(ARTIFACTS_DIR)"/pyarrow/*flight* "$(ARTIFACTS_DIR)"/pyarrow/*substrait*
+	@# Never loaded at run time: headers, static libs, tests, Cython sources, Arrow Flight, link-time copies of
+	@# libraries (only the .so.<major> sonames are NEEDED), numpy's f2py/distutils (~40 MB with pyarrow + numpy).
+	cd "$(ARTIFACTS_DIR)" && rm -rf bin pyarrow/include pyarrow/tests pyarrow/src pyarrow/*.pxd pyarrow/*.pyx \
+		pyarrow/*flight* pyarrow/_pyarrow_cpp_tests* pyarrow/libarrow*.so pyarrow/libparquet*.so pyarrow/lib*.so.*.*.* \
+		numpy/f2py numpy/distutils numpy/_core/include numpy/_core/lib numpy/_pyinstaller numpy/tests
+	if [ -d "$(ARTIFACTS_DIR)/numpy" ]; then find "$(ARTIFACTS_DIR)/numpy" -depth -type d -name tests -exec rm -rf {} +; fi
+	@# Symbol tables of native libraries (libarrow ships unstripped); dynamic symbols stay. Optional: needs a
+	@# strip that reads aarch64 ELF (llvm-strip); without one the bundle is just larger.
+	$(if $(LAMBDA_STRIP),find "$(ARTIFACTS_DIR)" -type f -name '*.so*' -exec $(LAMBDA_STRIP) --strip-unneeded {} +,\
+		@echo "note: llvm-strip not found, native libraries are not stripped")
 	$(BUNDLE_DROPZONE)
 	tar -C functions/$(1) --exclude=__pycache__ --exclude=requirements.txt --exclude=__init__.py -cf - . \
 		| tar -C "$(ARTIFACTS_DIR)" -xf -
