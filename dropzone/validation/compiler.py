@@ -10,7 +10,6 @@ import functools
 from collections.abc import Sequence
 from datetime import datetime
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -30,7 +29,12 @@ _ZONE = r"(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
 
 @functools.lru_cache(maxsize=8)  # arrays are immutable: one all-False array per batch length is enough
 def _false(n: int) -> pa.Array:
-    return pa.array(np.zeros(n, dtype=bool))
+    return pa.BooleanArray.from_buffers(pa.bool_(), n, [None, pa.py_buffer(bytes((n + 7) // 8))])
+
+
+def false_mask(n: int) -> pa.Array:
+    """An all-False boolean array of length ``n`` (cached: arrays are immutable)."""
+    return _false(n)
 
 
 def _cast_values(candidates: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
@@ -162,6 +166,8 @@ def failure_mask(rule: RowRule, column: Column, raw: pa.Array, typed: pa.Array, 
     elif kind == "regex":
         mask = pc.invert(pc.match_substring_regex(typed, rule.value))
     elif kind == "max_length":
+        if (pc.max(pc.binary_length(typed)).as_py() or 0) <= rule.value:  # bytes >= characters: none too long
+            return _false(len(typed))
         mask = pc.greater(pc.utf8_length(typed), rule.value)
     elif kind == "too_old":
         mask = pc.less(typed, _bound(rule.value, column.type))

@@ -19,6 +19,7 @@ _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 # Runs stop merging at this many hashes (32 MiB), so a merge never needs more than ~64 MiB on top of the set.
 MAX_RUN = 4 << 20
+FILTER_BITS = 27
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -48,6 +49,24 @@ class _Powers:
 _POWERS = _Powers()
 
 
+SHORT = 32  # ids are short: hash them as up to four zero-padded 8-byte words
+
+
+def _hash_short(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    width = int(-(-int(lengths.max()) // 8) * 8)
+    cols = np.arange(width)
+    idx = starts[:, None] + cols
+    inside = cols < lengths[:, None]
+    padded = np.where(inside, data[np.minimum(idx, len(data) - 1)], 0).astype(np.uint8)
+    words = np.ascontiguousarray(padded).view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = lengths.astype(np.uint64) * _GOLDEN
+        for k in range(words.shape[1]):
+            # Only the words a value really has: its hash must not depend on the batch's longest value.
+            h = np.where(lengths > 8 * k, _mix(h ^ words[:, k]) + np.uint64(k + 1) * _GOLDEN, h)
+        return _mix(h)
+
+
 def hash_values(values: pa.Array) -> np.ndarray:
     """64-bit hashes of the non-null values (nulls dropped), in order."""
     values = values.drop_null()
@@ -62,6 +81,17 @@ def hash_values(values: pa.Array) -> np.ndarray:
     _, offsets_buf, data_buf = values.buffers()
     offsets = np.frombuffer(offsets_buf, dtype=np.int64, count=n + 1, offset=values.offset * 8)
     lo, hi = int(offsets[0]), int(offsets[-1])
+    lengths = np.diff(offsets)
+    if hi == lo:
+        return _hash_short(np.zeros(1, dtype=np.uint8), offsets[:-1] - lo, lengths)
+    short = lengths <= SHORT
+    if short.all():
+        return _hash_short(np.frombuffer(data_buf, dtype=np.uint8), offsets[:-1], lengths)
+    if short.any():  # each value is hashed by its own length class, so a hash never depends on its neighbours
+        out = np.empty(n, dtype=np.uint64)
+        out[short] = hash_values(values.filter(pa.array(short)))
+        out[~short] = hash_values(values.filter(pa.array(~short)))
+        return out
     data = np.frombuffer(data_buf, dtype=np.uint8, count=hi - lo, offset=lo).astype(np.uint64) if hi > lo else None
     starts = offsets[:-1] - lo
     ends = offsets[1:] - lo
@@ -76,44 +106,61 @@ def hash_values(values: pa.Array) -> np.ndarray:
         return _mix(h)
 
 
-def _distinct_sorted(ordered: np.ndarray) -> np.ndarray:
-    if len(ordered) < 2:
-        return ordered
-    keep = np.empty(len(ordered), dtype=bool)
-    keep[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
-    return ordered[keep]
-
-
 class UniqueTracker:
     """Tracks one column's values across batches; :meth:`add` returns where a value repeats an earlier one."""
 
     def __init__(self) -> None:
         self._runs: list[np.ndarray] = []
+        # A one-hash Bloom filter over the top FILTER_BITS bits of each hash: most new values miss it, and only
+        # the rest are looked up in the runs. 16 MiB, allocated lazily by the OS page by page.
+        self._filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)
 
     @property
     def nbytes(self) -> int:
-        return sum(r.nbytes for r in self._runs)
+        return sum(r.nbytes for r in self._runs) + self._filter.nbytes
+
+    def _slots(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        top = hashes >> np.uint64(64 - FILTER_BITS)
+        return (top >> np.uint64(3)).astype(np.intp), (np.uint8(1) << (top & np.uint64(7)).astype(np.uint8))
 
     def _seen(self, hashes: np.ndarray) -> np.ndarray:
+        byte, bit = self._slots(hashes)
+        maybe = np.flatnonzero(self._filter[byte] & bit)
         found = np.zeros(len(hashes), dtype=bool)
+        if maybe.size == 0:
+            return found
+        probes = hashes[maybe]
+        hit = np.zeros(len(probes), dtype=bool)
         for run in self._runs:
-            idx = np.searchsorted(run, hashes)
+            idx = np.searchsorted(run, probes)
             idx[idx == len(run)] = len(run) - 1
-            found |= run[idx] == hashes
+            hit |= run[idx] == probes
+        found[maybe] = hit
         return found
+
+    def _remember(self, fresh: np.ndarray) -> None:
+        byte, bit = self._slots(fresh)  # fresh is sorted, so equal bytes are adjacent: OR each group once
+        starts = np.concatenate(([0], np.flatnonzero(byte[1:] != byte[:-1]) + 1))
+        self._filter[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
 
     def add(self, values: pa.Array) -> np.ndarray:
         """Boolean mask over ``values``: True for every non-null value already seen in this file (or earlier in it)."""
         hashes = hash_values(values)
-        order = np.argsort(hashes, kind="stable")
-        ordered = hashes[order]
-        repeated = np.zeros(len(hashes), dtype=bool)
-        repeated[order] = self._seen(ordered)  # sorted probes walk the runs in order: far fewer cache misses
-        repeated[order[1:][ordered[1:] == ordered[:-1]]] = True
-        fresh = ordered[~repeated[order]]  # runs stay disjoint: a value is stored once
+        ordered = np.sort(hashes)
+        seen_sorted = self._seen(ordered)  # sorted probes walk the runs in order: far fewer cache misses
+        same_as_previous = ordered[1:] == ordered[:-1]
+        if not seen_sorted.any() and not same_as_previous.any():
+            repeated = np.zeros(len(hashes), dtype=bool)  # the usual case: nothing to map back to row positions
+            fresh = ordered
+        else:
+            order = np.argsort(hashes, kind="stable")
+            repeated = np.zeros(len(hashes), dtype=bool)
+            repeated[order] = seen_sorted
+            repeated[order[1:][same_as_previous]] = True
+            fresh = ordered[~(seen_sorted | np.concatenate(([False], same_as_previous)))]
         if len(fresh):
-            self._runs.append(_distinct_sorted(fresh))
+            self._remember(fresh)
+            self._runs.append(fresh)
         while (
             len(self._runs) >= 2
             and len(self._runs[-2]) <= 2 * len(self._runs[-1])

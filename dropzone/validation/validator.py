@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from dropzone.contract import Contract
 from dropzone.rules import RowRule, row_rules, unique_rule_name
-from dropzone.validation.compiler import any_of, compatible, failure_mask, typed_values
+from dropzone.validation.compiler import any_of, compatible, failure_mask, false_mask, typed_values
 from dropzone.validation.guard import GuardedStream, human_size
 from dropzone.validation.report import Rejected, SchemaDiff, ValidationReport
 from dropzone.validation.uniqueness import UniqueTracker
@@ -151,14 +151,19 @@ class _Checker:
             for rule in self.rules[column.name]:
                 masks[rule.name] = failure_mask(rule, column, raw, typed, parse_failed)
         for name, future in pending.items():
-            masks[unique_rule_name(name)] = pa.array(future.result(), type=pa.bool_())
+            repeated = future.result()
+            masks[unique_rule_name(name)] = pa.array(repeated, type=pa.bool_()) if repeated.any() else false_mask(n)
         for name, flags in (forced or {}).items():
             forced_mask = pa.array(flags, type=pa.bool_())
             masks[name] = pc.or_(masks[name], forced_mask) if name in masks else forced_mask
+        failing = []
         for name, mask in masks.items():
-            self._count(name, int(pc.sum(mask).as_py() or 0))
-        bad = any_of([m for name, m in masks.items() if self.blocking.get(name, True)], n)
-        n_bad = int(pc.sum(bad).as_py() or 0)
+            count = int(pc.sum(mask).as_py() or 0)
+            self._count(name, count)
+            if count and self.blocking.get(name, True):
+                failing.append(mask)
+        bad = any_of(failing, n)
+        n_bad = int(pc.sum(bad).as_py() or 0) if failing else 0
         self.report.rows_read += n
         self.report.bad_rows += n_bad
         if n_bad and len(self.report.samples) < self.max_samples:

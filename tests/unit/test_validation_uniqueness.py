@@ -1,0 +1,46 @@
+"""Uniqueness within a file: 8-byte hashes in sorted runs behind a Bloom filter, checked against a Python set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dropzone.validation import uniqueness
+from dropzone.validation.uniqueness import UniqueTracker, hash_values
+
+
+def test_a_value_hashes_the_same_whatever_its_neighbours() -> None:
+    alone = hash_values(pa.array(["O1", "ab", "", "x" * 9]))
+    with_long = hash_values(pa.array(["a" * 40, "O1", "ab", "", "x" * 9, None]))
+    assert alone.tolist() == with_long[1:5].tolist()
+    assert len(with_long) == 5  # nulls are dropped
+    assert len(set(with_long.tolist())) == 5
+
+
+def test_integers_hash_by_their_text() -> None:
+    assert hash_values(pa.array([42, None, 7])).tolist() == hash_values(pa.array(["42", "7"])).tolist()
+
+
+@pytest.mark.parametrize("max_run", [500, 4 << 20])
+def test_tracker_agrees_with_a_set(monkeypatch: pytest.MonkeyPatch, max_run: int) -> None:
+    # GIVEN 40,000 values drawn from 25,000, with long ones and nulls, in batches of 900
+    monkeypatch.setattr(uniqueness, "MAX_RUN", max_run)
+    rng = np.random.default_rng(5)
+    draws = rng.integers(0, 25_000, size=40_000)
+    values: list[str | None] = [("L" * 40 + str(d)) if d % 7 == 0 else f"O{d}" for d in draws]
+    for i in range(0, len(values), 997):
+        values[i] = None
+    tracker = UniqueTracker()
+    got: list[bool] = []
+    for start in range(0, len(values), 900):
+        got.extend(tracker.add(pa.array(values[start : start + 900])).tolist())
+    # THEN exactly the repeats after the first occurrence are flagged, and each value is stored once
+    seen: set[str] = set()
+    expected = []
+    for v in values:
+        expected.append(v is not None and v in seen)
+        if v is not None:
+            seen.add(v)
+    assert got == expected
+    assert sum(len(run) for run in tracker._runs) == len(seen)
