@@ -163,28 +163,32 @@ class GuardedStream:
         self.bytes_out += len(data)
         if self.bytes_out > self.max_bytes:
             self._reject(f"decompressed size exceeds max_bytes {human_size(self.max_bytes)}")
-        arr = np.frombuffer(data, dtype=np.uint8)
-        nul = np.flatnonzero(arr == 0)
-        if nul.size:
-            offset = self.bytes_out - len(data) + int(nul[0])
+        nul = data.find(b"\x00")  # memchr: far cheaper than a numpy pass on the happy path
+        if nul >= 0:
+            offset = self.bytes_out - len(data) + nul
             self._reject(f"file contains a NUL byte at offset {offset}: binary data, not text")
         limit = self.max_line_length
-        newlines = np.flatnonzero(arr == 10)
-        if newlines.size == 0:
+        first = data.find(b"\n")
+        if first < 0:
             self._since_newline += len(data)
             if self._since_newline > limit:
                 self._reject(f"line {self.lines + 1} is longer than max_line_length {human_size(limit)}")
-        else:
-            lengths = np.diff(newlines, prepend=-1) - 1  # each completed line, without its newline
-            lengths[0] += self._since_newline
-            over = np.flatnonzero(lengths > limit)
+            self._buf += data
+            return
+        newline_count = data.count(b"\n")
+        if self._since_newline + first > limit:
+            self._reject(f"line {self.lines + 1} is longer than max_line_length {human_size(limit)}")
+        if limit < len(data):  # a line inside this chunk could be too long: measure them all
+            newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            over = np.flatnonzero(np.diff(newlines) - 1 > limit)
             if over.size:
-                self._reject(f"line {self.lines + 1 + int(over[0])} is longer than max_line_length {human_size(limit)}")
-            self._since_newline = len(data) - int(newlines[-1]) - 1
-            if self._since_newline > limit:
-                line = self.lines + int(newlines.size) + 1
+                line = self.lines + 2 + int(over[0])
                 self._reject(f"line {line} is longer than max_line_length {human_size(limit)}")
-        self.lines += int(newlines.size)
+        self._since_newline = len(data) - data.rfind(b"\n") - 1
+        if self._since_newline > limit:
+            line = self.lines + newline_count + 1
+            self._reject(f"line {line} is longer than max_line_length {human_size(limit)}")
+        self.lines += newline_count
         self._buf += data
 
     @property

@@ -4,7 +4,7 @@ Memory is 8 bytes per distinct value (10 M order ids: 80 MB), whatever the value
 polynomial hash of the UTF-8 bytes, computed vectorized over the Arrow buffers, then mixed (splitmix64). A false
 duplicate needs a 64-bit collision: about 3e-6 for 10 M values; it would quarantine a good file, never accept a bad
 one. Each value is stored once, in disjoint sorted runs merged like an LSM tree (a merge at least doubles a run,
-runs stop growing at MAX_RUN), so adding N values costs O(N log N) and a merge needs at most ~64 MiB extra.
+runs stop growing at MAX_RUN), so adding N values costs O(N log N) and a merge needs at most ~16 MiB extra.
 This is the one part of validation whose memory grows with the file: 8 bytes per distinct value of a unique column.
 """
 
@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 _P = np.uint64(0x100000001B3)  # odd, so invertible modulo 2**64
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-# Runs stop merging at this many hashes (32 MiB), so a merge never needs more than ~64 MiB on top of the set.
-MAX_RUN = 4 << 20
+# Runs stop merging at this many hashes (8 MiB), so a merge never needs more than ~16 MiB on top of the set.
+MAX_RUN = 1 << 20
 FILTER_BITS = 27
 
 

@@ -468,3 +468,9 @@ def test_parquet_nan_and_nulls(tmp_path: Path, orders: Contract) -> None:
     report = check(write(tmp_path, "o.parquet", parquet_bytes(tmp_path, amount=amounts, order_id=ids)), orders)
     assert report.rule_counts == {"amount.finite": 1, "order_id.required": 1}
     quarantined(report, "2.0% of rows are bad (limit 1.0%): 1 of 50")
+
+
+def test_long_line_in_the_middle_of_a_chunk_is_named(tmp_path: Path) -> None:
+    contract = orders_with(max_line_length=200)
+    text = csv_text(5) + row(6, review_text="y" * 300) + "\n" + csv_text(5).split("\n", 1)[1]
+    quarantined(check(write(tmp_path, "o.csv", text), contract), "line 7 is longer than max_line_length 200 B")
