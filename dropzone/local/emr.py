@@ -39,6 +39,9 @@ _DROPPED_CONF = re.compile(
     r"^spark\.emr-serverless\.|^spark\.hadoop\.hive\.metastore\.client\.factory\.class$|"
     r"^spark\.(kubernetes|yarn)\.|^spark\.archives$|^spark\.submit\.pyFiles$"
 )
+# A local feature run is a short JVM on 2 shared cores: the C2 JIT and a parallel GC cost more CPU than they
+# save (benchmarks/RESULTS.md, "Local end-to-end"). EMR's own JVMs keep their defaults.
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 _PROGRESS = re.compile(r"\[dropzone\].*")
 _STAGE = re.compile(r"\[Stage (\d+):[=>\s]*\((\d+) \+ (\d+)\) / (\d+)\]")  # Spark's console progress bar
 STAGE_REPORT_SECONDS = 5.0
@@ -168,6 +171,7 @@ class EmrExecutor:
         progress: Callable[[str], None] = lambda line: None,
         cores: int = 2,
         driver_memory: str = "2g",
+        java_options: str = LOCAL_JAVA_OPTIONS,
     ) -> None:
         self._aws = aws
         self._emr = aws.client("emr-serverless")
@@ -178,6 +182,7 @@ class EmrExecutor:
         self._progress = progress
         self._cores = cores
         self._driver_memory = driver_memory
+        self._java_options = java_options
         self._done: set[str] = set()
         self.outcomes: list[RunOutcome] = []
 
@@ -241,6 +246,8 @@ class EmrExecutor:
         py_files = [self._mirror.stage(uri) for uri in submit.py_files]
         arguments = [self._mirror.stage(a) if a.startswith("s3://") else a for a in submit.arguments]
         command = [_spark_submit(), "--master", f"local[{self._cores}]", "--driver-memory", self._driver_memory]
+        if self._java_options and "spark.driver.extraJavaOptions" not in submit.conf:
+            command += ["--driver-java-options", self._java_options]
         for key, value in submit.conf.items():
             if not _DROPPED_CONF.search(key):
                 command += ["--conf", f"{key}={value}"]
