@@ -19,7 +19,7 @@ _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 # Runs stop merging at this many hashes (8 MiB), so a merge never needs more than ~16 MiB on top of the set.
 MAX_RUN = 1 << 20
-FILTER_BITS = 27
+FILTER_BITS = 26
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -112,7 +112,7 @@ class UniqueTracker:
     def __init__(self) -> None:
         self._runs: list[np.ndarray] = []
         # A one-hash Bloom filter over the top FILTER_BITS bits of each hash: most new values miss it, and only
-        # the rest are looked up in the runs. 16 MiB, allocated lazily by the OS page by page.
+        # the rest are looked up in the runs. 8 MiB, allocated lazily by the OS page by page.
         self._filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)
 
     @property
