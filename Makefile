@@ -90,10 +90,12 @@ define lambda_bundle
 		pyarrow/*flight* pyarrow/_pyarrow_cpp_tests* pyarrow/libarrow*.so pyarrow/libparquet*.so pyarrow/lib*.so.*.*.* \
 		numpy/f2py numpy/distutils numpy/_core/include numpy/_core/lib numpy/_pyinstaller numpy/tests
 	if [ -d "$(ARTIFACTS_DIR)/numpy" ]; then find "$(ARTIFACTS_DIR)/numpy" -depth -type d -name tests -exec rm -rf {} +; fi
-	@# Symbol tables of native libraries (libarrow ships unstripped); dynamic symbols stay. Optional: needs a
+	@# pyarrow's libraries ship with symbol tables (~23 MB); dynamic symbols stay. Only pyarrow: libraries that
+	@# auditwheel patched (numpy, numpy.libs) break when stripped (misaligned load segments). Optional: needs a
 	@# strip that reads aarch64 ELF (llvm-strip); without one the bundle is just larger.
-	$(if $(LAMBDA_STRIP),find "$(ARTIFACTS_DIR)" -type f -name '*.so*' -exec $(LAMBDA_STRIP) --strip-unneeded {} +,\
-		@echo "note: llvm-strip not found, native libraries are not stripped")
+	$(if $(LAMBDA_STRIP),if [ -d "$(ARTIFACTS_DIR)/pyarrow" ]; then \
+		find "$(ARTIFACTS_DIR)/pyarrow" -type f -name '*.so*' -exec $(LAMBDA_STRIP) --strip-unneeded {} +; fi,\
+		@echo "note: llvm-strip not found, pyarrow's libraries are not stripped")
 	$(BUNDLE_DROPZONE)
 	tar -C functions/$(1) --exclude=__pycache__ --exclude=requirements.txt --exclude=__init__.py -cf - . \
 		| tar -C "$(ARTIFACTS_DIR)" -xf -

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,26 @@ def size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
+def misaligned_load_segments(path: Path, page: int = 4096) -> list[str]:
+    """PT_LOAD segments the dynamic loader refuses ("ELF load command address/offset not page-aligned"), as
+    stripping a library that auditwheel patched produces. Reads the ELF64 program headers directly."""
+    with path.open("rb") as f:
+        header = f.read(64)
+        if header[:4] != b"\x7fELF" or header[4] != 2:
+            return []
+        (phoff,) = struct.unpack_from("<Q", header, 32)
+        phentsize, phnum = struct.unpack_from("<HH", header, 54)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    bad = []
+    for i in range(phnum):
+        p_type, _, p_offset, p_vaddr, _, _, _, p_align = struct.unpack_from("<IIQQQQQQ", table, i * phentsize)
+        skew = p_vaddr - p_offset
+        if p_type == 1 and (skew % page or (p_align > 1 and skew % p_align)):
+            bad.append(f"{path.name}: PT_LOAD {i} offset {p_offset:#x} vaddr {p_vaddr:#x} align {p_align:#x}")
+    return bad
+
+
 def third_party(imports: set[str]) -> set[str]:
     """Top-level names of imported modules that are neither stdlib nor our own package."""
     tops = {name.split(".")[0] for name in imports}
@@ -78,6 +99,8 @@ def test_bundle_holds_the_handler_the_shared_modules_and_every_import(build_dir:
     assert natives, f"{logical_id}: no compiled extension at all (pydantic_core, yaml expected)"
     assert not [n for n in natives if "x86_64" in n], f"{logical_id}: x86_64 extensions in an arm64 bundle"
     assert any("aarch64" in n for n in natives)
+    broken = [b for p in bundle.rglob("*.so*") if p.is_file() for b in misaligned_load_segments(p)]
+    assert not broken, f"{logical_id}: libraries the loader would refuse: {broken[:5]}"
     assert (bundle / "__pycache__").is_dir(), "bytecode is compiled in (Lambda's /var/task is read-only)"
     assert not (bundle / "dropzone" / "local").exists(), "the laptop-only runtime is not shipped"
     assert size(bundle) < LAMBDA_UNZIPPED_LIMIT
