@@ -587,3 +587,37 @@ def test_dashboard_body_is_json_once_substituted() -> None:
     body = resources("AWS::CloudWatch::Dashboard")["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
     assert len(widgets) >= 5
+
+
+# --- samconfig.toml -----------------------------------------------------------------------------------------
+
+
+def _overrides(text: str) -> dict[str, str]:
+    import shlex
+
+    return dict(item.split("=", 1) for item in shlex.split(text))
+
+
+@pytest.mark.parametrize("env", ["default", "dev", "prod"])
+def test_samconfig_environment_deploys_with_valid_parameters(env: str) -> None:
+    """Each environment names its stack, capabilities, changeset confirmation, resolve_s3, and only overrides
+    parameters the template has, with values the template accepts."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())[env]
+    stack_name = config["global"]["parameters"]["stack_name"]
+    assert re.fullmatch(r"[a-z][a-z0-9-]{0,40}", stack_name), "lower case: the bucket name is derived from it"
+    deploy = config["deploy"]["parameters"]
+    assert "CAPABILITY_IAM" in deploy["capabilities"].split()
+    assert isinstance(deploy["confirm_changeset"], bool)
+    assert deploy["resolve_s3"] is True
+    parameters = template()["Parameters"]
+    for name, value in _overrides(deploy.get("parameter_overrides", "")).items():
+        assert name in parameters, f"[{env}] overrides unknown parameter {name}"
+        spec = parameters[name]
+        if "AllowedValues" in spec:
+            assert value in {str(v) for v in spec["AllowedValues"]}, f"[{env}] {name}={value}"
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], value), f"[{env}] {name}={value}"
+        if spec["Type"] == "Number":
+            assert spec.get("MinValue", float("-inf")) <= float(value) <= spec.get("MaxValue", float("inf")), name
