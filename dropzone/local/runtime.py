@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,7 @@ class Pipeline:
         )
         self.training = TrainingExecutor(aws, local.work_dir, progress=lambda line: progress(f"  train  | {line}"))
         self.deliveries: dict[str, PollResult] = {}
+        self._last_ledger: list[str] = []
 
     def _stage_of(self, function: str) -> str:
         return {"IngestFunction": "ingest"}.get(function, function.removesuffix("Function").lower())
@@ -125,6 +127,24 @@ class Pipeline:
                     failed = f", {result.failed} to retry" if result.failed and not note else note
                     self._progress(f"  {self._stage_of(name):6} | {name}: {result.received} message(s){failed}")
         return moved
+
+    def _ledger_progress(self) -> None:
+        """One line per dataset whose files or batches changed in the ledger since the last look."""
+        lines = []
+        for dataset, items in ledger_items(self.local).items():
+            files = Counter(str(i.get("status")).lower() for i in items if str(i["sk"]).startswith("FILE#"))
+            batches = [i for i in items if str(i["sk"]).startswith("BATCH#")]
+            if not files and not batches:
+                continue
+            text = ", ".join(f"{n} {status}" for status, n in sorted(files.items()))
+            for batch in batches:
+                status = str(batch.get("status")).lower()
+                text += f"; batch {str(batch['sk'])[6:14]} {status} (attempt {batch.get('attempt')})"
+            lines.append(f"  ledger | {dataset}: {text}")
+        for line in lines:
+            if line not in self._last_ledger:
+                self._progress(line)
+        self._last_ledger = lines
 
     def _execute(self) -> int:
         ran = 0
@@ -169,7 +189,10 @@ class Pipeline:
                 raise PipelineStuck(
                     f"the pipeline still moved after {MAX_ROUNDS} rounds; see {self.local.work_dir}/logs"
                 )
-            moved = self._deliver() + self._execute()
+            moved = self._deliver()
+            if moved:
+                self._ledger_progress()
+            moved += self._execute()
             if moved:
                 reconciled = False
                 continue
