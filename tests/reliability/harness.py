@@ -408,7 +408,8 @@ class Pipeline:
 
         # exactly one ledger entry per file, in a terminal state that matches what the producer dropped
         by_key = Counter(str(i["key"]) for i in file_items)
-        lost = [k for k in self.files if by_key[k] != 1]
+        dropped = [k for k in self.files if k.startswith(f"incoming/{dataset}/")]
+        lost = [k for k in dropped if by_key[k] != 1]
         not_terminal = [i["key"] for i in file_items if i["status"] not in TERMINAL_FILE]
         quarantined_without_reason = [
             i["key"] for i in file_items if i["status"] == "QUARANTINED" and not i.get("reasons")
@@ -428,7 +429,8 @@ class Pipeline:
 
         # one run per batch attempt; successful batches have one successful run
         runs_per_attempt = Counter((r["batch_id"], r["attempt"]) for r in self.runs.values() if r["dataset"] == dataset)
-        moto_runs = self.stack.emr.list_job_runs(applicationId=self.stack.app_id)["jobRuns"]
+        # (moto answers ResourceNotFound for an application that never ran a job)
+        moto_runs = self.stack.emr.list_job_runs(applicationId=self.stack.app_id)["jobRuns"] if self.runs else []
         succeeded = [b for b in batches if b["status"] == "SUCCEEDED"]
         success_runs = Counter(r["batch_id"] for r in self.runs.values() if not r["failed"] and r["dataset"] == dataset)
         unfinished_batches = [b["batch_id"] for b in batches if b["status"] not in ("SUCCEEDED", "FAILED")]
@@ -467,7 +469,7 @@ class Pipeline:
         assert not problems, problems
         assert self.max_running_per_dataset <= 1, self.max_running_per_dataset
         return {
-            "files": len(self.files),
+            "files": len(dropped),
             "accepted": sum(1 for i in file_items if i["status"] == "DONE"),
             "quarantined": sum(1 for i in file_items if i["status"] == "QUARANTINED"),
             "failed (with reason)": sum(1 for i in file_items if i["status"] == "FAILED"),
