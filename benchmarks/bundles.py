@@ -10,7 +10,7 @@ also timed up to "ready to validate" (its lazy import of dropzone.validation, i.
     .venv/bin/python benchmarks/bundles.py [--repeat 7] [--write-results]
 
 Goals (issue 5): the validating function <= 150 MB and <= 800 ms, the others <= 30 MB and <= 400 ms.
---write-results replaces the "Bundles and cold imports" section of benchmarks/RESULTS.md.
+--write-results replaces the "Bundles and cold imports" section of benchmarks/RESULTS.md (between its markers).
 """
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ PYTHON = shutil.which("python3.11") or sys.executable
 
 _TIMER = """
 import importlib, sys, time
-start = time.perf_counter()
+wall, cpu = time.perf_counter(), time.process_time()
 import app
-handler = time.perf_counter()
+handler = (time.perf_counter() - wall, time.process_time() - cpu)
 for name in sys.argv[1:]:
     importlib.import_module(name)
-ready = time.perf_counter()
-print((handler - start) * 1000, (ready - start) * 1000)
+ready = (time.perf_counter() - wall, time.process_time() - cpu)
+print(*(1000 * x for x in handler + ready))
 """
 
 
@@ -118,7 +118,7 @@ def runtime_sdk(out: Path) -> Path:
     return target
 
 
-def cold_imports(bundle: Path, sdk: Path, logical_id: str, repeat: int) -> tuple[list[float], list[float]]:
+def cold_imports(bundle: Path, sdk: Path, logical_id: str, repeat: int) -> dict[str, float]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": f"{bundle}{os.pathsep}{sdk}",
@@ -128,7 +128,7 @@ def cold_imports(bundle: Path, sdk: Path, logical_id: str, repeat: int) -> tuple
         "POWERTOOLS_TRACE_DISABLED": "1",  # no X-Ray daemon here
         **function_environment(logical_id),
     }
-    handler, ready = [], []
+    samples = []
     extra = [FIRST_USE[logical_id]] if logical_id in FIRST_USE else []
     for _ in range(repeat):
         answer = subprocess.run(
@@ -136,10 +136,11 @@ def cold_imports(bundle: Path, sdk: Path, logical_id: str, repeat: int) -> tuple
         )
         if answer.returncode != 0:
             raise ImportFailed(answer.stderr.strip().splitlines()[-1])
-        first, second = (float(x) for x in answer.stdout.split())
-        handler.append(first)
-        ready.append(second)
-    return handler, ready
+        samples.append(tuple(float(x) for x in answer.stdout.split()))
+    # wall import, cpu import, wall ready, cpu ready: medians
+    return {
+        k: statistics.median(s[i] for s in samples) for i, k in enumerate(("wall", "cpu", "wall_ready", "cpu_ready"))
+    }
 
 
 def measure(repeat: int) -> list[dict[str, object]]:
@@ -152,7 +153,7 @@ def measure(repeat: int) -> list[dict[str, object]]:
         empty = Path(tmp) / "baseline"
         empty.mkdir()
         (empty / "app.py").write_text("import boto3\n\ns3 = boto3.client('s3')\n")
-        baseline, _ = cold_imports(empty, sdk, "baseline", repeat)
+        baseline = cold_imports(empty, sdk, "baseline", repeat)
         rows.append(
             {
                 "function": "baseline: boto3 + one client",
@@ -161,8 +162,7 @@ def measure(repeat: int) -> list[dict[str, object]]:
                 "mb_goal": "-",
                 "ms_goal": "-",
                 "error": None,
-                "import_ms": statistics.median(baseline),
-                "ready_ms": None,
+                "times": baseline,
             }
         )
         for logical_id in FUNCTIONS:
@@ -178,14 +178,9 @@ def measure(repeat: int) -> list[dict[str, object]]:
                 "error": None,
             }
             try:
-                handler, ready = cold_imports(host, sdk, logical_id, repeat)
+                row["times"] = cold_imports(host, sdk, logical_id, repeat)
             except ImportFailed as e:
-                row.update(import_ms=None, ready_ms=None, error=str(e))
-            else:
-                row.update(
-                    import_ms=statistics.median(handler),
-                    ready_ms=statistics.median(ready) if logical_id in FIRST_USE else None,
-                )
+                row["error"] = str(e)
             rows.append(row)
     return rows
 
@@ -198,41 +193,57 @@ def table(rows: list[dict[str, object]], repeat: int, load: tuple[float, float])
         "boto3 not bundled: the runtime has it), unzipped and zipped; cold import = median over "
         f"{repeat} fresh `python3.11 -S` processes",
         "of `import app` (the handler module, module-level clients and settings included) from an x86_64 twin of the",
+        # CPU time of the importing process is what a quiet machine's wall time would be (imports are CPU-bound
+        # once files are cached); wall time on this shared machine mostly measures the other work.
         "bundle built by the same Makefile target. `ready` adds the validator's lazy import (pyarrow, numpy), i.e.",
         f"the first event's extra cost. Machine: {platform.machine()}, 2 cores shared with other work; Lambda's",
-        "arm64 CPUs differ, so read the times as relative.",
+        "arm64 CPUs differ, so read the times as relative. Goals are judged on the importing process's CPU time",
+        "(what wall time is on an idle machine); wall time here mostly measures the other work on the machine.",
         f"Load average (1 min): {load[0]:.1f} before, {load[1]:.1f} after (2 cores).",
         "",
-        "| function | unzipped MB | zipped MB | goal MB | import ms | ready ms | goal ms | within goals |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| function | unzipped MB | zipped MB | goal MB | import ms (CPU) | ready ms (CPU) | goal ms "
+        "| import ms (wall) | within goals |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     failures = []
     for r in rows:
-        size = f"| {r['function']} | {r['unzipped_mb']:.1f} | {r['zipped_mb']:.1f} | {r['mb_goal']} |"
+        name, goal_ms = r["function"], r["ms_goal"]
         if r["error"] is not None:
-            lines.append(f"{size} import fails | - | {r['ms_goal']} | NO |")
-            failures.append(f"- {r['function']}: `{r['error']}`")
+            lines.append(
+                f"| {name} | {r['unzipped_mb']:.1f} | {r['zipped_mb']:.1f} | {r['mb_goal']} | import fails | - "
+                f"| {goal_ms} | - | NO |"
+            )
+            failures.append(f"- {name}: `{r['error']}`")
             continue
-        ready = f"{r['ready_ms']:.0f}" if r["ready_ms"] is not None else "-"
+        t: dict[str, float] = r["times"]  # type: ignore[assignment]
+        has_ready = name in FIRST_USE
+        ready = f"{t['cpu_ready']:.0f}" if has_ready else "-"
         if r["mb_goal"] == "-":
-            lines.append(f"| {r['function']} | - | - | - | {r['import_ms']:.0f} | - | - | - |")
+            lines.append(f"| {name} | - | - | - | {t['cpu']:.0f} | - | - | {t['wall']:.0f} | - |")
             continue
-        worst = r["ready_ms"] if r["ready_ms"] is not None else r["import_ms"]
-        ok = r["unzipped_mb"] <= r["mb_goal"] and worst <= r["ms_goal"]  # type: ignore[operator]
-        lines.append(f"{size} {r['import_ms']:.0f} | {ready} | {r['ms_goal']} | {'yes' if ok else 'NO'} |")
+        worst = t["cpu_ready"] if has_ready else t["cpu"]
+        ok = r["unzipped_mb"] <= r["mb_goal"] and worst <= goal_ms  # type: ignore[operator]
+        lines.append(
+            f"| {name} | {r['unzipped_mb']:.1f} | {r['zipped_mb']:.1f} | {r['mb_goal']} | {t['cpu']:.0f} | {ready} "
+            f"| {goal_ms} | {t['wall']:.0f} | {'yes' if ok else 'NO'} |"
+        )
     if failures:
         lines += ["", "Import failures (the bundle lacks a module its code imports):", *failures]
     return "\n".join(lines) + "\n"
 
 
+START, END = "<!-- bundles:start -->", "<!-- bundles:end -->"
+
+
 def write_section(text: str) -> None:
+    """Replace this benchmark's section (between its markers) or append it; other sections stay as they are."""
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION in current:
-        start = current.index(SECTION)
-        following = current.find("\n## ", start + len(SECTION))
-        current = current[:start] + text + ("\n" + current[following + 1 :] if following != -1 else "")
+    block = f"{START}\n{text.rstrip()}\n{END}\n"
+    if START in current and END in current:
+        head, rest = current.split(START, 1)
+        current = head + block + rest.split(END, 1)[1].lstrip("\n")
     else:
-        current = current.rstrip("\n") + "\n\n" + text
+        current = current.rstrip("\n") + "\n\n" + block
     RESULTS.write_text(current)
 
 
