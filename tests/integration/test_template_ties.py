@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import importlib
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ CALL_ACTIONS: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("s3", "download_fileobj"): ("s3:GetObject",),
 }
 # Actions without resource-level permissions: the only ones that may use Resource "*".
+SAGEMAKER_TRUST = "sagemaker.amazonaws.com"
 STAR_RESOURCE_ACTIONS = frozenset({"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData", "xray:PutTraceSegments"})
 
 
@@ -582,8 +584,6 @@ def test_alarms_and_dashboard_name_metrics_the_code_emits() -> None:
 
 
 def test_dashboard_body_is_json_once_substituted() -> None:
-    import json
-
     body = resources("AWS::CloudWatch::Dashboard")["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
     assert len(widgets) >= 5
@@ -621,3 +621,14 @@ def test_samconfig_environment_deploys_with_valid_parameters(env: str) -> None:
             assert re.fullmatch(spec["AllowedPattern"], value), f"[{env}] {name}={value}"
         if spec["Type"] == "Number":
             assert spec.get("MinValue", float("-inf")) <= float(value) <= spec.get("MaxValue", float("inf")), name
+
+
+def test_sagemaker_role_can_pull_the_image_the_training_request_names() -> None:
+    from dropzone.training_jobs import xgboost_image_uri
+
+    repository = xgboost_image_uri("us-east-1").split("/", 1)[1].split(":")[0]
+    role = resources("AWS::IAM::Role")["SageMakerRole"]
+    pulls = [s for s in statements(role["Properties"]["Policies"]) if "ecr:BatchGetImage" in as_list(s["Action"])]
+    assert len(pulls) == 1
+    assert pulls[0]["Resource"]["Fn::Sub"].endswith(f":repository/{repository}")
+    assert SAGEMAKER_TRUST in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
