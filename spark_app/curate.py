@@ -10,7 +10,9 @@ Reference datasets (no timestamp) are small: the whole table is merged the same 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -21,6 +23,7 @@ from spark_app.io import FILE_INDEX, join_uri, spark_path
 EVENT_DATE = "event_date"
 BATCH_ID = "_batch_id"
 _PRIORITY = "_priority"
+_PARTITION = re.compile(rf"/{EVENT_DATE}=([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})/")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ def read_table(spark: SparkSession, uri: str) -> DataFrame | None:
     if not table_exists(spark, uri):
         return None
     return spark.read.parquet(spark_path(uri))
+
+
+def latest_partition(table: DataFrame) -> date | None:
+    """The newest ``event_date`` from the file listing alone (no scan)."""
+    dates = [m.group(1) for f in table.inputFiles() if (m := _PARTITION.search(f))]
+    return date.fromisoformat(max(dates)) if dates else None
 
 
 def _latest_per_key(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:

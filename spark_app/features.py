@@ -117,15 +117,17 @@ def _text_vectors(events: DataFrame, contract: Contract, fit_before: date) -> tu
     buckets = 1_000_000
     keep = max(1, min(buckets, buckets * TEXT_FIT_ROWS // fit_rows))
     sample = history.filter(F.pmod(F.xxhash64(F.col(text.column), F.col(contract.timestamp)), F.lit(buckets)) < keep)
+    sample = sample.select("_terms").persist()  # fitted over several passes
     if text.method == "word2vec":
         w2v = Word2Vec(vectorSize=k, minCount=1, seed=42, inputCol="_terms", outputCol="_vec", maxIter=1)
-        vectors = w2v.fit(sample.select("_terms").coalesce(1)).transform(prepared)
+        vectors = w2v.fit(sample.coalesce(1)).transform(prepared)
     else:
         tf = HashingTF(numFeatures=TEXT_HASH_FEATURES, inputCol="_terms", outputCol="_tf")
-        sample_tf = tf.transform(sample.select("_terms"))
+        sample_tf = tf.transform(sample)
         idf = IDF(inputCol="_tf", outputCol="_tfidf").fit(sample_tf)
         pca = PCA(k=k, inputCol="_tfidf", outputCol="_vec").fit(idf.transform(sample_tf))
         vectors = pca.transform(idf.transform(tf.transform(prepared)))
+    sample.unpersist()
     vectors = vectors.withColumn(_TEXT, F.when(has_text, vector_to_array(F.col("_vec"))))
     return vectors.drop(
         "_t", "_tokens", "_terms", "_tf", "_tfidf", "_vec", *[f"_g{n}" for n in range(2, text.ngrams + 1)]

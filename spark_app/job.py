@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dropzone.contract import Contract
-from spark_app.curate import BATCH_ID, EVENT_DATE, CurateResult, curate, read_table, table_uri
+from spark_app.curate import BATCH_ID, EVENT_DATE, CurateResult, curate, latest_partition, read_table, table_uri
 from spark_app.features import CUTOFF, ROLE, Cutoffs, FeatureResult, compute_features
 from spark_app.io import (
     Batch,
@@ -140,7 +141,7 @@ def build_features(
         raise JobInputError(f"{table_uri(args.curated, contract.dataset)}: the curated table is empty")
     as_of = args.as_of
     if as_of is None:
-        last = events.agg(F.max(EVENT_DATE)).collect()[0][0]
+        last = latest_partition(events)
         if last is None:
             raise JobInputError("the curated table holds no events")
         as_of = last + timedelta(days=1)
@@ -150,6 +151,9 @@ def build_features(
         references[d] = read_table(spark, table_uri(args.curated, d))
     # Events on or after the score cutoff are never used (features and labels end there): prune partitions.
     events = events.filter(F.col(EVENT_DATE) < F.lit(as_of)).drop(BATCH_ID)
+    # The text model is fitted before the main pass: keep the events for the passes that follow.
+    if contract.features is not None and contract.features.text is not None:
+        events = events.persist(StorageLevel.MEMORY_AND_DISK)
     result = compute_features(contract, events, references, contracts, cutoffs)
     vf = contract.training.validation_fraction
     bucket = F.pmod(F.xxhash64(F.col(contract.entity)), F.lit(SPLIT_BUCKETS))
@@ -170,6 +174,7 @@ def build_features(
         outputs[name] = uri
     stats, overall = _feature_stats(frame, result, contract.label.name)
     frame.unpersist()
+    events.unpersist()
     label_info: dict[str, Any] = {"name": contract.label.name, "kind": contract.label.kind}
     if contract.label.is_classification:
         label_info["positive_fraction"] = overall["_label_mean"]
