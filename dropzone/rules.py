@@ -14,9 +14,10 @@ Rule kinds (``RowRule.kind``) and their parameter (``RowRule.value``):
 
 ``required``   (no value) fails when the value is null. Name ``<col>.required``.
 ``parse``      (the column type) fails when a non-null value does not parse as the type. Accepted text forms:
-               int: ``[+-]?[0-9]{1,19}`` within the signed 64-bit range; double: decimal or exponent notation, plus ``nan``/``inf``/``infinity``
-               (any case, optional sign; these parse, then fail ``finite``); bool: ``true``/``false``/``1``/``0``
-               (any case); date: ``YYYY-MM-DD`` (a real calendar date); timestamp: :data:`TIMESTAMP_PATTERN`, i.e.
+               int: ``[+-]?[0-9]{1,19}`` within the signed 64-bit range; double: decimal or exponent notation,
+               plus ``nan``/``inf``/``infinity`` (any case, optional sign; these parse, then fail ``finite``);
+               bool: ``true``/``false``/``1``/``0`` (any case); date: ``YYYY-MM-DD`` (a real calendar date);
+               timestamp: :data:`TIMESTAMP_PATTERN`, i.e.
                ``YYYY-MM-DD[T| ]HH:MM:SS[.f{1,9}][Z|+hh:mm|-hh:mm|+hhmm|-hhmm]``, a real date and time; no zone
                means UTC. Leading/trailing spaces are not trimmed (``" 5"`` fails). Name ``<col>.parse``.
 ``finite``     (no value; double columns) fails on NaN, +inf and -inf. Name ``<col>.finite``.
