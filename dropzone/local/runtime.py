@@ -92,6 +92,7 @@ class Pipeline:
         aws = local.aws
         log = local.work_dir / "logs" / "functions.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log
         self.functions: dict[str, LocalFunction] = load_functions(local.stack.functions, aws, log)
         self.pollers = [QueuePoller(m, self.functions[m.function], aws) for m in local.stack.mappings if m.enabled]
         self.emr = EmrExecutor(
@@ -124,7 +125,8 @@ class Pipeline:
                     total.failed += result.failed
                     total.errors += result.errors
                     note = f", {result.failed} failed: {result.errors[0]}" if result.failed and result.errors else ""
-                    failed = f", {result.failed} to retry" if result.failed and not note else note
+                    retry = f", {result.failed} to retry (reasons in {self._log})"
+                    failed = retry if result.failed and not note else note
                     self._progress(f"  {self._stage_of(name):6} | {name}: {result.received} message(s){failed}")
         return moved
 

@@ -105,3 +105,20 @@ def test_schedule_invokes_the_function_with_a_scheduled_event(aws: EmbeddedAws, 
     assert invocation.error is None
     assert invocation.response == {"ticked": True}
     assert json.dumps(invocation.response)
+
+
+def test_a_missing_code_directory_is_named(aws: EmbeddedAws, tmp_path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(TOY_TEMPLATE.read_text())
+    with pytest.raises(StackError, match=r"RecordFunction: CodeUri record/ is not a directory"):
+        deploy(aws, template, stack_name="nocode")
+
+
+def test_a_handler_that_does_not_exist_is_named(aws: EmbeddedAws, tmp_path) -> None:
+    (tmp_path / "record").mkdir()
+    (tmp_path / "record" / "other.py").write_text("def handler(event, context):\n    return None\n")
+    template = tmp_path / "template.yaml"
+    template.write_text(TOY_TEMPLATE.read_text())
+    stack = deploy(aws, template, stack_name="nohandler")
+    with pytest.raises(FileNotFoundError, match=r"handler app.handler needs .*record/app.py"):
+        load_functions(stack.functions, aws, None)
