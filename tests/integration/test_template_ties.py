@@ -564,8 +564,10 @@ def _metric_names_in_template() -> set[str]:
             names.add(props["MetricName"])
         for query in props.get("Metrics", []):
             names |= set(re.findall(r"\((\w+)\)", str(query.get("Expression", ""))))
-    body = str(resources("AWS::CloudWatch::Dashboard")["Dashboard"]["Properties"]["DashboardBody"])
-    names |= set(re.findall(r'MetricName=\\?"?(\w+)', body))
+    body = resources("AWS::CloudWatch::Dashboard")["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    searches = re.findall(r'SEARCH\(\'\{([^,}]+)[^}]*\} MetricName=\\"(\w+)\\"', body)
+    assert searches, "the dashboard has no SEARCH expression (or this pattern no longer reads them)"
+    names |= {name for namespace, name in searches if namespace == "dropzone"}
     names |= set(re.findall(r'\["dropzone", "(\w+)"', body))
     return names
 
@@ -581,6 +583,15 @@ def test_alarms_and_dashboard_name_metrics_the_code_emits() -> None:
     assert used, "the template names no custom metric"
     unknown = sorted(used - emitted)
     assert not unknown, f"alarms/dashboard use metrics no function emits: {unknown} (emitted: {sorted(emitted)})"
+
+
+def test_dashboard_model_metrics_are_ones_the_training_job_defines() -> None:
+    from dropzone.training_jobs import METRIC_DEFINITIONS
+
+    body = resources("AWS::CloudWatch::Dashboard")["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    used = set(re.findall(r'/aws/sagemaker/TrainingJobs,Host\} MetricName=\\?"([\w:]+)', body))
+    assert used, "the dashboard shows no model metric"
+    assert used <= {m["Name"] for m in METRIC_DEFINITIONS}
 
 
 def test_dashboard_body_is_json_once_substituted() -> None:
