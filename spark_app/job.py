@@ -77,15 +77,16 @@ def run_dir(args: JobArgs) -> str:
     return join_uri(args.features, args.dataset, f"run={args.run_id}")
 
 
-def _validate(spark: SparkSession, contract: Contract, batch: Batch) -> tuple[DataFrame, RuleCounts]:
-    """Typed rows of the batch that pass every blocking row rule, and the rule counts."""
+def _validate(spark: SparkSession, contract: Contract, batch: Batch) -> tuple[DataFrame, RuleCounts, DataFrame]:
+    """Typed rows of the batch that pass every blocking row rule, the rule counts, and the cached checked batch
+    (the caller unpersists it once the good rows are curated)."""
     compiled = compile_rules(read_batch(spark, contract, batch), contract)
     checked = compiled.frame.persist()
     rows, bad, failures = rule_failure_counts(checked, compiled)
     good = checked.filter(~F.col(BAD)).drop(BAD, *compiled.flags.values())
     blocking = {k: v for k, v in failures.items() if k in compiled.blocking}
     flagged = {k: v for k, v in failures.items() if k not in compiled.blocking}
-    return good, RuleCounts(rows, bad, blocking, flagged)
+    return good, RuleCounts(rows, bad, blocking, flagged), checked
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,9 @@ def run(spark: SparkSession, args: JobArgs) -> dict[str, Any]:
         raise JobInputError(f"{args.manifest}: manifest dataset {batch.dataset!r} is not --dataset {args.dataset!r}")
     contracts = load_job_contracts(args.contracts, args.dataset)
     contract = contracts[args.dataset]
-    good, rule_counts = _validate(spark, contract, batch)
+    good, rule_counts, checked = _validate(spark, contract, batch)
     curated: CurateResult = curate(spark, contract, good, batch.batch_id, args.curated)
+    checked.unpersist()
     manifest: dict[str, Any] = {
         "run_id": args.run_id,
         "dataset": args.dataset,
