@@ -48,6 +48,9 @@ test: $(STAMP) $(TOOLS_STAMP) check-java lint  ## every test (lint first)
 demo: $(STAMP) check-java  ## the pipeline on generated data, locally (no AWS account, no Docker)
 	$(BIN)/dropzone demo
 
+bench: $(STAMP) $(TOOLS_STAMP) check-java  ## every benchmark (tens of minutes) → benchmarks/RESULTS.md + SECURITY.md; BENCH_ARGS=--quick
+	PATH="$(CURDIR)/$(BIN):$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
 lock:  ## re-resolve requirements/*.in into the pinned locks
 	rm -rf /tmp/dropzone-lock && $(PYTHON) -m venv /tmp/dropzone-lock
 	/tmp/dropzone-lock/bin/pip install --quiet -r requirements/dev.in
