@@ -229,10 +229,11 @@ class Pipeline:
             self.calls["StartJobRun same token"] += 1
             return _ok({"applicationId": params["applicationId"], "jobRunId": known["job_run_id"], "arn": "arn"})
         dataset = params["tags"]["dataset"]
-        running = [
-            b
-            for b in self.stack.ledger.query_dataset(dataset, "BATCH#")
-            if b.get("status") in ("RUNNING", "STARTING") and b["batch_id"] != params["tags"]["batch_id"]
+        running = [  # filtered server-side: only the few in-flight batches are serialized by moto
+            b["batch_id"]
+            for status in ("RUNNING", "STARTING")
+            for b in self.stack.ledger.query_dataset(dataset, "BATCH#", filter_status=status)
+            if b["batch_id"] != params["tags"]["batch_id"]
         ]
         self.max_running_per_dataset = max(self.max_running_per_dataset, len(running) + 1)
         return None

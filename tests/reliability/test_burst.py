@@ -17,6 +17,7 @@ BAD_EVERY = 20  # 5% of the files are quarantined
 MIN_FILES = 10  # contracts/orders.yaml batching.min_files
 
 
+@pytest.mark.slow
 def test_burst_of_2000_files(
     moto_stack: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any, figures: Any
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.harness import Pipeline, bad_csv, good_csv
+from tests.reliability.harness import Message, Pipeline, bad_csv, good_csv
 
 MIN_FILES = 5
 
@@ -38,3 +38,24 @@ def test_duplicated_and_shuffled_events_change_nothing(
     assert result["runs started"] == math.ceil(54 / MIN_FILES)
     assert result["training jobs"] == result["runs started"] == result["model packages"]
     figures(f"duplicates and order (seed {seed})", result)
+
+
+def test_the_audit_catches_a_file_recorded_twice_and_a_message_in_a_dlq(
+    moto_stack: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    # GIVEN a small pipeline that ran to the end and passes the audit
+    pipeline = Pipeline(monkeypatch, lambda_context, seed=1, min_files=MIN_FILES)
+    for n in range(MIN_FILES):
+        pipeline.drop(f"incoming/orders/a/part-{n:03d}.csv", good_csv(n), "ACCEPTED")
+    pipeline.run_until_idle()
+    pipeline.audit()
+    # WHEN the ledger holds a second entry for one file (another version id) and a message sits in a DLQ
+    (first, *_) = [i for i in pipeline.stack.ledger.query_dataset("orders", "FILE#")]
+    copy = {k: v for k, v in first.items() if k not in ("pk", "sk")}
+    assert pipeline.stack.ledger.record_file("orders", {**copy, "version": "another-version"})
+    pipeline.queues["ingest"].dlq.append(Message("ingest-lost", "{}"))
+    # THEN the audit names both problems
+    with pytest.raises(AssertionError) as failure:
+        pipeline.audit()
+    assert "files lost or recorded twice" in str(failure.value)
+    assert "messages in a DLQ" in str(failure.value)
