@@ -33,7 +33,7 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 TITLE = "# Benchmark results"
 RUN = "## Run"
 GOALS = "## Goals at a glance"
-LOCAL = "## Local end to end (dropzone demo)"
+LOCAL = "## Local end to end (measured by `make bench`)"
 RELIABILITY = "## Reliability suites (tests/reliability)"
 LOCAL_GOAL_S = 60.0  # issue 6: pipeline ≤ 60 s on 2 cores for the default demo size
 
@@ -89,7 +89,7 @@ EXTRA = ("local", "reliability")
 def sections(text: str) -> dict[str, str]:
     """'## heading' → its body (up to the next '## ')."""
     found: dict[str, str] = {}
-    for match in re.finditer(r"^(## .+)\n(.*?)(?=^## |\Z)", text, re.S | re.M):
+    for match in re.finditer(r"^(## [^\n]+)\n(.*?)(?=^## |\Z)", text, re.S | re.M):
         found[match.group(1).strip()] = match.group(2)
     return found
 
@@ -281,9 +281,10 @@ def goals_at_a_glance(text: str) -> str:
     found = sections(text)
     rows = ["| figure | measured | goal | verdict |", "| --- | --- | --- | --- |"]
     validation = next((b for h, b in found.items() if h.startswith("## Validation")), "")
-    for line in validation.splitlines():
-        if "goal" in line and line.lstrip().startswith("-"):
-            rows.append(f"| Validation | {line.lstrip('- ').strip()} | (in the line) | (in the line) |")
+    goal_table = [r for r in _table_rows(validation) if len(r) == 4]
+    if goal_table and goal_table[0][0] == "goal":
+        for goal, csv, gz, verdict in goal_table[1:]:
+            rows.append(f"| Validation, 1 GiB CSV / gzip CSV | {csv} / {gz} | {goal} | {verdict} |")
     rows += _spark_goals(found.get("## Spark features", ""))
     rows += _bundle_goals(found.get("## Bundles and cold imports", ""))
     local = found.get(LOCAL, "")
