@@ -134,13 +134,13 @@ class Faults:
 
 
 def _error(code: str, status: int = 400) -> tuple[AWSResponse, dict[str, Any]]:
-    response = AWSResponse("https://example.invalid/", status, {}, None)  # type: ignore[arg-type]
+    response = AWSResponse("https://example.invalid/", status, {}, None)
     error = {"Code": code, "Message": f"injected {code}"}
     return response, {"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}
 
 
 def _ok(parsed: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
-    response = AWSResponse("https://example.invalid/", 200, {}, None)  # type: ignore[arg-type]
+    response = AWSResponse("https://example.invalid/", 200, {}, None)
     return response, {**parsed, "ResponseMetadata": {"HTTPStatusCode": 200}}
 
 

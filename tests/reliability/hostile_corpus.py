@@ -258,6 +258,7 @@ def measure() -> None:
                 changed = json.loads(json.dumps(document))
                 changed["limits"].update(case.limits)
                 contract = parse_contract(changed, "orders.yaml")
+            stream: io.RawIOBase | io.BytesIO
             if case.stream is not None:
                 stream, size = case.stream()
             else:

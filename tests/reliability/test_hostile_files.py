@@ -55,7 +55,7 @@ def test_hostile_files_are_quarantined_once_with_their_reason(
     pipeline.run_until_idle()
 
     # THEN each is QUARANTINED exactly once with its reason, reported, copied to quarantine/, original kept
-    problems = []
+    problems: list[tuple[str, Any]] = []
     for case in cases:
         dataset, key = keys[case.name]
         items = [i for i in pipeline.stack.ledger.query_dataset(dataset, "FILE#") if i["key"] == key]
