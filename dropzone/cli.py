@@ -21,7 +21,11 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dropzone", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="dropzone",
+        description="Validate data files against their contract and run the dropzone pipeline, locally or on AWS.",
+        epilog="Exit codes: 0 success, 1 the work found a problem, 2 usage or contract error.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"dropzone.commands.{name}")
