@@ -609,9 +609,15 @@ def _older_than(moment: Any, now: datetime, age: timedelta) -> bool:
 
 
 def reconcile_dataset(
-    completions: Completions, dataset: str, *, now: datetime, after: timedelta = RECONCILE_AFTER
+    completions: Completions,
+    dataset: str,
+    *,
+    now: datetime,
+    after: timedelta = RECONCILE_AFTER,
+    flush: bool = False,
 ) -> ReconcileReport:
-    """One dataset: runs and training jobs whose events never came, leases left behind, batches past max_wait."""
+    """One dataset: runs and training jobs whose events never came, leases left behind, batches past max_wait
+    (``flush``: every waiting file is due now, whatever its age)."""
     report = ReconcileReport(dataset)
     ledger = completions.ledger
     contract = _contract(completions.contracts, dataset)
@@ -643,17 +649,20 @@ def reconcile_dataset(
         emr=completions.emr,
         settings=completions.settings,
         now=now,
+        force_due=flush,
     )
     return report
 
 
-def reconcile(completions: Completions, *, now: datetime, after: timedelta = RECONCILE_AFTER) -> list[ReconcileReport]:
+def reconcile(
+    completions: Completions, *, now: datetime, after: timedelta = RECONCILE_AFTER, flush: bool = False
+) -> list[ReconcileReport]:
     """Every dataset with a published contract; one dataset's failure does not stop the others."""
     settings = completions.settings
     reports = []
     for dataset in published_datasets(completions.s3, str(settings.data_bucket), settings.contracts_prefix):
         try:
-            reports.append(reconcile_dataset(completions, dataset, now=now, after=after))
+            reports.append(reconcile_dataset(completions, dataset, now=now, after=after, flush=flush))
         except Exception as e:
             logger.exception("reconcile failed", extra={"dataset": dataset})
             reports.append(ReconcileReport(dataset, error=f"{type(e).__name__}: {e}"))

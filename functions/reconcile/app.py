@@ -2,7 +2,8 @@
 
 For every dataset: runs and training jobs whose terminal event never came are asked about and processed as if
 the event had come; a lease left behind by a processed run is released; files past max_wait are batched; a
-half-started batch under an expired lease is finished (dropzone.runs.reconcile). The invocation fails (and the
+half-started batch under an expired lease is finished (dropzone.runs.reconcile). Invoked directly with
+``{"flush": true}`` it batches every waiting file at once. The invocation fails (and the
 errors alarm fires) when any dataset could not be reconciled; the others are still done.
 """
 
@@ -51,7 +52,10 @@ class ReconcileFailed(RuntimeError):
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    reports = reconcile(completions, now=utcnow())
+    # The schedule sends an EventBridge event; an operator may invoke with {"flush": true} to batch every
+    # waiting file now instead of after max_wait (e.g. fewer files than min_files and no wish to wait).
+    flush = event.get("flush") is True
+    reports = reconcile(completions, now=utcnow(), flush=flush)
     metrics.add_metric(name="RunsRecovered", unit=MetricUnit.Count, value=sum(len(r.runs) for r in reports))
     metrics.add_metric(name="TrainingsRecovered", unit=MetricUnit.Count, value=sum(len(r.trainings) for r in reports))
     metrics.add_metric(name="BatchesFlushed", unit=MetricUnit.Count, value=sum(r.started is not None for r in reports))

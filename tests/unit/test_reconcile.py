@@ -76,6 +76,22 @@ def test_files_past_max_wait_are_flushed_and_fresh_ones_wait(stack: Stack, lambd
     assert stack.item("orders", old[0])["status"] == "BATCHED"  # type: ignore[index]
 
 
+def test_flush_invocation_batches_fresh_files_below_min_files(stack: Stack, lambda_context: Any) -> None:
+    # GIVEN one fresh orders file (min_files is 2, max_wait not reached)
+    (fresh,) = stack.accept_files("orders", 1)
+    app = load_app("reconcile")
+
+    # WHEN the schedule runs, the file waits; WHEN an operator invokes with {"flush": true}, it is batched
+    scheduled = {d["dataset"]: d for d in app.handler(SCHEDULE, lambda_context)["datasets"]}
+    assert scheduled["orders"]["started_job_run_id"] is None
+    assert stack.item("orders", fresh)["status"] == "ACCEPTED"  # type: ignore[index]
+    flushed = {d["dataset"]: d for d in app.handler({"flush": True}, lambda_context)["datasets"]}
+
+    # THEN one run started with that file
+    assert flushed["orders"]["started_job_run_id"] is not None
+    assert stack.item("orders", fresh)["status"] == "BATCHED"  # type: ignore[index]
+
+
 def test_lost_training_event_is_recovered(stack: Stack, lambda_context: Any) -> None:
     # GIVEN a training job that completed but whose Completed event never came
     stack.accept_files("orders", 2)
