@@ -145,12 +145,10 @@ def git_commit() -> str:
 # ---- steps of our own ------------------------------------------------------------------------------------------
 
 
-def run_local(quick: bool) -> tuple[str, str]:
-    """`dropzone demo` in a scratch directory: its stage times and the whole command's wall time."""
+def run_local() -> tuple[str, str]:
+    """`dropzone demo` (default size: the goal is stated for it) in a scratch directory: stage times, wall time."""
     with tempfile.TemporaryDirectory(prefix="dz-bench-demo-") as tmp:
         command = [str(ROOT / ".venv" / "bin" / "dropzone"), "demo", "--out", tmp, "--root", str(ROOT)]
-        if quick:
-            command += ["--rows", "2000", "--files", "4"]
         started = time.perf_counter()
         answer = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600, check=False)
         wall = time.perf_counter() - started
@@ -160,6 +158,8 @@ def run_local(quick: bool) -> tuple[str, str]:
     if answer.returncode not in (0, 1) or not pipeline:
         return "failed", f"`dropzone demo` failed (exit {answer.returncode}):\n\n```\n{output[-2000:]}\n```\n"
     seconds = float(pipeline)
+    if "spark" not in stages.lower():
+        return "failed", f"`dropzone demo` ran no Spark feature run, so its time says nothing: {stages}\n"
     verdict = (
         "met"
         if seconds <= LOCAL_GOAL_S
@@ -167,10 +167,9 @@ def run_local(quick: bool) -> tuple[str, str]:
     )
     body = "\n".join(
         [
-            f"`{' '.join(['dropzone', *command[1:2], *command[6:]])}` (default demo size"
-            + (", reduced by --quick" if quick else "")
-            + ") in a fresh process: embedded AWS API, template deployed, generated files uploaded, Spark",
-            "feature runs and training executed locally, until the pipeline is idle.",
+            "`dropzone demo` (default demo size, also with --quick: the goal is stated for it) in a fresh process:",
+            "embedded AWS API, template deployed, generated files uploaded, Spark feature runs and training",
+            "executed locally, until the pipeline is idle.",
             "",
             "| measure | seconds | goal | verdict |",
             "| --- | ---: | ---: | --- |",
@@ -347,7 +346,7 @@ def main() -> int:
         run(step.name, script)
 
     for name, heading, produce in (
-        ("local", LOCAL, lambda: run_local(args.quick)),
+        ("local", LOCAL, run_local),
         ("reliability", RELIABILITY, run_reliability),
     ):
         if name not in chosen:
