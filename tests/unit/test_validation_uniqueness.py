@@ -46,3 +46,18 @@ def test_tracker_agrees_with_a_set(monkeypatch: pytest.MonkeyPatch, max_run: int
             seen.add(v)
     assert got == expected
     assert sum(len(run) for run in tracker._runs) == len(seen)
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 18])
+def test_merge_in_place_equals_a_sorted_union(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    # GIVEN a large sorted run and disjoint sorted incoming hashes, some below, between and above all old ones
+    monkeypatch.setattr(uniqueness, "MERGE_CHUNK", chunk)
+    rng = np.random.default_rng(9)
+    values = rng.choice(np.arange(1, 10**6, dtype=np.uint64), size=3_000, replace=False)
+    old, incoming = np.sort(values[:2_000]), np.sort(values[2_000:])
+    incoming = np.concatenate(([np.uint64(0)], incoming, [np.uint64(10**7)]))
+    big = old.copy()
+    # WHEN merged in place (moved from the back, `chunk` values at a time)
+    merged = uniqueness._merge_in_place(big, incoming)
+    # THEN the result is every value once, in order
+    assert merged.tolist() == sorted(old.tolist() + incoming.tolist())
