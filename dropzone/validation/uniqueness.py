@@ -3,12 +3,15 @@
 Memory is 8 bytes per distinct value (10 M order ids: 80 MB), whatever the value length. The hash is a 64-bit
 polynomial hash of the UTF-8 bytes, computed vectorized over the Arrow buffers, then mixed (splitmix64). A false
 duplicate needs a 64-bit collision: about 3e-6 for 10 M values; it would quarantine a good file, never accept a bad
-one. Each value is stored once, in disjoint sorted runs merged like an LSM tree (a merge at least doubles a run,
-runs stop growing at MAX_RUN), so adding N values costs O(N log N) and a merge needs at most ~16 MiB extra.
+one. Each value is stored once: new hashes in small sorted runs merged like an LSM tree, and every MAX_RUN of them
+merged in place into one large sorted run (in its own reserved mapping: it grows without copies) with a prefix
+directory, so a probe looks at one large run and a few small ones, and a merge needs a few MiB of scratch.
 This is the one part of validation whose memory grows with the file: 8 bytes per distinct value of a unique column.
 """
 
 from __future__ import annotations
+
+import mmap
 
 import numpy as np
 import pyarrow as pa
@@ -17,8 +20,9 @@ import pyarrow.compute as pc
 _P = np.uint64(0x100000001B3)  # odd, so invertible modulo 2**64
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-# Runs stop merging at this many hashes (8 MiB), so a merge never needs more than ~16 MiB on top of the set.
-MAX_RUN = 1 << 20
+# Small runs are merged into the large one once they hold this many hashes (4 MiB): the merge's scratch is a few
+# times that. Halving it doubles the merges (each one moves the whole large run).
+MAX_RUN = 1 << 19
 FILTER_BITS = 26
 
 
@@ -165,15 +169,25 @@ class _Directory:
 MERGE_CHUNK = 1 << 18  # hashes moved per step of an in-place merge into the large run (2 MiB per temporary)
 
 
-def _merge_in_place(big: np.ndarray, incoming: np.ndarray) -> np.ndarray:
-    """``big`` (sorted, owning its data) grown by the sorted ``incoming`` (disjoint from it), merged in place.
+def _reserve(count: int, keep: np.ndarray) -> np.ndarray:
+    """Room for ``count`` hashes in an anonymous mapping, starting with ``keep``: pages become resident only when
+    written, and outside the malloc heap, so a large run grows without copies or heap fragmentation."""
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+    room = np.frombuffer(mmap.mmap(-1, max(count, 1) * 8, flags=flags), dtype=np.uint64)
+    room[: len(keep)] = keep
+    return room
 
-    The array grows with ``realloc`` (``mremap`` for large arrays on Linux: no second copy), then the old values move
-    to their final places from the back, one chunk at a time, so the merge needs a chunk of scratch, not a copy.
+
+def _merge_in_place(big: np.ndarray, incoming: np.ndarray) -> np.ndarray:
+    """Merge the sorted ``incoming`` into ``big``, whose first ``len(big) - len(incoming)`` values are sorted and
+    disjoint from it, in place.
+
+    The old values move to their final places from the back, one chunk at a time, so the merge needs a chunk of
+    scratch, not a second copy of the run.
     """
-    n, k = len(big), len(incoming)
-    pos = np.searchsorted(big, incoming)  # how many old values precede each incoming one
-    big.resize(n + k, refcheck=False)
+    k = len(incoming)
+    n = len(big) - k
+    pos = np.searchsorted(big[:n], incoming)  # how many old values precede each incoming one
     hi = n
     while hi > 0:
         lo = max(0, hi - MERGE_CHUNK)
@@ -197,8 +211,11 @@ class UniqueTracker:
     ones, however large the file (with capped runs alone, a 13 M-row file had 16 runs of 1 M to probe).
     """
 
-    def __init__(self) -> None:
-        self._large = np.empty(0, dtype=np.uint64)
+    def __init__(self, capacity: int = 1 << 24) -> None:
+        """``capacity``: distinct values to reserve address space for (not memory); more still work, with a copy."""
+        self._capacity = capacity
+        self._room = np.empty(0, dtype=np.uint64)  # the large run is its prefix
+        self._large = self._room
         self._large_directory: _Directory | None = None
         self._small: list[np.ndarray] = []
         # A one-hash Bloom filter over the top FILTER_BITS bits of each hash: most new values miss it, and only
@@ -255,9 +272,13 @@ class UniqueTracker:
             runs[-1] = merged
         if sum(len(r) for r in runs) < MAX_RUN:
             return
-        incoming = runs[0] if len(runs) == 1 else np.sort(np.concatenate(runs))
+        incoming = np.concatenate(runs) if len(runs) > 1 else runs[0]
         runs.clear()  # the small runs are in ``incoming`` now: free them before the merge needs its scratch
-        self._large = _merge_in_place(self._large, incoming)
+        incoming.sort(kind="stable")  # in place; timsort merges the concatenated sorted runs
+        need = len(self._large) + len(incoming)
+        if need > len(self._room):
+            self._room = _reserve(max(self._capacity, 2 * need), self._large)
+        self._large = _merge_in_place(self._room[:need], incoming)
         directory = self._large_directory
         if directory is not None and directory.bits == _Directory.bits_for(len(self._large)):
             directory.add(incoming)

@@ -56,8 +56,9 @@ def test_merge_in_place_equals_a_sorted_union(monkeypatch: pytest.MonkeyPatch, c
     values = rng.choice(np.arange(1, 10**6, dtype=np.uint64), size=3_000, replace=False)
     old, incoming = np.sort(values[:2_000]), np.sort(values[2_000:])
     incoming = np.concatenate(([np.uint64(0)], incoming, [np.uint64(10**7)]))
-    big = old.copy()
+    room = uniqueness._reserve(len(old) + len(incoming) + 5, old)
     # WHEN merged in place (moved from the back, `chunk` values at a time)
-    merged = uniqueness._merge_in_place(big, incoming)
-    # THEN the result is every value once, in order
+    merged = uniqueness._merge_in_place(room[: len(old) + len(incoming)], incoming)
+    # THEN the result is every value once, in order, in the reserved room itself
     assert merged.tolist() == sorted(old.tolist() + incoming.tolist())
+    assert np.shares_memory(merged, room)
