@@ -158,6 +158,9 @@ def run_local() -> tuple[str, str]:
     if answer.returncode not in (0, 1) or not pipeline:
         return "failed", f"`dropzone demo` failed (exit {answer.returncode}):\n\n```\n{output[-2000:]}\n```\n"
     seconds = float(pipeline)
+    shares = {n.strip(): float(v) for n, v in re.findall(r"([a-z_ ]+?) ([0-9.]+)s", stages.split(";")[0])}
+    slowest = max(shares, key=lambda name: shares[name]) if shares else "?"
+    share = f"{shares.get(slowest, 0) / seconds:.0%}" if seconds else "?"
     if "spark" not in stages.lower():
         return "failed", f"`dropzone demo` ran no Spark feature run, so its time says nothing: {stages}\n"
     verdict = (
@@ -177,6 +180,9 @@ def run_local() -> tuple[str, str]:
             f"| whole command (interpreter start to exit) | {wall:.1f} | - | - |",
             "",
             f"Stages: {stages}",
+            "",
+            f"What limits it: the {slowest} stage, {share} of the pipeline; 1-minute load average",
+            f"{load_average()} at the end (other work on the same cores stretches every stage alike).",
             "",
             f"Exit code {answer.returncode} (1 means a file was quarantined on purpose: the demo adds a bad file).",
         ]
