@@ -137,7 +137,7 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
         with clock.stage("upload"):
             uploads += upload(aws, bucket, data_dir, reference)
         progress(f"upload   | {len(reference)} reference file(s) → s3://{bucket}/incoming/")
-        pipeline.run_until_idle()
+        pipeline.run_until_idle(flush=True)
         bad_key = duplicated_key = None
         with clock.stage("upload"):
             uploads += upload(aws, bucket, data_dir, facts)
@@ -154,7 +154,7 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
             + (f" + 1 bad file ({bad_key})" if bad_key else "")
             + (f" + 1 duplicated notification ({duplicated_key})" if duplicated_key else "")
         )
-        pipeline.run_until_idle()
+        pipeline.run_until_idle(flush=True)
         result = RunResult(
             out_dir=options.out_dir,
             endpoint_url=aws.endpoint_url,

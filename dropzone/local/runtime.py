@@ -180,11 +180,35 @@ class Pipeline:
                 )
         return len(self.local.stack.schedules)
 
-    def run_until_idle(self, reconcile: bool = True) -> int:
+    def flush_waiting(self) -> int:
+        """Invoke the scheduled functions with ``{"flush": true}`` when accepted files still wait for a batch
+        (fewer than ``min_files``): a local run has all its files, so it does not sit out ``max_wait``.
+        Returns the number of files that were waiting."""
+        waiting = {
+            dataset: n
+            for dataset, items in ledger_items(self.local).items()
+            if (n := sum(1 for i in items if str(i["sk"]).startswith("FILE#") and i.get("status") == "ACCEPTED"))
+        }
+        if not waiting:
+            return 0
+        listing = ", ".join(f"{dataset} {n}" for dataset, n in sorted(waiting.items()))
+        for schedule in self.local.stack.schedules:
+            with self.clock.stage(self._stage_of(schedule.function)):
+                invocation = self.functions[schedule.function].invoke({"flush": True})
+            state = f"error {invocation.error}" if invocation.error else "ok"
+            self._progress(
+                f"  {self._stage_of(schedule.function):6} | files waiting below min_files ({listing}): "
+                f"{schedule.function} invoked with flush: {state}"
+            )
+        return sum(waiting.values())
+
+    def run_until_idle(self, reconcile: bool = True, flush: bool = False) -> int:
         """Deliver and execute until no queue holds a message and no run or job waits; then (``reconcile``)
-        invoke the schedules once and continue if that started anything. Returns the number of rounds."""
+        invoke the schedules once and continue if that started anything; then (``flush``) batch the files
+        still waiting, as long as that makes progress. Returns the number of rounds."""
         rounds = 0
         reconciled = False
+        last_waiting: int | None = None
         while True:
             rounds += 1
             if rounds > MAX_ROUNDS:
@@ -201,7 +225,13 @@ class Pipeline:
             if any(p.depth() for p in self.pollers):
                 continue
             if reconciled or not reconcile:
-                return rounds
+                if not flush:
+                    return rounds
+                waiting = self.flush_waiting()
+                if not waiting or waiting == last_waiting:
+                    return rounds
+                last_waiting = waiting
+                continue
             self.reconcile()
             reconciled = True
 

@@ -22,12 +22,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, list[str]]:
     out = tmp_path_factory.mktemp("local-run")
     lines: list[str] = []
-    run = run_pipeline(RunOptions(root=ROOT, out_dir=out, rows=ROWS, files=10), progress=lines.append)
+    # 6 order files: fewer than the contract's min_files (10), so the run ends by flushing the waiting files
+    run = run_pipeline(RunOptions(root=ROOT, out_dir=out, rows=ROWS, files=6), progress=lines.append)
     (out / "progress.txt").write_text("\n".join(lines))
-    return run
+    return run, lines
+
+
+@pytest.fixture(scope="module")
+def result(local_run: tuple[RunResult, list[str]]) -> RunResult:
+    return local_run[0]
 
 
 def _files(result: RunResult) -> dict[str, dict]:
@@ -72,7 +78,19 @@ def test_the_ledger_accounts_for_every_file(result: RunResult) -> None:
     assert sorted(files) == sorted(u.key for u in result.uploads)
     accepted = {k for k, f in files.items() if f["status"] != "QUARANTINED"}
     assert accepted == {u.key for u in result.uploads} - {result.bad_key}
-    assert all(files[k]["status"] in ("ACCEPTED", "BATCHED", "DONE") for k in accepted)
+    # every accepted file, reference snapshots included, went through a successful Spark run
+    assert {k: files[k]["status"] for k in accepted} == dict.fromkeys(accepted, "DONE")
+
+
+def test_files_below_min_files_are_flushed_at_the_end_of_a_local_run(
+    local_run: tuple[RunResult, list[str]],
+) -> None:
+    result, lines = local_run
+    progress = "\n".join(lines)
+    assert "files waiting below min_files (orders 6)" in progress
+    orders_runs = [b for b in result.ledger["orders"] if str(b["sk"]).startswith("BATCH#")]
+    assert len(orders_runs) == 1
+    assert len(orders_runs[0]["files"]) == 6
 
 
 def test_the_summary_and_report_show_the_outcome(result: RunResult) -> None:
