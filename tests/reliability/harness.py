@@ -177,9 +177,17 @@ class Pipeline:
         self.failing_trainings: set[str] = set()
         self.calls: Counter[str] = Counter()
         self.max_running_per_dataset = 0
+        self.in_flight: dict[str, set[str]] = {}  # dataset → batch ids whose run may still be in flight
         self.start_clock_skew = timedelta(0)
         for name in (*FUNCTIONS, "reconcile"):
             self._load(name)
+
+    def add_dataset(self, name: str, like: str = "orders") -> None:
+        """Publish a copy of ``like``'s contract under another dataset name (its own partition, lease, group)."""
+        s3 = self.stack.s3
+        text = s3.get_object(Bucket=BUCKET, Key=f"assets/contracts/{like}.yaml")["Body"].read().decode()
+        text = text.replace(f"\ndataset: {like}\n", f"\ndataset: {name}\n", 1)
+        s3.put_object(Bucket=BUCKET, Key=f"assets/contracts/{name}.yaml", Body=text.encode())
 
     # ---- functions ------------------------------------------------------------------------------------------
 
@@ -229,12 +237,13 @@ class Pipeline:
             self.calls["StartJobRun same token"] += 1
             return _ok({"applicationId": params["applicationId"], "jobRunId": known["job_run_id"], "arn": "arn"})
         dataset = params["tags"]["dataset"]
-        running = [  # filtered server-side: only the few in-flight batches are serialized by moto
-            b["batch_id"]
-            for status in ("RUNNING", "STARTING")
-            for b in self.stack.ledger.query_dataset(dataset, "BATCH#", filter_status=status)
-            if b["batch_id"] != params["tags"]["batch_id"]
-        ]
+        # Runs this harness started for the dataset whose batch is still RUNNING/STARTING in the ledger.
+        flying = self.in_flight.setdefault(dataset, set())
+        for batch_id in list(flying):
+            batch = self.stack.ledger.get_batch(dataset, batch_id) or {}
+            if batch.get("status") not in ("RUNNING", "STARTING"):
+                flying.discard(batch_id)
+        running = flying - {params["tags"]["batch_id"]}
         self.max_running_per_dataset = max(self.max_running_per_dataset, len(running) + 1)
         return None
 
@@ -252,6 +261,7 @@ class Pipeline:
             self.doomed_batch = tags["batch_id"]
         failed = n in self.faults.fail_runs or tags["batch_id"] == self.doomed_batch
         self.runs[token] = {"job_run_id": job_run_id, **tags, "failed": failed}
+        self.in_flight.setdefault(tags["dataset"], set()).add(tags["batch_id"])
         if failed:
             self.failing_runs[job_run_id] = f"Job failed, injected failure of run {n}"
         else:
@@ -394,7 +404,8 @@ class Pipeline:
         raise AssertionError("the pipeline did not settle")
 
     def _ledger_fingerprint(self) -> tuple[Any, ...]:
-        items = list(self.stack.ledger.query_dataset("orders"))
+        datasets = sorted({key.split("/")[1] for key in self.files})
+        items = [i for d in datasets for i in self.stack.ledger.query_dataset(d)]
         return tuple(sorted((i["sk"], str(i.get("status")), str(i.get("model_package_arn"))) for i in items))
 
     # ---- the audit ------------------------------------------------------------------------------------------
@@ -441,7 +452,7 @@ class Pipeline:
         successful_run_ids = {r["job_run_id"] for r in ours if not r["failed"]}
         runs_with_training = {str(t["job_run_id"]) for t in trainings.values()}
         group = model_package_group_name("dropzone", dataset)
-        packages = self._packages(group)
+        packages = self.packages(group)
         per_job = Counter(p.get("training_job") for p in packages)
         completed = [n for n in trainings if n not in self.failing_trainings]
 
@@ -491,7 +502,7 @@ class Pipeline:
             "files lost": 0,
         }
 
-    def _packages(self, group: str) -> list[dict[str, str]]:
+    def packages(self, group: str) -> list[dict[str, str]]:
         sagemaker = self.stack.sagemaker
         found: list[dict[str, str]] = []
         kwargs: dict[str, Any] = {"ModelPackageGroupName": group, "MaxResults": 100}
