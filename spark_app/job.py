@@ -67,6 +67,9 @@ def build_session(app_name: str = "dropzone-features") -> SparkSession:
     return (
         SparkSession.builder.appName(app_name)
         .config("spark.sql.adaptive.enabled", "true")
+        # The job persists frames whose plans hold shuffles (checked batch, features frame): without this AQE may
+        # not coalesce their shuffle partitions, and every persisted shuffle runs spark.sql.shuffle.partitions tasks.
+        .config("spark.sql.optimizer.canChangeCachedPlanOutputPartitioning", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .getOrCreate()
