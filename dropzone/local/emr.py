@@ -42,6 +42,7 @@ _DROPPED_CONF = re.compile(
 # A local feature run is a short JVM on 2 shared cores: the C2 JIT and a parallel GC cost more CPU than they
 # save (benchmarks/RESULTS.md, "Local end-to-end"). EMR's own JVMs keep their defaults.
 LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+LOCAL_SPARK_CONF = {"spark.sql.shuffle.partitions": "8", "spark.default.parallelism": "4"}
 _PROGRESS = re.compile(r"\[dropzone\].*")
 _STAGE = re.compile(r"\[Stage (\d+):[=>\s]*\((\d+) \+ (\d+)\) / (\d+)\]")  # Spark's console progress bar
 STAGE_REPORT_SECONDS = 5.0
@@ -253,6 +254,10 @@ class EmrExecutor:
                 command += ["--conf", f"{key}={value}"]
         command += ["--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=true"]
         command += ["--conf", "spark.log.level=WARN"]  # the INFO chatter of a local driver is thousands of lines
+        # EMR sizes shuffles for many executors; a local[N] driver pays per task: few partitions, AQE coalesces.
+        for key, value in LOCAL_SPARK_CONF.items():
+            if key not in submit.conf:
+                command += ["--conf", f"{key}={value}"]
         if py_files:
             command += ["--py-files", ",".join(py_files)]
         return [*command, entry, *arguments], arguments
