@@ -442,7 +442,7 @@ class Pipeline:
         # one run per batch attempt; successful batches have one successful run
         runs_per_attempt = Counter((r["batch_id"], r["attempt"]) for r in self.runs.values() if r["dataset"] == dataset)
         # (moto answers ResourceNotFound for an application that never ran a job)
-        moto_runs = self.stack.emr.list_job_runs(applicationId=self.stack.app_id)["jobRuns"] if self.runs else []
+        moto_runs = self.job_runs() if self.runs else []
         succeeded = [b for b in batches if b["status"] == "SUCCEEDED"]
         success_runs = Counter(r["batch_id"] for r in self.runs.values() if not r["failed"] and r["dataset"] == dataset)
         unfinished_batches = [b["batch_id"] for b in batches if b["status"] not in ("SUCCEEDED", "FAILED")]
@@ -501,6 +501,11 @@ class Pipeline:
             "DLQ": 0,
             "files lost": 0,
         }
+
+    def job_runs(self) -> list[dict[str, Any]]:
+        """Every job run moto holds for the application (all pages)."""
+        pages = self.stack.emr.get_paginator("list_job_runs").paginate(applicationId=self.stack.app_id)
+        return [run for page in pages for run in page["jobRuns"]]
 
     def packages(self, group: str) -> list[dict[str, str]]:
         sagemaker = self.stack.sagemaker
