@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from dropzone import gate
+from dropzone import aws, gate
 from dropzone.batching import StartedBatch, maybe_start_batch, start_batch_attempt
 from dropzone.contract import Contract, Gate
 from dropzone.costs import RunCost, prices_from_settings, run_cost
@@ -185,6 +185,21 @@ class Completions:
         self.settings = settings
         self.contracts = contracts
         self.region = region
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Completions:
+        """The instance a Lambda container uses: clients from dropzone.aws (standard retries, endpoint variables)."""
+        s3 = aws.client("s3")
+        return cls(
+            ledger=Ledger(str(settings.ledger_table), aws.client("dynamodb")),
+            s3=s3,
+            emr=aws.client("emr-serverless"),
+            sagemaker=aws.client("sagemaker"),
+            notifier=Notifier(aws.client("sns"), settings.notify_topic_arn),
+            settings=settings,
+            contracts=ContractStore(s3, str(settings.data_bucket), settings.contracts_prefix),
+            region=aws.region_name(),
+        )
 
     # ---- EMR Serverless runs --------------------------------------------------------------------------
 

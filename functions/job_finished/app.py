@@ -15,10 +15,6 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dropzone import aws
-from dropzone.ingest import ContractStore
-from dropzone.ledger import Ledger
-from dropzone.notify import Notifier
 from dropzone.observability import logger, metrics, tracer
 from dropzone.runs import EMR_DETAIL_TYPE, EMR_SOURCE, EMR_TERMINAL, Completions, RunOutcome, event_detail, utcnow
 from dropzone.settings import Settings
@@ -32,17 +28,7 @@ settings = Settings.from_env().require(
     "sagemaker_role_arn",
     "training_source_uri",
 )
-s3 = aws.client("s3")
-completions = Completions(
-    ledger=Ledger(str(settings.ledger_table), aws.client("dynamodb")),
-    s3=s3,
-    emr=aws.client("emr-serverless"),
-    sagemaker=aws.client("sagemaker"),
-    notifier=Notifier(aws.client("sns"), settings.notify_topic_arn),
-    settings=settings,
-    contracts=ContractStore(s3, str(settings.data_bucket), settings.contracts_prefix),
-    region=aws.region_name(),
-)
+completions = Completions.from_settings(settings)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 

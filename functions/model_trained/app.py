@@ -14,10 +14,6 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dropzone import aws
-from dropzone.ingest import ContractStore
-from dropzone.ledger import Ledger
-from dropzone.notify import Notifier
 from dropzone.observability import logger, metrics, tracer
 from dropzone.runs import (
     SAGEMAKER_DETAIL_TYPE,
@@ -31,17 +27,7 @@ from dropzone.runs import (
 from dropzone.settings import Settings
 
 settings = Settings.from_env().require("data_bucket", "ledger_table")
-s3 = aws.client("s3")
-completions = Completions(
-    ledger=Ledger(str(settings.ledger_table), aws.client("dynamodb")),
-    s3=s3,
-    emr=aws.client("emr-serverless"),
-    sagemaker=aws.client("sagemaker"),
-    notifier=Notifier(aws.client("sns"), settings.notify_topic_arn),
-    settings=settings,
-    contracts=ContractStore(s3, str(settings.data_bucket), settings.contracts_prefix),
-    region=aws.region_name(),
-)
+completions = Completions.from_settings(settings)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 

@@ -14,10 +14,6 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dropzone import aws
-from dropzone.ingest import ContractStore
-from dropzone.ledger import Ledger
-from dropzone.notify import Notifier
 from dropzone.observability import logger, metrics, tracer
 from dropzone.runs import Completions, reconcile, utcnow
 from dropzone.settings import Settings
@@ -31,17 +27,7 @@ settings = Settings.from_env().require(
     "sagemaker_role_arn",
     "training_source_uri",
 )
-s3 = aws.client("s3")
-completions = Completions(
-    ledger=Ledger(str(settings.ledger_table), aws.client("dynamodb")),
-    s3=s3,
-    emr=aws.client("emr-serverless"),
-    sagemaker=aws.client("sagemaker"),
-    notifier=Notifier(aws.client("sns"), settings.notify_topic_arn),
-    settings=settings,
-    contracts=ContractStore(s3, str(settings.data_bucket), settings.contracts_prefix),
-    region=aws.region_name(),
-)
+completions = Completions.from_settings(settings)
 
 
 class ReconcileFailed(RuntimeError):
