@@ -6,6 +6,7 @@ Nothing here is autouse: a test asks for what it needs. Subfolders add their own
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,12 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
+
+# template.yaml's Globals give every function these before its code is imported; the shared Powertools objects
+# (dropzone.observability) read them once, at first import, so the whole test session gets them up front.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "dropzone")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "dropzone")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = REPO / "events"
