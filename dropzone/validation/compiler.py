@@ -96,9 +96,13 @@ def parse_text(text: pa.Array, ctype: str) -> tuple[pa.Array, pa.Array]:
         candidates = pc.utf8_lower(candidates)
     elif ctype == "int" and pc.any(pc.starts_with(candidates, "+")).as_py():
         candidates = pc.replace_substring_regex(candidates, r"^\+", "")  # Arrow's int cast refuses a leading '+'
-    elif ctype == "timestamp" and not pc.all(pc.ends_with(candidates, "Z")).as_py():
-        zoned = pc.match_substring_regex(candidates, _ZONE)
-        candidates = pc.if_else(zoned, candidates, pc.binary_join_element_wise(candidates, pa.scalar("Z"), ""))
+    elif ctype == "timestamp":
+        # The rules allow up to 9 fractional digits; timestamps are microseconds here as in Spark and Parquet, so
+        # digits 7-9 are truncated like Spark does (Arrow's cast would refuse the lost precision).
+        candidates = pc.replace_substring_regex(candidates, r"(\.[0-9]{6})[0-9]{1,3}", r"\1")
+        if not pc.all(pc.ends_with(candidates, "Z")).as_py():
+            zoned = pc.match_substring_regex(candidates, _ZONE)
+            candidates = pc.if_else(zoned, candidates, pc.binary_join_element_wise(candidates, pa.scalar("Z"), ""))
     typed, cast_failed = _cast_values(candidates, ARROW_TYPES[ctype])
     failed = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(matches, False)))
     if cast_failed is not None:

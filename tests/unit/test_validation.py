@@ -151,3 +151,24 @@ def test_report_is_json_and_complete(tmp_path: Path, orders: Contract) -> None:
     assert d["bytes_read"] == path.stat().st_size
     assert d["duration_s"] >= 0
     assert d["uploaded_at"] == "2026-06-01T00:00:00+00:00"
+
+
+def test_fractional_seconds_up_to_nine_digits_are_accepted_and_ten_are_not(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN timestamps with 9, 7 and 6 fractional digits (the rules' forms) and one with 10 (outside them)
+    stamps = [
+        "2024-01-02T03:04:05.123456789Z",
+        "2024-01-02 03:04:05.1234567+01:00",
+        "2024-01-02T03:04:05.123456Z",
+        "2024-01-02T03:04:05.1234567891Z",
+    ]
+    header = "order_id,customer_id,order_ts,product_id,amount,quantity,returned,review_text"
+    rows = [f"O{100000 + i},C000001,{ts},P00001,10.0,1,false,ok" for i, ts in enumerate(stamps)]
+    path = tmp_path / "stamps.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+
+    # WHEN it is validated
+    report = validate_path(path, orders, uploaded_at=UPLOADED)
+
+    # THEN only the 10-digit one fails to parse (row 4)
+    assert report.rule_counts == {"order_ts.parse": 1}
+    assert [s["row"] for s in report.samples] == [4]
