@@ -184,7 +184,7 @@ def run_local() -> tuple[str, str]:
             f"What limits it: the {slowest} stage, {share} of the pipeline; 1-minute load average",
             f"{load_average()} at the end (other work on the same cores stretches every stage alike).",
             "",
-            f"Exit code {answer.returncode} (0: a model was registered as Approved; 1: none was, the summary says why).",
+            f"Exit code {answer.returncode} (0: a model was registered as Approved; 1: none was, see the summary).",
         ]
     )
     return "ok", body
