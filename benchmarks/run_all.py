@@ -282,14 +282,28 @@ def _bundle_goals(body: str) -> list[str]:
     return out
 
 
+def _validation_goals(body: str) -> list[str]:
+    """The verdict bullets benchmarks/validation.py writes under its table, one row each."""
+    rows: list[str] = []
+    name = None
+    for line in body.splitlines():
+        rss = re.match(r"- (\S+): validator peak RSS (\d+) MiB \(goal (.+?): (.+)\)$", line)
+        if rss:
+            name = rss.group(1)
+            rows.append(f"| Validation {name}, peak RSS | {rss.group(2)} MiB | {rss.group(3)} MiB | {rss.group(4)} |")
+            continue
+        speed = re.match(r"\s+- throughput vs (.+?): (.+?) \(goal (.+?): (.+)\)$", line)
+        if speed and name:
+            peer, measured, goal, verdict = speed.groups()
+            rows.append(f"| Validation {name}, throughput vs {peer} | {measured} | {goal} | {verdict} |")
+    return rows
+
+
 def goals_at_a_glance(text: str) -> str:
     found = sections(text)
     rows = ["| figure | measured | goal | verdict |", "| --- | --- | --- | --- |"]
     validation = next((b for h, b in found.items() if h.startswith("## Validation")), "")
-    goal_table = [r for r in _table_rows(validation) if len(r) == 4]
-    if goal_table and goal_table[0][0] == "goal":
-        for goal, csv, gz, verdict in goal_table[1:]:
-            rows.append(f"| Validation, 1 GiB CSV / gzip CSV | {csv} / {gz} | {goal} | {verdict} |")
+    rows += _validation_goals(validation)
     rows += _spark_goals(found.get("## Spark features", ""))
     rows += _bundle_goals(found.get("## Bundles and cold imports", ""))
     local = found.get(LOCAL, "")
