@@ -255,6 +255,18 @@ def _parameter_values(template: dict[str, Any], overrides: Mapping[str, str]) ->
     return values
 
 
+SUB_NAME = re.compile(r"\$\{([^!}][^}]*)\}")  # ${Name} or ${Logical.Attr} in Fn::Sub; ${!Literal} is not one
+
+
+def _known(key: str, arg: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], str]) -> str | None:
+    """The value of a Ref or Fn::GetAtt whose target is in ``refs``/``attrs``; None for anything else."""
+    if key == "Ref" and isinstance(arg, str) and arg in refs:
+        return refs[arg]
+    if key == "Fn::GetAtt" and isinstance(arg, list) and (arg[0], arg[1]) in attrs:
+        return attrs[(arg[0], arg[1])]
+    return None
+
+
 def _resolve(value: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str], str]) -> Any:
     """Resolve Ref / GetAtt / Sub / Join against known values; anything unknown is left as it is."""
     if isinstance(value, list):
@@ -263,10 +275,9 @@ def _resolve(value: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str, str]
         return value
     if len(value) == 1:
         ((key, arg),) = value.items()
-        if key == "Ref" and isinstance(arg, str) and arg in refs:
-            return refs[arg]
-        if key == "Fn::GetAtt" and isinstance(arg, list) and (arg[0], arg[1]) in attrs:
-            return attrs[(arg[0], arg[1])]
+        known = _known(key, arg, refs, attrs)
+        if known is not None:
+            return known
         if key == "Fn::Sub":
             text, local = (arg, {}) if isinstance(arg, str) else (arg[0], _resolve(arg[1], refs, attrs))
             return _substitute(text, refs, attrs, local)
@@ -296,7 +307,7 @@ def _substitute(
         unresolved = True
         return match.group(0)
 
-    result = re.sub(r"\$\{([^!}][^}]*)\}", one, text)
+    result = SUB_NAME.sub(one, text)
     return {"Fn::Sub": text} if unresolved else result
 
 
@@ -308,13 +319,12 @@ def _replace_refs(value: Any, refs: Mapping[str, str], attrs: Mapping[tuple[str,
         return value
     if len(value) == 1:
         ((key, arg),) = value.items()
-        if key == "Ref" and isinstance(arg, str) and arg in refs:
-            return refs[arg]
-        if key == "Fn::GetAtt" and isinstance(arg, list) and (arg[0], arg[1]) in attrs:
-            return attrs[(arg[0], arg[1])]
+        known = _known(key, arg, refs, attrs)
+        if known is not None:
+            return known
         if key == "Fn::Sub":
             text, local = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-            names = {m.group(1) for m in re.finditer(r"\$\{([^!}][^}]*)\}", text)}
+            names = {m.group(1) for m in SUB_NAME.finditer(text)}
             outside = {n for n in names if n in refs or tuple(n.split(".", 1)) in attrs}
             if outside:
                 for n in outside:
