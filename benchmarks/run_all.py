@@ -3,44 +3,59 @@ benchmarks/RESULTS.md.
 
 Each benchmark script owns its section of RESULTS.md and rewrites only that section; this script runs them one
 after the other (never in parallel: they measure time and memory on a small machine), adds the sections nobody
-else writes (local end-to-end time of `dropzone demo`, the reliability suites' figures) and regenerates
-SECURITY.md. The top of RESULTS.md ("Run" and "Goals at a glance") is rewritten from what the sections say.
+else writes (local end-to-end time of `dropzone demo`, the reliability suites' figures, a summary of SECURITY.md)
+and regenerates SECURITY.md. A step that fails is recorded and the run goes on; the exit code is 1 at the end.
+
+Every section a step produced carries a stamp under its heading (when, at which commit, which sizes); a section
+without one was written by its script run alone, and "Run" says when git last saw it change. The top of
+RESULTS.md ("Run" and "Goals at a glance") is rebuilt from every section, whichever steps ran.
 
     .venv/bin/python benchmarks/run_all.py            # everything, full sizes (tens of minutes on 2 cores)
     .venv/bin/python benchmarks/run_all.py --quick    # small sizes: checks the machinery in a few minutes
     .venv/bin/python benchmarks/run_all.py --only validation spark   # some steps; the summary covers all sections
+    .venv/bin/python benchmarks/run_all.py --summary-only            # rebuild "Run" and "Goals" from the sections
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SECURITY_MD = ROOT / "SECURITY.md"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 TITLE = "# Benchmark results"
 RUN = "## Run"
 GOALS = "## Goals at a glance"
 LOCAL = "## Local end to end (measured by `make bench`)"
 RELIABILITY = "## Reliability suites (tests/reliability)"
+SECURITY = "## Security (SECURITY.md)"
 LOCAL_GOAL_S = 60.0  # issue 6: pipeline ≤ 60 s on 2 cores for the default demo size
+STAMP = "> Measured by `make bench`"  # first line under a section heading: when, commit, sizes
+STATE = "<!-- make-bench state (read by benchmarks/run_all.py): "
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
+    section: str  # the heading (or its start) of the RESULTS.md section the step rewrites
     full: tuple[str, ...]
     quick: tuple[str, ...]
     what: str
@@ -50,37 +65,52 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step(
         "validation",
+        "## Validation",
         ("benchmarks/validation.py", "--size-mb", "1024", "--write"),
         ("benchmarks/validation.py", "--size-mb", "64", "--write"),
         "validator vs pyarrow read vs pandas+pandera",
     ),
     Step(
         "ingest_edge",
+        "## Ingest edge",
         ("benchmarks/ingest_edge.py", "--write-results"),
         ("benchmarks/ingest_edge.py", "--sizes-mb", "64", "--parquet-rows", "200000", "--write-results"),
         "S3 streaming memory, ranged Parquet reads",
     ),
     Step(
         "spark",
+        "## Spark features",
         ("benchmarks/spark_features.py", "--rows", "1000000", "10000000"),
         ("benchmarks/spark_features.py", "--rows", "100000", "1000000", "--driver-memory", "2g"),
         "Spark feature job vs bare scan, naive Spark, DuckDB",
+        timeout_s=4 * 3600,
     ),
     Step(
         "training",
+        "## Training",
         ("benchmarks/training.py", "--write-results"),
         ("benchmarks/training.py", "--rows", "20000", "--write-results"),
         "training/train.py time and memory",
     ),
     Step(
         "bundles",
+        "## Bundles and cold imports",
         ("benchmarks/bundles.py", "--write-results"),
         ("benchmarks/bundles.py", "--repeat", "3", "--write-results"),
         "Lambda bundle sizes and cold imports (needs `make tools` for sam build)",
     ),
-    Step("security", ("benchmarks/security.py",), ("benchmarks/security.py",), "SECURITY.md: scanners and IAM"),
+    Step(
+        "security",
+        SECURITY,
+        ("benchmarks/security.py",),
+        ("benchmarks/security.py",),
+        "SECURITY.md: scanners and IAM (needs `make tools`)",
+    ),
+    Step("local", LOCAL, (), (), "`dropzone demo`, default size (also with --quick)", timeout_s=3600),
+    Step("reliability", RELIABILITY, (), (), "`pytest tests/reliability` (also in `make test`)", timeout_s=3600),
 )
-EXTRA = ("local", "reliability")
+SCRIPT_SECTIONS = ("validation", "ingest_edge", "spark", "training", "bundles")  # written by the step's script
+SIZES = {"security": "no sizes", "local": "default demo size", "reliability": "whole suites"}
 
 
 # ---- RESULTS.md sections --------------------------------------------------------------------------------------
@@ -92,6 +122,14 @@ def sections(text: str) -> dict[str, str]:
     for match in re.finditer(r"^(## [^\n]+)\n(.*?)(?=^## |\Z)", text, re.S | re.M):
         found[match.group(1).strip()] = match.group(2)
     return found
+
+
+def find_section(text: str, start: str) -> tuple[str, str] | None:
+    """The first section whose heading is ``start`` or begins with it: (heading, body)."""
+    for heading, body in sections(text).items():
+        if heading == start or heading.startswith(start + " ") or heading.startswith(start + "("):
+            return heading, body
+    return None
 
 
 def replace_section(text: str, heading: str, body: str, *, first: bool = False) -> str:
@@ -106,7 +144,27 @@ def replace_section(text: str, heading: str, body: str, *, first: bool = False) 
     return text.rstrip() + "\n\n" + block
 
 
-# ---- the machine -----------------------------------------------------------------------------------------------
+def without_stamp(body: str) -> str:
+    return "\n".join(line for line in body.splitlines() if not line.startswith(STAMP))
+
+
+def stamp_of(body: str) -> str | None:
+    """The stamp's text after the prefix ('2026-11-27 09:40 UTC, commit abc1234, full sizes'), if any."""
+    for line in body.splitlines():
+        if line.startswith(STAMP):
+            return line[len(STAMP) :].strip(" :.")
+        if line.strip() and not line.startswith("<!--"):
+            return None
+    return None
+
+
+def put_stamp(text: str, heading: str, stamp: str) -> str:
+    """Put (or replace) the stamp line right under ``heading``."""
+    pattern = re.compile(rf"^({re.escape(heading)})\n(?:\n?{re.escape(STAMP)}[^\n]*\n)?", re.M)
+    return pattern.sub(lambda m: f"{m.group(1)}\n\n{STAMP}: {stamp}.\n", text, count=1)
+
+
+# ---- the machine, the commit, git's view of RESULTS.md ---------------------------------------------------------
 
 
 def _first(pattern: str, text: str, default: str = "?") -> str:
@@ -139,7 +197,107 @@ def load_average() -> str:
 def git_commit() -> str:
     answer = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
-    return answer.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    return (answer.stdout.strip() or "?") + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def last_changed(text: str, path: Path | None = None) -> dict[str, str]:
+    """Section heading → when git last saw one of its lines change ('commit abc1234, 2026-11-27 08:30 UTC').
+
+    From `git blame` of RESULTS.md as it is on disk: a section nobody re-measured through `make bench` at least
+    shows the commit that brought its current text (its figures are that old or older).
+    """
+    path = path or RESULTS
+    if not path.is_relative_to(ROOT):
+        return {}
+    answer = subprocess.run(
+        ["git", "blame", "--line-porcelain", "--", str(path.relative_to(ROOT))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if answer.returncode != 0:
+        return {}
+    per_line: list[tuple[str, int]] = []
+    sha, when = "", 0
+    for line in answer.stdout.splitlines():
+        if re.match(r"^[0-9a-f]{40} \d+ \d+", line):
+            sha = line[:40]
+        elif line.startswith("committer-time "):
+            when = int(line.split()[1])
+        elif line.startswith("\t"):
+            per_line.append((sha, when))
+    lines = text.splitlines()
+    if len(lines) != len(per_line):  # the file changed under us: say nothing rather than something wrong
+        return {}
+    blamed: dict[str, list[tuple[str, int]]] = {}
+    heading = ""
+    for (sha, when), line in zip(per_line, lines, strict=True):
+        if line.startswith("## "):
+            heading = line.strip()
+        if heading:
+            blamed.setdefault(heading, []).append((sha, when))
+    found: dict[str, str] = {}
+    for heading, shas in blamed.items():
+        if any(set(sha) == {"0"} for sha, _ in shas):
+            found[heading] = "uncommitted changes"
+        else:
+            sha, when = max(shas, key=lambda pair: pair[1])
+            found[heading] = f"commit {sha[:7]}, {datetime.fromtimestamp(when, UTC):%Y-%m-%d %H:%M} UTC"
+    return found
+
+
+# ---- running a step ---------------------------------------------------------------------------------------------
+
+
+def run_command(argv: list[str], timeout_s: int, env: dict[str, str] | None = None) -> tuple[int | None, list[str]]:
+    """Run argv (its output shown as it comes), kill its whole process group at the timeout (Spark's JVM too).
+
+    Returns (exit code, or None on timeout; its output lines).
+    """
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    timed_out = threading.Event()
+
+    def kill() -> None:
+        timed_out.set()
+        with contextlib.suppress(ProcessLookupError):  # it ended as the timer fired
+            os.killpg(process.pid, signal.SIGKILL)
+
+    timer = threading.Timer(timeout_s, kill)
+    timer.start()
+    output: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            output.append(line.rstrip("\n"))
+        code = process.wait()
+    finally:
+        timer.cancel()
+    return (None if timed_out.is_set() else code), output
+
+
+def script_env() -> dict[str, str]:
+    """The scripts import dropzone, spark_app and training from the repository root, as pytest does."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
+
+
+def failure(code: int | None, output: list[str], timeout_s: int) -> str:
+    if code is None:
+        return f"failed: timed out after {timeout_s} s"
+    last = next((line.strip() for line in reversed(output) if line.strip()), "")
+    return f"failed (exit {code}): {last[:160]}" if last else f"failed (exit {code})"
 
 
 # ---- steps of our own ------------------------------------------------------------------------------------------
@@ -194,26 +352,60 @@ def run_reliability() -> tuple[str, str]:
     """The reliability suites (also part of `make test`); their terminal summary is the section."""
     command = [PYTHON, "-m", "pytest", "tests/reliability", "-q", "-p", "no:logging", "-p", "no:cacheprovider"]
     started = time.perf_counter()
-    answer = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600, check=False)
+    code, output = run_command(command, 3600, script_env())
     wall = time.perf_counter() - started
-    out = answer.stdout
+    out = "\n".join(output)
+    if code is None:
+        return "failed: timed out after 3600 s", f"`pytest tests/reliability` timed out:\n\n```\n{out[-3000:]}\n```\n"
+    return reliability_section(out, wall, code)
+
+
+def reliability_section(out: str, wall: float, code: int) -> tuple[str, str]:
+    """The section from the tail of pytest's output: its result line and the 'reliability figures' it prints."""
     figures = out[out.find("reliability figures") :].split("\n", 1)[-1] if "reliability figures" in out else ""
     figures = figures.split("\n=", 1)[0].rstrip()
-    result = _first(r"^(\d+ passed.*|.*failed.*)$", out, "no result")
+    result = _first(r"^=*\s*(\d+ (?:passed|failed).*?)\s*=*$", out, "no result")
     body = "\n".join(
         [
             "`pytest tests/reliability` (the real handlers on moto; queues, redelivery, DLQ and the EMR/SageMaker",
             "semantics moto lacks modelled in tests/reliability/harness.py). Goal: files lost 0, DLQ 0, one run",
             "in flight per dataset, exactly one entry/batch/run/training job/model package each.",
             "",
-            f"Result: {result.strip('= ')} ({wall:.0f} s).",
+            f"Result: {result} ({wall:.0f} s).",
             "",
             "```",
             figures or out[-3000:],
             "```",
         ]
     )
-    return ("ok" if answer.returncode == 0 else "failed"), body
+    return ("ok" if code == 0 and figures else f"failed (exit {code}): {result}"), body
+
+
+def security_section(markdown: str) -> str:
+    """A summary of SECURITY.md for RESULTS.md: the scanner table and counts of roles, actions, skips."""
+    scanners = [line for line in markdown.split("### ", 1)[0].splitlines() if line.startswith("|")]
+    skipped = (
+        markdown.split("### Skipped checks", 1)[1].split("\n## ", 1)[0] if "### Skipped checks" in markdown else ""
+    )
+    skips = _table_rows(skipped)[1:]
+    with_reason = [r for r in skips if len(r) >= 4 and r[3] and r[3] != "NO REASON"]
+    roles = _first(r"^(\d+ roles, \d+ allowed actions[^\n]*)$", markdown, "IAM summary not found")
+    failed = [line[len("- FAILED ") :] for line in markdown.splitlines() if line.startswith("- FAILED ")]
+    generated = _first(r"^Generated (\d{4}-\d\d-\d\d \d\d:\d\d UTC)", markdown)
+    not_run = _first(r"^(Not run: .*)$", markdown, "")
+    return "\n".join(
+        [
+            f"`benchmarks/security.py` on template.yaml, SECURITY.md generated {generated} (the full report:",
+            "[SECURITY.md](../SECURITY.md), every skipped check with its reason and the IAM actions of every role",
+            "after the SAM transform).",
+            "",
+            *(scanners or [not_run or "No scanner table in SECURITY.md."]),
+            "",
+            f"- skipped checkov checks: {len(skips)}, {len(with_reason)} with a written reason",
+            f"- failed checks: {len(failed)}" + (": " + "; ".join(failed) if failed else ""),
+            f"- IAM: {roles}",
+        ]
+    )
 
 
 # ---- goals at a glance -----------------------------------------------------------------------------------------
@@ -227,177 +419,416 @@ def _table_rows(body: str) -> list[list[str]]:
     return rows
 
 
-def _spark_goals(body: str) -> list[str]:
+def _number(value: str) -> float | None:
+    match = re.search(r"-?[0-9][0-9,]*(?:\.[0-9]+)?", value)
+    return float(match.group(0).replace(",", "")) if match else None
+
+
+def _verdict(value: str, goal: float, *, lower: bool, unit: str = "x") -> str:
+    """'met', or by how much the goal is missed (the difference and the ratio to the goal)."""
+    number = _number(value)
+    if number is None:
+        return "not measured"
+    met = number <= goal if lower else number >= goal
+    if met:
+        return "met"
+    if unit == "x":
+        return f"missed ({number / goal:.2f}x the goal)"
+    gap = number - goal if lower else goal - number
+    return f"missed by {gap:.3g}{unit} ({number / goal:.2f}x the goal)"
+
+
+Row = tuple[str, str, str, str]  # figure, measured, goal, verdict
+
+
+def _spark_goals(body: str) -> list[Row]:
     rows = _table_rows(body)
     if len(rows) < 2:
         return []
     header, data = rows[0], rows[1:]
-    out = []
+    out: list[Row] = []
     for r in data:
         cells = dict(zip(header, r, strict=False))
+        events = cells.get("events", "?")
         full, naive = cells.get("full / bare", "?"), cells.get("naive / windowed", "?")
         out.append(
-            f"| Spark features, {cells.get('events', '?')} events | full job / bare CSV scan {full} "
-            f"| ≤ 3x | {_verdict(full, 3.0, lower=True)} |"
+            (
+                f"Spark features, {events} events: full job / bare CSV scan",
+                f"{full} ({cells.get('full job s', '?')} s / {cells.get('bare CSV s', '?')} s)",
+                "≤ 3x",
+                _verdict(full, 3.0, lower=True),
+            )
         )
         out.append(
-            f"| Spark features, {cells.get('events', '?')} events | naive / ours {naive} | ≥ 2x "
-            f"| {_verdict(naive, 2.0, lower=False)} |"
+            (
+                f"Spark features, {events} events: naive / our windowed aggregates",
+                f"{naive} ({cells.get('naive s', '?')} s / {cells.get('windowed only s', '?')} s)",
+                "≥ 2x",
+                _verdict(naive, 2.0, lower=False),
+            )
         )
     scaling = re.search(r"\((\d+)x\): full job ([0-9.]+)x the time", body)
     if scaling:
         data_x, time_x = scaling.groups()
         out.append(
-            f"| Spark features scaling | {data_x}x the data → {time_x}x the time | ≤ 12x for 10x "
-            f"| {_verdict(time_x, 12.0 * int(data_x) / 10, lower=True)} |"
+            (
+                "Spark features scaling",
+                f"{data_x}x the data → {time_x}x the time",
+                f"≤ {1.2 * int(data_x):.0f}x for {data_x}x",
+                _verdict(time_x, 1.2 * int(data_x), lower=True),
+            )
         )
+    elif data:
+        out.append(("Spark features scaling", "not measured (one size only)", "≤ 12x for 10x", "not measured"))
     return out
 
 
-def _verdict(value: str, goal: float, *, lower: bool) -> str:
-    try:
-        number = float(value.rstrip("x"))
-    except ValueError:
-        return "not measured"
-    met = number <= goal if lower else number >= goal
-    return "met" if met else f"missed ({number / goal:.2f}x of the goal)"
-
-
-def _bundle_goals(body: str) -> list[str]:
+def _bundle_goals(body: str) -> list[Row]:
     rows = _table_rows(body)
     if len(rows) < 2:
         return []
     header = rows[0]
-    out = []
+    out: list[Row] = []
     for r in rows[1:]:
         cells = dict(zip(header, r, strict=False))
         if cells.get("goal MB", "-") == "-":
             continue
+        size, ms = cells.get("unzipped MB", "?"), cells.get("import ms (CPU)", "?")
+        ready = cells.get("ready ms (CPU)", "-")
+        worst = ready if _number(ready) is not None else ms
+        misses = [
+            f"{what} {v}"
+            for what, v in (
+                ("size", _verdict(size, float(cells.get("goal MB", "0")), lower=True, unit=" MB")),
+                ("import", _verdict(worst, float(cells.get("goal ms", "0")), lower=True, unit=" ms")),
+            )
+            if v != "met"
+        ]
         out.append(
-            f"| {cells.get('function')} bundle / cold import | {cells.get('unzipped MB')} MB, "
-            f"{cells.get('import ms (CPU)')} ms import (CPU), ready {cells.get('ready ms (CPU)')} ms "
-            f"| ≤ {cells.get('goal MB')} MB, ≤ {cells.get('goal ms')} ms | "
-            f"{'met' if cells.get('within goals') == 'yes' else 'missed (see the section)'} |"
+            (
+                f"{cells.get('function')} bundle / cold import",
+                f"{size} MB, {ms} ms import (CPU)" + (f", ready {ready} ms" if ready != "-" else ""),
+                f"≤ {cells.get('goal MB')} MB, ≤ {cells.get('goal ms')} ms",
+                "; ".join(misses) or "met",
+            )
         )
     return out
 
 
-def _validation_goals(body: str) -> list[str]:
+def _validation_goals(body: str) -> list[Row]:
     """The verdict bullets benchmarks/validation.py writes under its table, one row each."""
-    rows: list[str] = []
+    rows: list[Row] = []
     name = None
     for line in body.splitlines():
         rss = re.match(r"- (\S+): validator peak RSS (\d+) MiB \(goal (.+?): (.+)\)$", line)
         if rss:
             name = rss.group(1)
-            rows.append(f"| Validation {name}, peak RSS | {rss.group(2)} MiB | {rss.group(3)} MiB | {rss.group(4)} |")
+            rows.append((f"Validation {name}, peak RSS", f"{rss.group(2)} MiB", f"{rss.group(3)} MiB", rss.group(4)))
             continue
         speed = re.match(r"\s+- throughput vs (.+?): (.+?) \(goal (.+?): (.+)\)$", line)
         if speed and name:
             peer, measured, goal, verdict = speed.groups()
-            rows.append(f"| Validation {name}, throughput vs {peer} | {measured} | {goal} | {verdict} |")
+            rows.append((f"Validation {name}, throughput vs {peer}", measured, goal, verdict))
     return rows
 
 
-def goals_at_a_glance(text: str) -> str:
-    found = sections(text)
-    rows = ["| figure | measured | goal | verdict |", "| --- | --- | --- | --- |"]
-    validation = next((b for h, b in found.items() if h.startswith("## Validation")), "")
-    rows += _validation_goals(validation)
-    rows += _spark_goals(found.get("## Spark features", ""))
-    rows += _bundle_goals(found.get("## Bundles and cold imports", ""))
-    local = found.get(LOCAL, "")
-    match = re.search(r"\| pipeline \(dropzone's own clock\) \| ([0-9.]+) \| (.*?) \| (.*?) \|", local)
-    if match:
-        rows.append(f"| Local end to end (demo) | {match.group(1)} s | {match.group(2)} s | {match.group(3)} |")
-    reliability = found.get(RELIABILITY, "")
-    lost = re.findall(r"files lost\s+(\d+)", reliability)
-    dlq = re.findall(r"DLQ\s+(\d+)", reliability)
-    if lost:
-        ok = all(v == "0" for v in lost + dlq)
-        rows.append(
-            f"| Reliability suites | files lost {sum(map(int, lost))}, DLQ {sum(map(int, dlq))} over {len(lost)} "
-            f"suites | 0 | {'met' if ok else 'MISSED'} |"
+def _ingest_edge_rows(body: str) -> list[Row]:
+    """Streaming vs downloading the same object, measured in the same run (design: bounded memory)."""
+    rows = _table_rows(body)
+    if len(rows) < 2:
+        return []
+    header = rows[0]
+    by: dict[tuple[str, str], dict[str, str]] = {}
+    for r in rows[1:]:
+        cells = dict(zip(header, r, strict=False))
+        by[(cells.get("object", "?"), cells.get("mode", "?"))] = cells
+    out: list[Row] = []
+    for (obj, mode), cells in by.items():
+        base, download = by.get((obj, "baseline")), by.get((obj, "download"))
+        if mode != "stream" or not base or not download:
+            continue
+        rss = _number(cells.get("peak RSS MiB", "")) or 0.0
+        above = rss - (_number(base.get("peak RSS MiB", "")) or 0.0)
+        above_download = (_number(download.get("peak RSS MiB", "")) or 0.0) - (
+            _number(base.get("peak RSS MiB", "")) or 0.0
         )
+        out.append(
+            (
+                f"Ingest streaming read, {obj}: peak RSS above baseline",
+                f"{above:.0f} MiB (download: {above_download:.0f} MiB)",
+                "bounded (design §1; no number set)",
+                "met" if above < 64 else f"grows with the object ({above:.0f} MiB)",
+            )
+        )
+    return out
+
+
+def _training_rows(body: str) -> list[Row]:
+    rows = _table_rows(body)
+    if len(rows) < 2:
+        return []
+    header = rows[0]
+    cells = dict(zip(header, rows[-1], strict=False))
+    return [
+        (
+            f"Training, {cells.get('train rows', '?')} rows",
+            f"{cells.get('seconds', '?')} s, peak RSS {cells.get('peak RSS MiB', '?')} MiB, "
+            f"AUC {cells.get('AUC', '?')} (baseline {cells.get('baseline AUC', '?')})",
+            "no goal set (sizing figures)",
+            "-",
+        )
+    ]
+
+
+def _local_rows(body: str) -> list[Row]:
+    match = re.search(r"\| pipeline \(dropzone's own clock\) \| ([0-9.]+) \| (.*?) \| (.*?) \|", body)
+    if not match:
+        return []
+    limits = re.search(r"What limits it: (.*?)[;\n]", body)
+    verdict = match.group(3) + (f"; limited by {limits.group(1)}" if limits and match.group(3) != "met" else "")
+    return [("Local end to end (demo pipeline)", f"{match.group(1)} s", f"{match.group(2)} s", verdict)]
+
+
+def _reliability_rows(body: str) -> list[Row]:
+    lost = [int(v) for v in re.findall(r"^\s*files lost\s+(\d+)", body, re.M)]
+    dlq = [int(v) for v in re.findall(r"^\s*DLQ\s+(\d+)", body, re.M)]
+    in_flight = [int(v) for v in re.findall(r"^\s*max runs in flight per dataset\s+(\d+)", body, re.M)]
+    result = _first(r"^Result: (.*)$", body, "")
+    if not lost:
+        return [("Reliability suites", result or "no figures", "files lost 0, DLQ 0", "not measured")]
+    ok = sum(lost) == 0 and sum(dlq) == 0 and max(in_flight, default=0) <= 1 and "failed" not in result
+    return [
+        (
+            "Reliability suites",
+            f"files lost {sum(lost)}, DLQ {sum(dlq)}, max runs in flight per dataset {max(in_flight, default=0)} "
+            f"over {len(lost)} pipelines; {result}",
+            "files lost 0, DLQ 0, ≤ 1 run in flight",
+            "met" if ok else "MISSED",
+        )
+    ]
+
+
+def _security_rows(body: str) -> list[Row]:
+    goal = "no findings, every skip with a reason"
+    rows = _table_rows(body)
+    if len(rows) < 2:
+        return [("Security scanners on template.yaml", "scanners not run", goal, "not measured")]
+    results = {r[0]: r[-1] for r in rows[1:]}
+    checkov = results.get("checkov (cloudformation)", "?")
+    cfn = results.get("cfn-lint", "?")
+    sam = results.get("sam validate --lint", "?")
+    skips = _first(r"^- skipped checkov checks: (.*)$", body)
+    numbers = re.match(r"(\d+), (\d+) with", skips)
+    ok = (
+        sam.startswith("valid")
+        and cfn.startswith("0 findings")
+        and " 0 failed" in checkov
+        and " 0 parsing" in checkov
+        and numbers is not None
+        and numbers.group(1) == numbers.group(2)
+    )
+    return [
+        (
+            "Security scanners on template.yaml",
+            f"sam validate: {sam}; cfn-lint: {cfn}; checkov: {checkov}; skips: {skips}",
+            goal,
+            "met" if ok else "MISSED",
+        )
+    ]
+
+
+GOAL_READERS: dict[str, Callable[[str], list[Row]]] = {
+    "validation": _validation_goals,
+    "ingest_edge": _ingest_edge_rows,
+    "spark": _spark_goals,
+    "training": _training_rows,
+    "bundles": _bundle_goals,
+    "security": _security_rows,
+    "local": _local_rows,
+    "reliability": _reliability_rows,
+}
+
+
+def as_of(body: str, heading: str, changed: dict[str, str]) -> str:
+    stamp = stamp_of(body)
+    if stamp:
+        return stamp
+    return f"git: {changed.get(heading, 'unknown')} (not via `make bench`)"
+
+
+def goals_at_a_glance(text: str, changed: dict[str, str]) -> str:
+    rows = [
+        "| figure | measured | goal | verdict | measured at |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for step in STEPS:
+        found = find_section(text, step.section)
+        if not found:
+            rows.append(f"| {step.name} | no section | - | not measured | - |")
+            continue
+        heading, body = found
+        when = as_of(body, heading, changed)
+        for figure, measured, goal, verdict in GOAL_READERS.get(step.name, lambda _: [])(body):
+            cells = (figure, measured, goal, verdict, when)
+            rows.append("| " + " | ".join(c.replace("|", "&#124;") for c in cells) + " |")
     return "\n".join(
         [
-            "Each figure next to its goal (issues 2, 3, 5, 6, 7), read from the sections below as this run left them;",
-            "the sections say how each was measured and what limits it.",
+            "Each figure next to its goal (issues 2, 3, 5, 6, 7), read from the sections below as they are now; the",
+            "last column says when each section was measured (a stamp from `make bench`, else when git last saw it",
+            "change: older figures may not match the current code). The sections say how each figure was measured,",
+            "against which peer, and what limits it.",
             "",
             *rows,
         ]
     )
 
 
+# ---- the Run section -------------------------------------------------------------------------------------------
+
+
+def read_state(text: str) -> dict[str, dict[str, Any]]:
+    for line in text.splitlines():
+        if line.startswith(STATE):
+            try:
+                state = json.loads(line[len(STATE) :].removesuffix("-->").strip())
+            except json.JSONDecodeError:
+                return {}
+            return state if isinstance(state, dict) else {}
+    return {}
+
+
+def run_section(
+    text: str,
+    state: dict[str, dict[str, Any]],
+    changed: dict[str, str],
+    header: list[str],
+) -> str:
+    rows = [
+        "| step | what | section measured at | last attempt (UTC) | outcome | seconds |",
+        "| --- | --- | --- | --- | --- | ---: |",
+    ]
+    for step in STEPS:
+        found = find_section(text, step.section)
+        measured = as_of(found[1], found[0], changed) if found else "no section"
+        attempt = state.get(step.name, {})
+        seconds = attempt.get("seconds")
+        cells = (
+            step.name,
+            step.what,
+            measured,
+            f"{attempt['at']} ({attempt.get('sizes', '?')})" if attempt else "never by `make bench`",
+            str(attempt.get("outcome", "-")),
+            f"{seconds:.0f}" if isinstance(seconds, int | float) else "-",
+        )
+        rows.append("| " + " | ".join(c.replace("|", "&#124;") for c in cells) + " |")
+    produced = {found[0] for step in STEPS if (found := find_section(text, step.section))}
+    for heading, body in sections(text).items():
+        if heading in produced or heading in (RUN, GOALS):
+            continue
+        cells = ("-", heading[3:], as_of(body, heading, changed), "no step writes it", "-", "-")
+        rows.append("| " + " | ".join(c.replace("|", "&#124;") for c in cells) + " |")
+    return "\n".join([*header, "", *rows, "", STATE + json.dumps(state, sort_keys=True) + " -->"])
+
+
 # ---- main ------------------------------------------------------------------------------------------------------
 
 
-def main() -> int:
+def run_step(step: Step, quick: bool) -> str:
+    """Run one step; its section is stamped when it succeeds. Returns 'ok' or what went wrong."""
+    before = RESULTS.read_text() if RESULTS.exists() else TITLE + "\n"
+    old = find_section(before, step.section)
+    if step.name in ("local", "reliability"):
+        outcome, body = run_local() if step.name == "local" else run_reliability()
+        current = RESULTS.read_text() if RESULTS.exists() else TITLE + "\n"
+        RESULTS.write_text(replace_section(current, step.section, body))
+    else:
+        argv = step.quick if quick else step.full
+        code, tail = run_command([PYTHON, *argv], step.timeout_s, script_env())
+        if step.name == "security" and SECURITY_MD.exists() and code in (0, 1):
+            # exit 1 means findings: still a report worth summarising (the goals row says MISSED)
+            current = RESULTS.read_text() if RESULTS.exists() else TITLE + "\n"
+            RESULTS.write_text(replace_section(current, step.section, security_section(SECURITY_MD.read_text())))
+        outcome = "ok" if code == 0 else failure(code, tail, step.timeout_s)
+    after = RESULTS.read_text() if RESULTS.exists() else TITLE + "\n"
+    new = find_section(after, step.section)
+    if outcome == "ok" and new is None:
+        outcome = f"failed: no '{step.section}' section in RESULTS.md"
+    elif (
+        step.name in SCRIPT_SECTIONS
+        and outcome == "ok"
+        and old
+        and new
+        and without_stamp(old[1]) == without_stamp(new[1])
+    ):
+        outcome = "failed: its script left its section as it was"
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    names = [s.name for s in STEPS] + list(EXTRA)
     parser.add_argument("--quick", action="store_true", help="small sizes (minutes, not tens of minutes)")
+    names = [s.name for s in STEPS]
     parser.add_argument("--only", nargs="+", choices=names, help="run only these steps")
     parser.add_argument("--skip", nargs="+", choices=names, default=[], help="leave these steps out")
-    args = parser.parse_args()
-    chosen = [n for n in (args.only or names) if n not in args.skip]
+    parser.add_argument("--summary-only", action="store_true", help="run nothing; rebuild 'Run' and 'Goals'")
+    args = parser.parse_args(argv)
+    chosen = [] if args.summary_only else [n for n in (args.only or names) if n not in args.skip]
     started_at = datetime.now(UTC)
+    commit = git_commit()
+    sizes = "quick sizes, not for quoting" if args.quick else "full sizes"
     load_before = load_average()
-    status: list[tuple[str, str, float]] = []
-
-    def run(name: str, action: Callable[[], str]) -> None:
-        print(f"== {name}", flush=True)
-        started = time.perf_counter()
-        try:
-            outcome = action()
-        except (subprocess.TimeoutExpired, OSError) as e:
-            outcome = f"failed: {e}"
-        status.append((name, outcome, time.perf_counter() - started))
-        print(f"== {name}: {outcome} ({time.perf_counter() - started:.0f} s)", flush=True)
+    state = read_state(RESULTS.read_text() if RESULTS.exists() else "")
+    outcomes: dict[str, str] = {}
 
     for step in STEPS:
         if step.name not in chosen:
             continue
-
-        def script(step: Step = step) -> str:
-            argv = step.quick if args.quick else step.full
-            answer = subprocess.run([PYTHON, *argv], cwd=ROOT, timeout=step.timeout_s, check=False)
-            return "ok" if answer.returncode == 0 else f"failed (exit {answer.returncode})"
-
-        run(step.name, script)
-
-    for name, heading, produce in (
-        ("local", LOCAL, run_local),
-        ("reliability", RELIABILITY, run_reliability),
-    ):
-        if name not in chosen:
-            continue
-
-        def own(heading: str = heading, produce: Callable[[], tuple[str, str]] = produce) -> str:
-            outcome, body = produce()
-            current = RESULTS.read_text() if RESULTS.exists() else TITLE + "\n"
-            RESULTS.write_text(replace_section(current, heading, body))
-            return outcome
-
-        run(name, own)
+        print(f"== {step.name}: {step.what}", flush=True)
+        at = datetime.now(UTC)
+        started = time.perf_counter()
+        try:
+            outcome = run_step(step, args.quick)
+        except Exception as e:  # one broken step must not cost the others their figures
+            outcome = f"failed: {type(e).__name__}: {e}"
+        seconds = time.perf_counter() - started
+        outcomes[step.name] = outcome
+        step_sizes = SIZES.get(step.name, sizes)
+        state[step.name] = {
+            "at": f"{at:%Y-%m-%d %H:%M}",
+            "commit": commit,
+            "outcome": outcome,
+            "seconds": round(seconds, 1),
+            "sizes": step_sizes,
+        }
+        if outcome == "ok":
+            text = RESULTS.read_text()
+            found = find_section(text, step.section)
+            if found:
+                stamp = f"{at:%Y-%m-%d %H:%M} UTC, commit {commit}, {step_sizes} ({seconds:.0f} s)"
+                RESULTS.write_text(put_stamp(text, found[0], stamp))
+        print(f"== {step.name}: {outcome} ({seconds:.0f} s)", flush=True)
 
     text = RESULTS.read_text() if RESULTS.exists() else TITLE + "\n"
-    lines = [
-        f"`make bench` ({'--quick' if args.quick else 'full sizes'}), started {started_at:%Y-%m-%d %H:%M} UTC, "
-        f"commit {git_commit()}.",
+    changed = last_changed(text)
+    ran = f"steps run ({sizes}): {', '.join(chosen)}" if chosen else "no step run (--summary-only)"
+    header = [
+        f"Last `make bench`: started {started_at:%Y-%m-%d %H:%M} UTC at commit {commit}; {ran}.",
         "",
         *machine(),
         f"- 1-minute load average: {load_before} before, {load_average()} after (other work shares the cores:",
         "  wall times are inflated alike for a figure and its peer; ratios are the fairer reading)",
         "",
-        "| step | outcome | seconds |",
-        "| --- | --- | ---: |",
-        *[f"| {name} | {outcome} | {seconds:.0f} |" for name, outcome, seconds in status],
+        "Every step with its section's age: a stamp under a section's heading says when `make bench` produced it;",
+        "without one, the section was last rewritten by its script run alone and only git's date is known.",
     ]
-    text = replace_section(text, GOALS, goals_at_a_glance(text), first=True)
-    text = replace_section(text, RUN, "\n".join(lines), first=True)
+    text = replace_section(text, GOALS, goals_at_a_glance(text, changed), first=True)
+    text = replace_section(text, RUN, run_section(text, state, changed, header), first=True)
     RESULTS.write_text(text)
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
-    return 0 if all(outcome == "ok" for _, outcome, _ in status) else 1
+    print(f"wrote {RESULTS}")
+    failed = {name: outcome for name, outcome in outcomes.items() if outcome != "ok"}
+    for name, outcome in failed.items():
+        print(f"step {name} {outcome}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
