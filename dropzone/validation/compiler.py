@@ -10,11 +10,13 @@ import functools
 from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dropzone.contract import Column
 from dropzone.rules import TEXT_PATTERNS, RowRule
+from dropzone.validation.digits import digit_pattern
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -168,6 +170,9 @@ def failure_mask(rule: RowRule, column: Column, raw: pa.Array, typed: pa.Array, 
     elif kind == "allowed":
         mask = pc.invert(pc.is_in(typed, value_set=pa.array(list(rule.value), type=typed.type)))
     elif kind == "regex":
+        digits = digit_pattern(rule.value)
+        if digits is not None and pa.types.is_string(typed.type):  # an id pattern: a byte test, same answer
+            return pa.array(~digits.matches(typed) & np.asarray(typed.is_valid(), dtype=bool), type=pa.bool_())
         mask = pc.invert(pc.match_substring_regex(typed, rule.value))
     elif kind == "max_length":
         if (pc.max(pc.binary_length(typed)).as_py() or 0) <= rule.value:  # bytes >= characters: none too long

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dropzone.validation.digits import digit_pattern
+
 _P = np.uint64(0x100000001B3)  # odd, so invertible modulo 2**64
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -183,6 +185,9 @@ def _merge_in_place(big: np.ndarray, incoming: np.ndarray) -> np.ndarray:
     """
     k = len(incoming)
     n = len(big) - k
+    if k and (n == 0 or big[n - 1] < incoming[0]):
+        big[n:] = incoming  # all after the old values (ascending ids): an append
+        return big
     pos = np.searchsorted(big[:n], incoming)  # how many old values precede each incoming one
     hi = n
     while hi > 0:
@@ -202,43 +207,72 @@ def _merge_in_place(big: np.ndarray, incoming: np.ndarray) -> np.ndarray:
 class UniqueTracker:
     """Tracks one column's values across batches; :meth:`add` returns where a value repeats an earlier one.
 
-    New hashes go to small sorted runs merged like an LSM tree; once they hold MAX_RUN hashes they are merged, in
-    place, into one large sorted run with a prefix directory. A probe thus looks at one large run and a few small
-    ones, however large the file (with capped runs alone, a 13 M-row file had 16 runs of 1 M to probe).
+    Each value is stored as one 8-byte key: for a column whose regex is an id pattern (``^O[0-9]{6,12}$``, see
+    :mod:`dropzone.validation.digits`) the exact integer the id packs into, else a 64-bit hash. Exact keys keep the
+    ids' order, so a batch of ids all above every stored one (ids written in ascending order, as generated ids
+    usually are) needs no lookup and is appended; values that do not fit the pattern (already failing its regex)
+    are hashed into a second, separate set, since they can never equal a fitting one.
+
+    New keys go to small sorted runs merged like an LSM tree; once they hold MAX_RUN keys they are merged, in
+    place, into one large sorted run (hashes: with a prefix directory). A probe thus looks at one large run and a
+    few small ones, however large the file (with capped runs alone, a 13 M-row file had 16 runs of 1 M to probe).
     """
 
-    def __init__(self, capacity: int = 1 << 24) -> None:
-        """``capacity``: distinct values to reserve address space for (not memory); more still work, with a copy."""
+    def __init__(self, capacity: int = 1 << 24, pattern: str | None = None) -> None:
+        """``capacity``: distinct values to reserve address space for (not memory); more still work, with a copy.
+        ``pattern``: the column's regex; an id pattern makes the keys exact."""
         self._capacity = capacity
+        self._digits = digit_pattern(pattern)
+        self._other: UniqueTracker | None = None  # exact mode: the hashes of values that do not fit the pattern
         self._room = np.empty(0, dtype=np.uint64)  # the large run is its prefix
         self._large = self._room
         self._large_directory: _Directory | None = None
         self._small: list[np.ndarray] = []
-        # A one-hash Bloom filter over the top FILTER_BITS bits of each hash: most new values miss it, and only
-        # the rest are looked up in the runs. 4 MiB, allocated lazily by the OS page by page.
-        self._filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)
+        self._max: int | None = None  # the largest key stored
+        # A one-hash Bloom filter over FILTER_BITS bits of each (hashed) key: most new values miss it, and only
+        # the rest are looked up in the runs. 4 MiB, built on the first batch that needs a lookup.
+        self._filter: np.ndarray | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self._digits is not None
 
     @property
     def _runs(self) -> list[np.ndarray]:
-        """Every stored hash, once: the large run (when started) and the small runs."""
+        """Every stored key, once: the large run (when started) and the small runs."""
         return ([self._large] if len(self._large) else []) + self._small
 
     @property
     def nbytes(self) -> int:
         directory = self._large_directory.starts.nbytes if self._large_directory is not None else 0
-        return sum(r.nbytes for r in self._runs) + self._filter.nbytes + directory
+        bloom = self._filter.nbytes if self._filter is not None else 0
+        other = self._other.nbytes if self._other is not None else 0
+        return sum(r.nbytes for r in self._runs) + bloom + directory + other
 
-    def _slots(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        top = hashes >> np.uint64(64 - FILTER_BITS)
+    def _hashed(self, keys: np.ndarray) -> np.ndarray:
+        """Uniform 64-bit values of the keys, for the filter: hashes as they are, exact keys mixed."""
+        return _mix(keys) if self.exact else keys
+
+    @staticmethod
+    def _slots(hashed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        top = hashed >> np.uint64(64 - FILTER_BITS)
         return (top >> np.uint64(3)).astype(np.intp), (np.uint8(1) << (top & np.uint64(7)).astype(np.uint8))
 
-    def _seen(self, hashes: np.ndarray) -> np.ndarray:
-        byte, bit = self._slots(hashes)
+    def _seen(self, keys: np.ndarray) -> np.ndarray:
+        """``keys`` sorted: which of them are stored."""
+        found = np.zeros(len(keys), dtype=bool)
+        if self._max is None or int(keys[0]) > self._max:
+            return found  # all above every stored key (ascending ids): nothing to look up
+        if self._filter is None:
+            self._filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)
+            for run in self._runs:
+                for lo in range(0, len(run), MERGE_CHUNK):
+                    self._remember(run[lo : lo + MERGE_CHUNK])
+        byte, bit = self._slots(self._hashed(keys))
         maybe = np.flatnonzero(self._filter[byte] & bit)
-        found = np.zeros(len(hashes), dtype=bool)
         if maybe.size == 0:
             return found
-        probes = hashes[maybe]
+        probes = keys[maybe]
         hit = np.zeros(len(probes), dtype=bool)
         for run in self._runs:
             if run is self._large and self._large_directory is not None:
@@ -252,11 +286,16 @@ class UniqueTracker:
         return found
 
     def _remember(self, fresh: np.ndarray) -> None:
-        byte, bit = self._slots(fresh)  # fresh is sorted, so equal bytes are adjacent: OR each group once
+        if self._filter is None:
+            return  # built from the runs when first needed
+        hashed = np.sort(_mix(fresh)) if self.exact else fresh  # hashes come sorted; mixed keys are sorted here
+        byte, bit = self._slots(hashed)  # sorted, so equal bytes are adjacent: OR each group once
         starts = np.concatenate(([0], np.flatnonzero(byte[1:] != byte[:-1]) + 1))
         self._filter[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
 
     def _store(self, fresh: np.ndarray) -> None:
+        top = int(fresh[-1])
+        self._max = top if self._max is None else max(self._max, top)
         runs = self._small
         runs.append(fresh)
         while len(runs) >= 2 and len(runs[-2]) <= 2 * len(runs[-1]):
@@ -276,29 +315,53 @@ class UniqueTracker:
             self._room = _reserve(max(self._capacity, 2 * need), self._large)
         self._large = _merge_in_place(self._room[:need], incoming)
         self._large_directory = None  # dropped before its successor is built
-        if len(self._large) >= DIRECTORY_MIN:
+        # exact keys are not uniform: a directory of their top bits would be lopsided; a binary search it is
+        if len(self._large) >= DIRECTORY_MIN and not self.exact:
             self._large_directory = _Directory(self._large)
 
-    def add(self, values: pa.Array) -> np.ndarray:
-        """Boolean mask over ``values``: True for every non-null value already seen in this file (or earlier in it)."""
-        hashes = hash_values(values)
-        ordered = np.sort(hashes)
+    def _add_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Boolean mask over ``keys``: True for every key stored before or earlier in ``keys``; stores the rest."""
+        if len(keys) == 0:
+            return np.zeros(0, dtype=bool)
+        ascending = len(keys) < 2 or bool((keys[1:] > keys[:-1]).all())
+        ordered = keys if ascending else np.sort(keys)
         seen_sorted = self._seen(ordered)  # sorted probes walk the runs in order: far fewer cache misses
         same_as_previous = ordered[1:] == ordered[:-1]
         if not seen_sorted.any() and not same_as_previous.any():
-            repeated = np.zeros(len(hashes), dtype=bool)  # the usual case: nothing to map back to row positions
+            repeated = np.zeros(len(keys), dtype=bool)  # the usual case: nothing to map back to row positions
             fresh = ordered
         else:
-            order = np.argsort(hashes, kind="stable")
-            repeated = np.zeros(len(hashes), dtype=bool)
+            order = np.argsort(keys, kind="stable")
+            repeated = np.zeros(len(keys), dtype=bool)
             repeated[order] = seen_sorted
             repeated[order[1:][same_as_previous]] = True
             fresh = ordered[~(seen_sorted | np.concatenate(([False], same_as_previous)))]
         if len(fresh):
             self._remember(fresh)
             self._store(fresh)
-        if values.null_count == 0:
+        return repeated
+
+    def add(self, values: pa.Array) -> np.ndarray:
+        """Boolean mask over ``values``: True for every non-null value already seen in this file (or earlier in it)."""
+        if self._digits is None or not pa.types.is_string(values.type):
+            repeated = self._add_keys(hash_values(values))
+            valid = None if values.null_count == 0 else np.flatnonzero(np.asarray(pc.is_valid(values)))
+        else:
+            fits = self._digits.matches(values)  # False for nulls
+            if fits.all():
+                return self._add_keys(self._digits.keys(values).view(np.uint64))
+            mask = np.zeros(len(values), dtype=bool)
+            if fits.any():
+                rows = np.flatnonzero(fits)
+                mask[rows] = self._add_keys(self._digits.keys(values.take(pa.array(rows))).view(np.uint64))
+            others = np.flatnonzero(~fits & np.asarray(pc.is_valid(values)))
+            if len(others):
+                if self._other is None:
+                    self._other = UniqueTracker(self._capacity)
+                mask[others] = self._other.add(values.take(pa.array(others)))
+            return mask
+        if valid is None:
             return repeated
         mask = np.zeros(len(values), dtype=bool)
-        mask[np.flatnonzero(np.asarray(pc.is_valid(values)))] = repeated
+        mask[valid] = repeated
         return mask

@@ -94,7 +94,11 @@ class _Checker:
         for rule in row_rules(contract, uploaded_at):
             self.rules[rule.column].append(rule)
             self.blocking[rule.name] = rule.blocking
-        self.unique = {name: UniqueTracker(capacity=contract.limits.max_rows) for name in contract.unique_columns}
+        regex = {c.name: c.regex for c in contract.columns if c.type == "string"}
+        self.unique = {
+            name: UniqueTracker(capacity=contract.limits.max_rows, pattern=regex.get(name))
+            for name in contract.unique_columns
+        }
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dropzone-unique")
         self.descriptions = {r.name: r.describe() for rules in self.rules.values() for r in rules}
         for name in contract.unique_columns:

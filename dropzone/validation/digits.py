@@ -1,0 +1,115 @@
+"""Identifier patterns of the form ``^<literal prefix>[0-9]{a,b}$``, checked and keyed without a regex engine.
+
+Contracts describe ids like ``^O[0-9]{6,12}$``. For such a pattern, RE2's full match is equivalent to a byte test:
+the UTF-8 value starts with the (ASCII) prefix, its byte length is within ``[len(prefix) + a, len(prefix) + b]`` and
+every byte after the prefix is an ASCII digit (a non-ASCII character has no byte in ``0x30..0x39``, and RE2's
+``[0-9]`` and ``\\d`` are ASCII only). That test is a few numpy passes over the Arrow buffers instead of a regex
+per value, and a matching value packs exactly into an integer key (see :meth:`DigitPattern.keys`) that
+:mod:`dropzone.validation.uniqueness` stores instead of a hash.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+# A literal prefix of plain ASCII characters (no regex metacharacters), digits as [0-9] or \d, bounded repeat.
+_SHAPE = re.compile(r"^\^([A-Za-z0-9_:/-]*)(?:\[0-9\]|\\d)\{([0-9]+)(?:,([0-9]+))?\}\$$")
+MAX_DIGITS = 18  # 10**18 + ... < 2**63: the key of any length fits a signed 64-bit integer
+
+
+@dataclass(frozen=True)
+class DigitPattern:
+    prefix: bytes
+    min_digits: int
+    max_digits: int
+
+    def _layout(self, values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(data bytes, value start offsets, value byte lengths) of a string array, nulls included."""
+        if not pa.types.is_string(values.type):
+            raise TypeError(f"expected a string array, got {values.type}")
+        n = len(values)
+        _, offsets_buf, data_buf = values.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1, offset=values.offset * 4).astype(np.intp)
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+        return data, offsets[:-1], np.diff(offsets)
+
+    def matches(self, values: pa.Array) -> np.ndarray:
+        """Boolean per value: True where the pattern matches (False for nulls)."""
+        data, starts, lengths = self._layout(values)
+        p = len(self.prefix)
+        n = len(values)
+        width = int(lengths[0]) if n else 0
+        if n and not values.null_count and width > 0 and (lengths == width).all():
+            # one length (ids usually): the values lie back to back, so test them as an (n, width) byte matrix
+            if not p + self.min_digits <= width <= p + self.max_digits:
+                return np.zeros(n, dtype=bool)
+            block = data[int(starts[0]) : int(starts[0]) + n * width].reshape(n, width)
+            bad = np.asarray(((block[:, p:] - np.uint8(48)) > 9).any(axis=1), dtype=bool)
+            for i, byte in enumerate(self.prefix):
+                bad |= block[:, i] != byte
+            return np.logical_not(bad)
+        ok = (lengths >= p + self.min_digits) & (lengths <= p + self.max_digits)
+        if values.null_count:
+            ok &= np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        if not ok.any():
+            return ok
+        for i, byte in enumerate(self.prefix):
+            ok[ok] = data[starts[ok] + i] == byte
+        # non-digit bytes counted by a prefix sum: a value's digits run from starts + p to starts + length
+        not_digit = (data - np.uint8(48)) > 9  # uint8 wrap-around: one compare for both bounds
+        before = np.concatenate(([0], np.cumsum(not_digit, dtype=np.int64)))
+        rows = np.flatnonzero(ok)
+        first, end = starts[rows] + p, starts[rows] + lengths[rows]
+        ok[rows] = before[end] - before[first] == 0
+        return ok
+
+    def keys(self, values: pa.Array) -> np.ndarray:
+        """Exact int64 keys of values that all match (no nulls): equal keys ⇔ equal values, and the order of keys is
+        (digit count, number), so ascending ids give ascending keys. The key is the number plus the count of
+        shorter digit strings allowed (``10**a + ... + 10**(d-1)`` for ``d`` digits): distinct for every value."""
+        data, starts, lengths = self._layout(values)
+        p = len(self.prefix)
+        digits = lengths - p
+        n = len(values)
+        key = np.zeros(n, dtype=np.int64)
+        if n == 0:
+            return key
+        width = int(digits.max())
+        if width == int(digits.min()):
+            stride = p + width
+            block = data[int(starts[0]) : int(starts[0]) + n * stride].reshape(n, stride)[:, p:]
+            for j in range(width):
+                key = key * 10 + (block[:, j] - np.uint8(48)).astype(np.int64)
+        else:
+            for j in range(width):
+                inside = digits > j
+                byte = data[np.where(inside, starts + p + j, 0)]
+                key = np.where(inside, key * 10 + (byte.astype(np.int64) - 48), key)
+        return key + _LENGTH_OFFSETS[self.min_digits][digits]
+
+
+# _LENGTH_OFFSETS[a][d] = 10**a + ... + 10**(d-1): how many digit strings of a..d-1 digits there are.
+_LENGTH_OFFSETS = [
+    np.array([sum(10**k for k in range(a, d)) for d in range(MAX_DIGITS + 1)], dtype=np.int64)
+    for a in range(MAX_DIGITS + 1)
+]
+
+
+@functools.lru_cache(maxsize=64)
+def digit_pattern(regex: str | None) -> DigitPattern | None:
+    """The :class:`DigitPattern` a contract regex is exactly equivalent to, or None if it has another shape."""
+    if regex is None:
+        return None
+    m = _SHAPE.match(regex)
+    if m is None:
+        return None
+    low = int(m.group(2))
+    high = int(m.group(3)) if m.group(3) is not None else low
+    if not 0 <= low <= high <= MAX_DIGITS:
+        return None
+    return DigitPattern(m.group(1).encode("ascii"), low, high)

@@ -1,0 +1,116 @@
+"""Id patterns (``^O[0-9]{6,12}$``): the byte test must answer exactly as RE2, and the keys must be exact."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from dropzone.contract import Column
+from dropzone.rules import RowRule
+from dropzone.validation.compiler import failure_mask
+from dropzone.validation.digits import digit_pattern
+from dropzone.validation.uniqueness import UniqueTracker
+
+PATTERNS = ["^O[0-9]{6,12}$", "^C[0-9]{6}$", r"^P\d{5}$", "^[0-9]{0,3}$", "^ab-[0-9]{1,18}$"]
+# digits, prefix letters, a newline (RE2's $ does not match before it), full-width and Arabic-Indic digits, space
+ALPHABET = ["0", "1", "9", "O", "C", "P", "a", "b", "-", "\n", "\uff15", "\u0661", " ", "/", ":"]
+
+
+def _values(pattern: str, rng: random.Random, n: int, width: int | None = None) -> list[str | None]:
+    prefix = digit_pattern(pattern).prefix.decode()  # type: ignore[union-attr]
+    out: list[str | None] = []
+    for _ in range(n):
+        k = width if width is not None else rng.randint(0, 22)
+        text = "".join(rng.choice(ALPHABET) if rng.random() < 0.1 else rng.choice("0123456789") for _ in range(k))
+        if width is None and rng.random() < 0.7:
+            text = prefix + text
+        out.append(None if width is None and rng.random() < 0.02 else text)
+    return out
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_byte_test_answers_as_re2(pattern: str) -> None:
+    # GIVEN mixed values (most near the pattern) with nulls, and fixed-width arrays (the reshaped fast path)
+    rng = random.Random(pattern)
+    digits = digit_pattern(pattern)
+    assert digits is not None
+    arrays = [pa.array(_values(pattern, rng, 5_000))]
+    arrays += [pa.array(_values(pattern, rng, 800, width=w)) for w in range(1, 16)]
+    arrays += [a.slice(37, 600) for a in arrays[:3]]
+    for values in arrays:
+        expected = pc.fill_null(pc.match_substring_regex(values, pattern), False).to_numpy(zero_copy_only=False)
+        # WHEN the byte test runs, THEN it agrees with RE2 on every value (nulls: no match)
+        assert digits.matches(values).tolist() == expected.tolist()
+    # and at least some of each kind were seen
+    assert 0 < int(digits.matches(arrays[0]).sum()) < len(arrays[0])
+
+
+def test_regex_rule_uses_the_byte_test_with_the_same_failures() -> None:
+    rule = RowRule(name="order_id.regex", column="order_id", kind="regex", value="^O[0-9]{6,12}$")
+    column = Column(name="order_id", type="string")
+    values = pa.array(["O123456", "O12345", None, "O1234567890123", "o123456", "O123456\n", "O\uff1123456"])
+    mask = failure_mask(rule, column, values, values, pa.array([False] * len(values)))
+    assert mask.to_pylist() == [False, True, False, True, True, True, True]
+
+
+@pytest.mark.parametrize("pattern", ["^O[0-9]{6,12}$", "^[0-9]{0,3}$", "^ab-[0-9]{1,18}$"])
+def test_keys_are_exact_and_ordered_by_length_then_number(pattern: str) -> None:
+    digits = digit_pattern(pattern)
+    assert digits is not None
+    rng = random.Random(7)
+    p = digits.prefix.decode()
+    texts = {
+        p + "".join(rng.choice("0123456789") for _ in range(rng.randint(digits.min_digits, digits.max_digits)))
+        for _ in range(20_000)
+    }
+    texts |= {p + "9" * digits.max_digits, p + "0" * digits.min_digits}
+    ordered = sorted(texts, key=lambda t: (len(t), t))
+    keys = digits.keys(pa.array(ordered))
+    assert len(set(keys.tolist())) == len(ordered)  # distinct values, distinct keys
+    assert bool((np.diff(keys) > 0).all())  # and in (length, number) order
+    assert int(keys.min()) >= 0
+
+
+def test_other_shapes_are_not_taken_as_id_patterns() -> None:
+    for pattern in ["^O[0-9]{6,}$", "O[0-9]{6}$", "^O[0-9]{6}", "^O.[0-9]{3}$", "^O[0-9]{19}$", "^(O)[0-9]{3}$"]:
+        assert digit_pattern(pattern) is None, pattern
+    assert digit_pattern(None) is None
+
+
+@pytest.mark.parametrize("order", ["ascending", "shuffled"])
+def test_exact_tracker_agrees_with_a_set(monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    # GIVEN ids (ascending or shuffled) with repeats, nulls and values that do not fit the pattern, in batches
+    from dropzone.validation import uniqueness
+
+    monkeypatch.setattr(uniqueness, "MAX_RUN", 3_000)
+    rng = np.random.default_rng(3)
+    numbers = np.arange(60_000)
+    if order == "shuffled":
+        rng.shuffle(numbers)
+    values: list[str | None] = [f"O{n:08d}" for n in numbers]
+    for i in rng.choice(len(values), 400, replace=False):
+        values[i] = values[int(rng.integers(0, len(values)))]  # a repeat (earlier or later)
+    for i in range(0, len(values), 301):
+        values[i] = None
+    for i in range(5, len(values), 997):
+        values[i] = f"bad-{i % 3}"  # fails the regex; repeats too
+    values[50_000] = "O0000000000001"  # fits, other length
+    values[50_001] = "O000000000001"
+    tracker = UniqueTracker(pattern="^O[0-9]{6,12}$")
+    got: list[bool] = []
+    for start in range(0, len(values), 700):
+        got.extend(tracker.add(pa.array(values[start : start + 700])).tolist())
+    # THEN exactly the repeats after the first occurrence are flagged
+    seen: set[str] = set()
+    expected = []
+    for v in values:
+        expected.append(v is not None and v in seen)
+        if v is not None:
+            seen.add(v)
+    assert got == expected
+    assert sum(expected) > 300
+    assert tracker.exact
