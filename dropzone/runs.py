@@ -188,14 +188,15 @@ class Completions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Completions:
-        """The instance a Lambda container uses: clients from dropzone.aws (standard retries, endpoint variables)."""
-        s3 = aws.client("s3")
+        """The instance a Lambda container uses: clients from dropzone.aws (standard retries, endpoint variables),
+        each created on its first use (a cold start pays only for those its first event needs)."""
+        s3 = aws.client("s3", lazy=True)
         return cls(
-            ledger=Ledger(str(settings.ledger_table), aws.client("dynamodb")),
+            ledger=Ledger(str(settings.ledger_table), aws.client("dynamodb", lazy=True)),
             s3=s3,
-            emr=aws.client("emr-serverless"),
-            sagemaker=aws.client("sagemaker"),
-            notifier=Notifier(aws.client("sns"), settings.notify_topic_arn),
+            emr=aws.client("emr-serverless", lazy=True),
+            sagemaker=aws.client("sagemaker", lazy=True),
+            notifier=Notifier(aws.client("sns", lazy=True), settings.notify_topic_arn),
             settings=settings,
             contracts=ContractStore(s3, str(settings.data_bucket), settings.contracts_prefix),
             region=aws.region_name(),

@@ -161,6 +161,39 @@ def test_foreign_application_and_non_terminal_states_are_ignored(stack: Stack, l
     assert batch["status"] == "RUNNING"
 
 
+def test_clients_are_created_by_the_first_event_that_needs_them(stack: Stack, lambda_context: Any) -> None:
+    # GIVEN a freshly imported function (a cold start) and a running batch with its feature manifest
+    stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    stack.write_run_manifest("orders", started.client_token)
+    app = load_app("job_finished")
+    completions = app.completions
+    clients = {
+        "s3": completions.s3,
+        "dynamodb": completions.ledger.client,
+        "emr-serverless": completions.emr,
+        "sagemaker": completions.sagemaker,
+        "sns": completions.notifier.sns,
+    }
+    assert not [name for name, client in clients.items() if client.created]
+
+    # WHEN an event it ignores arrives, then the run's SUCCESS event
+    _handle(app, emr_event("emr_job_running.json", stack.app_id, started.job_run_id), lambda_context)
+    ignored = sorted(name for name, client in clients.items() if client.created)
+    answer = _handle(app, emr_event("emr_job_success.json", stack.app_id, started.job_run_id), lambda_context)
+
+    # THEN the ignored event created no client; the success created those it called, SNS (failures only) not
+    assert answer == {"batchItemFailures": []}
+    assert stack.sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    assert ignored == []
+    assert sorted(name for name, client in clients.items() if client.created) == [
+        "dynamodb",
+        "emr-serverless",
+        "s3",
+        "sagemaker",
+    ]
+
+
 def test_failed_run_is_retried_then_given_up_with_a_notification(stack: Stack, lambda_context: Any) -> None:
     # GIVEN a batch of 2 files whose every attempt fails (max_attempts 3)
     files = stack.accept_files("orders", 2)
