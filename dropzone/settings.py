@@ -31,6 +31,7 @@ class Settings:
     training_job_prefix: str = "dz"  # TRAINING_JOB_PREFIX: EventBridge rule filters on it
     model_package_group_prefix: str = "dropzone"  # MODEL_PACKAGE_GROUP_PREFIX
     notify_topic_arn: str | None = None  # NOTIFY_TOPIC_ARN
+    ingest_queue_url: str | None = None  # INGEST_QUEUE_URL: the reconciler sends skipped files there again
     price_vcpu_hour: str | None = None  # PRICE_VCPU_HOUR (USD), list price for the architecture
     price_gb_hour: str | None = None  # PRICE_GB_HOUR (USD)
     price_storage_gb_hour: str | None = None  # PRICE_STORAGE_GB_HOUR (USD, beyond 20 GB per worker)

@@ -58,6 +58,8 @@ CALL_ACTIONS: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("s3", "upload_fileobj"): ("s3:PutObject",),
     ("s3", "download_file"): ("s3:GetObject",),
     ("s3", "download_fileobj"): ("s3:GetObject",),
+    # SQS authorises its batch operations as the single ones (SendMessage also grants SendMessageBatch).
+    ("sqs", "send_message_batch"): ("sqs:SendMessage",),
 }
 # Actions without resource-level permissions: the only ones that may use Resource "*".
 SAGEMAKER_TRUST = "sagemaker.amazonaws.com"
