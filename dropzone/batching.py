@@ -28,6 +28,7 @@ from dropzone.ledger import (
     BATCHED,
     Ledger,
     LedgerError,
+    dataset_pk,
     iso,
 )
 from dropzone.settings import Settings
@@ -293,8 +294,14 @@ def maybe_start_batch(
     settings: Settings,
     now: datetime,
     force_due: bool = False,
+    just_accepted: Sequence[str] = (),
 ) -> StartedBatch | None:
     """Start the dataset's next run when the policy says so and no run is in flight; finish a half-started one.
+
+    Waiting files come from the ledger's sparse waiting index, which is eventually consistent: ``just_accepted``
+    (sks the caller has just accepted) are read consistently in case the index does not show them yet, and the
+    files picked for a batch are re-read before anything is written, so a file the index still shows a moment
+    after it was batched is left out instead of failing the batch.
 
     Raises :class:`RetryableStartError` when StartJobRun is throttled: the caller fails its message, and the next
     call (any redelivery, the reconciler) resumes the same batch with the same clientToken.
@@ -315,10 +322,17 @@ def maybe_start_batch(
                 return None
             return _launch(dataset, batch, ledger=ledger, s3=s3, emr=emr, settings=settings, now=now, resumed=True)
 
-    waiting = ledger.files_waiting(dataset)
-    if not is_due(waiting, contract, now, force_due=force_due):
-        return None
-    chosen = select_files(waiting, contract)
+    waiting = ledger.files_waiting(dataset, also=just_accepted, now=now)
+    while True:
+        if not is_due(waiting, contract, now, force_due=force_due):
+            return None
+        picked = select_files(waiting, contract)
+        current = [ledger.get_item(dataset_pk(dataset), str(f["sk"])) for f in picked]
+        stale = {str(f["sk"]) for f, c in zip(picked, current, strict=True) if c is None or c.get("status") != ACCEPTED}
+        if not stale:
+            chosen = [c for c in current if c is not None]
+            break
+        waiting = [f for f in waiting if str(f["sk"]) not in stale]
     file_sks = [str(f["sk"]) for f in chosen]
     batch_id = batch_id_for(file_sks)
     attempt = max(int(f.get("attempt", 0)) for f in chosen) + 1

@@ -13,15 +13,27 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 from botocore.exceptions import ClientError
 
 from dropzone.batching import file_format
 from dropzone.contract import DATASET_NAME, Contract, ContractError, parse_contract_text
-from dropzone.ledger import ACCEPTED, QUARANTINED, SKIPPED, VALIDATING, Ledger, dataset_pk, file_sk, iso
+from dropzone.ledger import (
+    ACCEPTED,
+    QUARANTINED,
+    SKIPPED,
+    VALIDATING,
+    WAITING_ATTR,
+    Ledger,
+    dataset_pk,
+    file_sk,
+    iso,
+    waiting_for_batch,
+    waiting_for_contract,
+)
 from dropzone.s3io import RangedReader, open_stream
 
 INCOMING = "incoming/"
@@ -31,11 +43,15 @@ REPORT_SCHEMA = 1
 # How long a worker holds a file it validates: the function's longest run (900 s) plus a margin. SQS redelivers
 # a failed message only after the queue's visibility timeout (longer), so a dead worker's claim has expired by then.
 DEFAULT_CLAIM_SECONDS = 960
+# A SKIPPED file is sent to the ingest queue again (redrive) at most this often: longer than the queue's
+# visibility timeout (5400 s), so a redrive message still being retried is not doubled.
+REDRIVE_AGAIN_AFTER = timedelta(hours=2)
+REDRIVE_EVENT = "dropzone:RedriveSkipped"
 
 # What happened to one object.
 OUTCOME_ACCEPTED = ACCEPTED
 OUTCOME_QUARANTINED = QUARANTINED
-OUTCOME_SKIPPED = SKIPPED  # recorded in the ledger (unknown dataset)
+OUTCOME_SKIPPED = SKIPPED  # recorded in the ledger (unknown dataset); re-validated once its contract is published
 OUTCOME_DUPLICATE = "DUPLICATE"  # already in the ledger: nothing redone
 OUTCOME_IGNORED = "IGNORED"  # not a data file (folder marker, outside incoming/): not recorded
 OUTCOME_GONE = "GONE"  # the object (this version of it) no longer exists: not recorded
@@ -67,6 +83,7 @@ class IngestOutcome:
     key: str
     dataset: str | None = None
     reason: str = ""
+    sk: str | None = None  # the file's ledger sort key, once its identity is known
     file_status: str | None = None  # the ledger status of the file after this call
     validated: bool = False  # validation ran in this call
     recorded: bool = False  # this call created the ledger entry
@@ -127,8 +144,14 @@ def split_key(key: str) -> tuple[str, str] | None:
     return dataset, rest
 
 
-def report_key(dataset: str, rest: str) -> str:
-    return f"reports/{dataset}/{rest}.json"
+def report_key(dataset: str, rest: str, version: str) -> str:
+    """One report per version of a file: ``reports/<dataset>/<path>/<version id or ETag>.json``.
+
+    Two versions of one key (an overwrite in a versioned bucket, or a rewrite with other content when
+    unversioned) each keep their report; ``aws s3 ls reports/<dataset>/<path>/`` lists them. Version ids and
+    ETags hold no ``/``, so no file's reports can collide with another's.
+    """
+    return f"reports/{dataset}/{rest}/{version}.json"
 
 
 def quarantine_key(dataset: str, rest: str) -> str:
@@ -259,29 +282,42 @@ class Ingestor:
         version_id = ref.version_id or (str(head_version) if head_version not in (None, "null") else None)
         ref = replace(ref, version_id=version_id, etag=head_etag)
         version = version_id or head_etag or ""
+        sk = file_sk(ref.bucket, ref.key, version)
         existing = self.ledger.get_file(dataset, ref.bucket, ref.key, version)
-        if existing is not None and existing["status"] != VALIDATING:
+        if existing is not None and existing["status"] not in (VALIDATING, SKIPPED):
             return IngestOutcome(
-                OUTCOME_DUPLICATE, ref.key, dataset, reason="already in the ledger", file_status=existing["status"]
+                OUTCOME_DUPLICATE, ref.key, dataset, "already in the ledger", sk, file_status=existing["status"]
             )
         size = int(head.get("ContentLength", ref.size or 0))
         identity = {"bucket": ref.bucket, "key": ref.key, "version": version}
-        rkey = report_key(dataset, rest)
+        rkey = report_key(dataset, rest, version)
         contract = self.contracts.get(dataset) if DATASET_NAME.match(dataset) else None
         if contract is None:
+            if existing is not None:
+                return IngestOutcome(
+                    OUTCOME_DUPLICATE, ref.key, dataset, "already in the ledger", sk, file_status=existing["status"]
+                )
             reason = f"unknown dataset {dataset!r}: no contract at {self.contracts.uri(dataset)}"
             report = {"schema": REPORT_SCHEMA, **identity, "dataset": dataset, "decision": SKIPPED, "reasons": [reason]}
             self._put_json(rkey, report)
-            record = {**self._file_record(identity, size, head, rkey, now), "status": SKIPPED, "reasons": [reason]}
+            record = {
+                **self._file_record(identity, size, head, rkey, now),
+                "status": SKIPPED,
+                "reasons": [reason],
+                WAITING_ATTR: waiting_for_contract(dataset),  # found again once the contract is published
+            }
             created = self.ledger.put_item_if_absent(record)
             return IngestOutcome(
                 OUTCOME_SKIPPED if created else OUTCOME_DUPLICATE,
                 ref.key,
                 dataset,
-                reason=reason,
+                reason,
+                sk,
                 file_status=SKIPPED,
                 recorded=created,
             )
+        # A file SKIPPED before its dataset's contract was published is validated now (its one ledger item moves
+        # SKIPPED -> VALIDATING -> decision), whether this is a redrive by the reconciler or a redelivery.
         base = self._file_record(identity, size, head, rkey, now)
         owner = uuid.uuid4().hex
         held = self._claim(dataset, base, owner, now)
@@ -290,8 +326,11 @@ class Ingestor:
                 until = datetime.fromtimestamp(int(held.get("claim_expires_at", 0)), UTC)
                 raise FileInProgress(f"{ref.key} ({version}) is being validated by another worker until {iso(until)}")
             return IngestOutcome(
-                OUTCOME_DUPLICATE, ref.key, dataset, reason="already in the ledger", file_status=held["status"]
+                OUTCOME_DUPLICATE, ref.key, dataset, "already in the ledger", sk, file_status=held["status"]
             )
+        was_skipped = existing is not None and (
+            existing["status"] == SKIPPED or existing.get(WAITING_ATTR) == waiting_for_contract(dataset)
+        )
         try:
             checkpoint = self._checkpoint(rkey, identity)
             validated = checkpoint is None
@@ -306,13 +345,14 @@ class Ingestor:
             created = self._finish(dataset, base["sk"], owner, decision, report)
         except BaseException:
             # Give the claim back at once so the redelivery need not wait for it to expire (the report stays).
-            self._release(dataset, base["sk"], owner)
+            self._release(dataset, base["sk"], owner, back_to_skipped=was_skipped)
             raise
         return IngestOutcome(
             decision if created else OUTCOME_DUPLICATE,
             ref.key,
             dataset,
             reason="; ".join(_reasons(report.get("reasons"))[:3]),
+            sk=sk,
             file_status=decision,
             validated=validated,
             contract=contract,
@@ -416,26 +456,33 @@ class Ingestor:
     def _claim(self, dataset: str, base: Mapping[str, Any], owner: str, now: datetime) -> dict[str, Any] | None:
         """Take the file for validation (status VALIDATING, owner, expiry); None when taken, else the item as it is.
 
-        A claim whose holder died (expiry passed) is taken over; a live one or a final status is returned.
+        A claim whose holder died (expiry passed) is taken over, and so is a SKIPPED file (the caller has its
+        contract now: the file keeps its ``seen_at`` and its waiting-for-contract mark until the decision, so a
+        redrive whose worker dies is found again); a live claim or a final status is returned.
         """
         expires = int(now.timestamp()) + self.claim_seconds
         claim = {"status": VALIDATING, "claim_owner": owner, "claim_expires_at": expires}
         if self.ledger.put_item_if_absent({**base, **claim}):
             return None
+        fresh = {k: base[k] for k in ("size", "etag", "format", "report_key") if base.get(k) is not None}
         taken = self.ledger.update_with_condition(
             str(base["pk"]),
             str(base["sk"]),
-            set_values=claim,
-            condition="#st = :validating AND claim_expires_at <= :now",
+            set_values={**claim, **fresh},
+            condition="(#st = :validating AND claim_expires_at <= :now) OR #st = :skipped",
             condition_names={"#st": "status"},
-            condition_values={"validating": VALIDATING, "now": int(now.timestamp())},
+            condition_values={"validating": VALIDATING, "now": int(now.timestamp()), "skipped": SKIPPED},
         )
         if taken is not None:
             return None
         return self.ledger.get_item(str(base["pk"]), str(base["sk"])) or {"status": VALIDATING}
 
     def _finish(self, dataset: str, sk: str, owner: str, decision: str, report: Mapping[str, Any]) -> bool:
-        """VALIDATING (ours) → the decision; False when another worker finished it first."""
+        """VALIDATING (ours) → the decision; False when another worker finished it first.
+
+        An ACCEPTED file enters the waiting index (it waits for a batch); any other decision leaves it.
+        """
+        waiting = {WAITING_ATTR: waiting_for_batch(dataset)} if decision == ACCEPTED else {}
         done = self.ledger.update_with_condition(
             dataset_pk(dataset),
             sk,
@@ -444,8 +491,9 @@ class Ingestor:
                 "rows": report.get("rows_read"),
                 "bad_rows": report.get("bad_rows"),
                 "reasons": _reasons(report.get("reasons")),
+                **waiting,
             },
-            remove=("claim_owner", "claim_expires_at"),
+            remove=("claim_owner", "claim_expires_at", "redriven_at") + (() if waiting else (WAITING_ATTR,)),
             condition="#st = :validating AND claim_owner = :owner",
             condition_names={"#st": "status"},
             condition_values={"validating": VALIDATING, "owner": owner},
@@ -457,8 +505,20 @@ class Ingestor:
             return False
         raise FileInProgress(f"lost the claim on {sk} before recording its decision; the redelivery finishes it")
 
-    def _release(self, dataset: str, sk: str, owner: str) -> None:
+    def _release(self, dataset: str, sk: str, owner: str, *, back_to_skipped: bool = False) -> None:
         with contextlib.suppress(ClientError):
+            if back_to_skipped:
+                # Its ledger item predates this call: it goes back to SKIPPED (still waiting for a redrive).
+                self.ledger.update_with_condition(
+                    dataset_pk(dataset),
+                    sk,
+                    set_values={"status": SKIPPED},
+                    remove=("claim_owner", "claim_expires_at"),
+                    condition="#st = :validating AND claim_owner = :owner",
+                    condition_names={"#st": "status"},
+                    condition_values={"validating": VALIDATING, "owner": owner},
+                )
+                return
             self.ledger.delete_with_condition(
                 dataset_pk(dataset),
                 sk,
@@ -466,3 +526,58 @@ class Ingestor:
                 condition_names={"#st": "status"},
                 condition_values={"validating": VALIDATING, "owner": owner},
             )
+
+
+# ---- redrive: files SKIPPED before their dataset's contract was published -------------------------------------
+
+
+def redrive_body(item: Mapping[str, Any], now: datetime) -> str:
+    """An S3 notification for one ledger file item, as the ingest queue carries it (keys encoded as S3 does)."""
+    obj: dict[str, Any] = {"key": quote_plus(str(item["key"]), safe="/"), "size": int(item.get("size") or 0)}
+    if item.get("etag"):
+        obj["eTag"] = str(item["etag"])
+    if item.get("version_id"):
+        obj["versionId"] = str(item["version_id"])
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": REDRIVE_EVENT,
+        "eventTime": iso(now),
+        "s3": {"bucket": {"name": str(item["bucket"])}, "object": obj},
+    }
+    return json.dumps({"Records": [record]})
+
+
+def redrive_skipped(
+    ledger: Ledger, sqs: Any, queue_url: str, dataset: str, *, now: datetime, limit: int = 1000
+) -> list[str]:
+    """Send the dataset's SKIPPED files (it has a contract now) to the ingest queue; returns their sks.
+
+    The ingest function validates them as if they had just arrived, moving each one's single ledger item from
+    SKIPPED to its decision. Found through the sparse waiting index (``CONTRACT#<dataset>``), so a dataset
+    without skipped files costs one empty query. A file sent less than REDRIVE_AGAIN_AFTER ago is not sent again.
+    """
+    cutoff = iso(now - REDRIVE_AGAIN_AFTER)
+    due = [f for f in ledger.files_skipped(dataset) if str(f.get("redriven_at") or "") <= cutoff][:limit]
+    sent: list[str] = []
+    for start in range(0, len(due), 10):  # SendMessageBatch takes 10 messages
+        chunk = due[start : start + 10]
+        answer = sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "MessageBody": redrive_body(f, now)} for i, f in enumerate(chunk)],
+        )
+        failed = {str(e["Id"]) for e in answer.get("Failed", [])}
+        for i, f in enumerate(chunk):
+            if str(i) in failed:
+                continue
+            sent.append(str(f["sk"]))
+            ledger.update_with_condition(
+                dataset_pk(dataset),
+                str(f["sk"]),
+                set_values={"redriven_at": iso(now)},
+                condition="#st IN (:skipped, :validating)",
+                condition_names={"#st": "status"},
+                condition_values={"skipped": SKIPPED, "validating": VALIDATING},
+            )
+        if failed:
+            raise RuntimeError(f"{len(failed)} redrive message(s) of {dataset} were refused by the ingest queue")
+    return sent

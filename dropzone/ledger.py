@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,15 @@ BATCH_RETRYING = "RETRYING"
 
 LEASE_SK = "LEASE"
 
+# The sparse "waiting" index (docs/ledger.md): a file carries WAITING_ATTR only while it waits, so the index holds
+# only waiting files and finding them costs what they are, not the dataset's whole history. The value says what
+# the file waits for: ``BATCH#<dataset>`` (ACCEPTED, not yet in a batch) or ``CONTRACT#<dataset>`` (SKIPPED: no
+# contract when it arrived; re-validated once one is published). Sort key: ``seen_at``.
+WAITING_ATTR = "waiting"
+WAITING_INDEX = "waiting"
+# Per dataset: the ACCEPTED/SKIPPED rows written before the index existed were given WAITING_ATTR (an upgrade).
+WAITING_INDEXED_SK = "INDEX#waiting"
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -51,6 +60,40 @@ def dataset_pk(dataset: str) -> str:
 def file_sk(bucket: str, key: str, version: str) -> str:
     """Sort key of a file: bucket + decoded key + versionId (or ETag when the bucket is unversioned)."""
     return f"FILE#{bucket}/{key}#{version}"
+
+
+def waiting_for_batch(dataset: str) -> str:
+    """WAITING_ATTR of an ACCEPTED file not yet in a batch."""
+    return f"BATCH#{dataset}"
+
+
+def waiting_for_contract(dataset: str) -> str:
+    """WAITING_ATTR of a file SKIPPED because its dataset had no contract."""
+    return f"CONTRACT#{dataset}"
+
+
+def table_definition() -> dict[str, Any]:
+    """The ledger table's keys and index as template.yaml declares them (create_table arguments, no name)."""
+    return {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": WAITING_ATTR, "AttributeType": "S"},
+            {"AttributeName": "seen_at", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": WAITING_INDEX,
+                "KeySchema": [
+                    {"AttributeName": WAITING_ATTR, "KeyType": "HASH"},
+                    {"AttributeName": "seen_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
 
 
 def batch_sk(batch_id: str) -> str:
@@ -105,6 +148,9 @@ class Ledger:
     def __init__(self, table_name: str, client: Any) -> None:
         self.table_name = table_name
         self.client = client
+        self._indexed: set[str] = (
+            set()
+        )  # datasets whose rows from before the waiting index were seen to (per container)
 
     # ---- general ------------------------------------------------------------------------------------------
 
@@ -250,17 +296,76 @@ class Ledger:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def query_waiting(self, value: str) -> Iterator[dict[str, Any]]:
+        """Items of the sparse waiting index whose WAITING_ATTR equals ``value``, oldest ``seen_at`` first.
+
+        An index read is eventually consistent: an item may show a moment after it started waiting, or a moment
+        after it stopped; callers re-read what they act on (batching) or rely on a conditional write (ingest).
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": WAITING_INDEX,
+            "KeyConditionExpression": "#w = :w",
+            "ExpressionAttributeNames": {"#w": WAITING_ATTR},
+            "ExpressionAttributeValues": serialize({":w": value}),
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            for item in page.get("Items", []):
+                yield deserialize(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def index_waiting_rows(self, dataset: str, *, now: datetime) -> int:
+        """Upgrade: give WAITING_ATTR to the dataset's ACCEPTED and SKIPPED files written before the index existed.
+
+        Reads the dataset's partition once (the cost the index saves from then on), then marks the dataset done
+        with an ``INDEX#waiting`` item, so later calls (one per container, see :meth:`files_waiting`) cost one read.
+        Conditional writes: a file that moved on meanwhile is left alone. Returns how many rows were given it.
+        """
+        if self.get_item(dataset_pk(dataset), WAITING_INDEXED_SK) is not None:
+            self._indexed.add(dataset)
+            return 0
+        given = 0
+        for item in self.query_dataset(dataset, "FILE#"):
+            status = item.get("status")
+            if status not in (ACCEPTED, SKIPPED) or WAITING_ATTR in item or not item.get("seen_at"):
+                continue
+            value = waiting_for_batch(dataset) if status == ACCEPTED else waiting_for_contract(dataset)
+            updated = self.update_with_condition(
+                dataset_pk(dataset),
+                str(item["sk"]),
+                set_values={WAITING_ATTR: value},
+                condition="#st = :status AND attribute_not_exists(#w)",
+                condition_names={"#st": "status", "#w": WAITING_ATTR},
+                condition_values={"status": status},
+            )
+            given += updated is not None
+        self.put_item_if_absent(
+            {"pk": dataset_pk(dataset), "sk": WAITING_INDEXED_SK, "indexed_at": iso(now), "rows_indexed": given}
+        )
+        self._indexed.add(dataset)
+        return given
+
     # ---- files --------------------------------------------------------------------------------------------
 
     def get_file(self, dataset: str, bucket: str, key: str, version: str) -> dict[str, Any] | None:
         return self.get_item(dataset_pk(dataset), file_sk(bucket, key, version))
 
     def record_file(self, dataset: str, record: Mapping[str, Any]) -> bool:
-        """Create the file's item (``record`` holds bucket, key, version, status, ...); False when it exists already."""
+        """Create the file's item (``record`` holds bucket, key, version, status, ...); False when it exists already.
+
+        An ACCEPTED or SKIPPED file is created in the waiting index (WAITING_ATTR), like the ingest step does.
+        """
+        waiting = {ACCEPTED: waiting_for_batch(dataset), SKIPPED: waiting_for_contract(dataset)}.get(
+            str(record.get("status"))
+        )
         item = {
             "pk": dataset_pk(dataset),
             "sk": file_sk(record["bucket"], record["key"], record["version"]),
             "dataset": dataset,
+            WAITING_ATTR: waiting,
             **record,
         }
         return self.put_item_if_absent(item)
@@ -268,20 +373,45 @@ class Ledger:
     def transition_file(
         self, dataset: str, sk: str, from_status: str, to_status: str, **attributes: Any
     ) -> dict[str, Any] | None:
-        """Move a file from ``from_status`` to ``to_status`` setting ``attributes``; None when not in from_status."""
+        """Move a file from ``from_status`` to ``to_status`` setting ``attributes``; None when not in from_status.
+
+        Keeps the waiting index true: the file carries WAITING_ATTR exactly when ``to_status`` is ACCEPTED.
+        """
+        waiting = {WAITING_ATTR: waiting_for_batch(dataset)} if to_status == WAITING_STATUS else {}
         return self.update_with_condition(
             dataset_pk(dataset),
             sk,
-            set_values={"status": to_status, **attributes},
+            set_values={"status": to_status, **attributes, **waiting},
+            remove=() if waiting else (WAITING_ATTR,),
             condition="#st = :from_status",
             condition_names={"#st": "status"},
             condition_values={"from_status": from_status},
         )
 
-    def files_waiting(self, dataset: str) -> list[dict[str, Any]]:
-        """Accepted files not yet in a batch, oldest first (seen_at, then sk)."""
-        files = list(self.query_dataset(dataset, "FILE#", filter_status=WAITING_STATUS))
-        return sorted(files, key=lambda f: (str(f.get("seen_at", "")), f["sk"]))
+    def files_waiting(
+        self, dataset: str, *, also: Sequence[str] = (), now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Accepted files not yet in a batch, oldest first (seen_at, then sk), from the sparse waiting index.
+
+        ``also``: sks of files the caller just accepted, read consistently, since the index may not show them
+        yet. The index may also still show a file that was just batched: whoever acts on the list re-reads the
+        files it picks (:func:`dropzone.batching.maybe_start_batch`). The first call per dataset and container
+        sees to rows from before the index (:meth:`index_waiting_rows`).
+        """
+        if dataset not in self._indexed:
+            self.index_waiting_rows(dataset, now=now or datetime.now(UTC))
+        found = {
+            str(f["sk"]): f for f in self.query_waiting(waiting_for_batch(dataset)) if f.get("status") == WAITING_STATUS
+        }
+        for sk in also:
+            item = None if sk in found else self.get_item(dataset_pk(dataset), sk)
+            if item is not None and item.get("status") == WAITING_STATUS:
+                found[sk] = item
+        return sorted(found.values(), key=lambda f: (str(f.get("seen_at", "")), f["sk"]))
+
+    def files_skipped(self, dataset: str) -> list[dict[str, Any]]:
+        """Files SKIPPED for want of the dataset's contract (or being re-validated now), oldest first."""
+        return [f for f in self.query_waiting(waiting_for_contract(dataset)) if str(f["sk"]).startswith("FILE#")]
 
     # ---- batches ------------------------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
+from dropzone.ledger import table_definition
+
 # template.yaml's Globals give every function these before its code is imported; the shared Powertools objects
 # (dropzone.observability) read them once, at first import, so the whole test session gets them up front.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "dropzone")
@@ -84,15 +86,10 @@ def moto_aws(aws_env: None) -> Iterator[None]:
 
 
 def create_ledger_table(name: str = "dropzone-ledger") -> str:
-    """The ledger table as docs/ledger.md and template.yaml define it (pk/sk strings, on demand)."""
+    """The ledger table as docs/ledger.md and template.yaml define it (pk/sk strings, the waiting index, on demand)."""
     boto3.client("dynamodb", region_name=REGION).create_table(
         TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        **table_definition(),
     )
     return name
 

@@ -75,7 +75,14 @@ def record_handler(record: SQSRecord) -> list[str]:
             contract = outcome.contract or contracts.get(outcome.dataset)
             if contract is not None:
                 started = maybe_start_batch(
-                    outcome.dataset, contract, ledger=ledger, s3=s3, emr=emr, settings=settings, now=datetime.now(UTC)
+                    outcome.dataset,
+                    contract,
+                    ledger=ledger,
+                    s3=s3,
+                    emr=emr,
+                    settings=settings,
+                    now=datetime.now(UTC),
+                    just_accepted=[outcome.sk] if outcome.sk else (),  # the waiting index may not show it yet
                 )
                 if started is not None:
                     logger.info("batch started", extra={"batch_id": started.batch_id, "job_run_id": started.job_run_id})

@@ -474,7 +474,7 @@ def test_bucket_notification_matches_the_prefix_ingest_parses_and_outputs_never_
     for contract in load_contracts(ROOT / "contracts").values():
         assert contract.prefix.startswith(rule["Value"])
     # What the pipeline writes must never trigger ingest again (no recursion).
-    outputs = [ingest.report_key("orders", "a.csv"), ingest.quarantine_key("orders", "a.csv")]
+    outputs = [ingest.report_key("orders", "a.csv", "v1"), ingest.quarantine_key("orders", "a.csv")]
     assert not any(key.startswith(rule["Value"]) for key in outputs), outputs
 
 

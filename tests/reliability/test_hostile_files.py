@@ -65,7 +65,7 @@ def test_hostile_files_are_quarantined_once_with_their_reason(
             continue
         if not any(case.reason in r for r in items[0].get("reasons", [])):
             problems.append((case.name, items[0].get("reasons")))
-        for must_exist in (key, quarantine_key(dataset, rest), report_key(dataset, rest)):
+        for must_exist in (key, quarantine_key(dataset, rest), report_key(dataset, rest, items[0]["version"])):
             s3.head_object(Bucket=bucket, Key=must_exist)
     assert not problems, problems
     result = pipeline.audit()  # orders: nothing batched, nothing lost, no DLQ

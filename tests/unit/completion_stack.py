@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSResponse
 
 from dropzone.batching import StartedBatch, maybe_start_batch
 from dropzone.contract import parse_contract_text
-from dropzone.ledger import Ledger, iso
+from dropzone.ledger import Ledger, iso, table_definition
 from dropzone.observability import metrics
 from dropzone.settings import Settings
 
@@ -145,12 +145,7 @@ def make_stack(monkeypatch: pytest.MonkeyPatch, *, min_files: int = 2, max_attem
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     dynamodb.create_table(
         TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        **table_definition(),
     )
     emr = boto3.client("emr-serverless", region_name=REGION)
     app_id = emr.create_application(name="dropzone-spark", releaseLabel="emr-7.0.0", type="SPARK")["applicationId"]

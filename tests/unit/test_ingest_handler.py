@@ -165,7 +165,7 @@ def test_accepted_file_is_reported_and_recorded(
     assert entry["rows"] == 3
     assert entry["bad_rows"] == 0
     assert entry["size"] == len(GOOD_CSV)
-    assert entry["report_key"] == "reports/orders/2026/11/20/orders-0001.csv.json"
+    assert entry["report_key"] == f"reports/orders/2026/11/20/orders-0001.csv/{obj['versionId']}.json"
     report = get_json(env, entry["report_key"])
     assert report["decision"] == "ACCEPTED"
     assert report["version"] == obj["versionId"]
@@ -193,7 +193,7 @@ def test_quarantined_file_is_copied_and_the_original_stays(
     [entry] = files(env)
     assert entry["status"] == "QUARANTINED"
     assert any("amount" in reason for reason in entry["reasons"])
-    report = get_json(env, "reports/orders/2026/11/20/orders-bad.csv.json")
+    report = get_json(env, f"reports/orders/2026/11/20/orders-bad.csv/{obj['versionId']}.json")
     assert report["decision"] == "QUARANTINED"
     assert report["reasons"]
     copy = env["s3"].get_object(Bucket=env["bucket"], Key="quarantine/orders/2026/11/20/orders-bad.csv")
@@ -219,7 +219,7 @@ def test_key_with_spaces_and_plus_is_decoded(
     [entry] = files(env)
     assert entry["key"] == key
     assert entry["status"] == "ACCEPTED"
-    assert exists(env, "reports/orders/2026/11/20/spring sale+promo (v2).csv.json")
+    assert exists(env, f"reports/orders/2026/11/20/spring sale+promo (v2).csv/{obj['versionId']}.json")
 
 
 def test_s3_test_event_is_skipped(app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any) -> None:
@@ -243,7 +243,7 @@ def test_unknown_dataset_is_recorded_skipped_once_and_not_retried(
     [entry] = files(env, "widgets")
     assert entry["status"] == "SKIPPED"
     assert "unknown dataset 'widgets'" in entry["reasons"][0]
-    report = get_json(env, "reports/widgets/w.csv.json")
+    report = get_json(env, f"reports/widgets/w.csv/{obj['versionId']}.json")
     assert report["decision"] == "SKIPPED"
     assert validations == []
 
@@ -293,7 +293,7 @@ def test_failed_ledger_write_after_the_report_is_finished_by_the_redelivery(
     failed = app.handler(event, lambda_context)
     assert failed == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert files(env) == []
-    assert exists(env, "reports/orders/2026/11/20/orders-bad.csv.json")
+    assert exists(env, f"reports/orders/2026/11/20/orders-bad.csv/{obj['versionId']}.json")
     redelivered = app.handler(event, lambda_context)
     # THEN the redelivery records the decision from the report without validating again
     assert redelivered == {"batchItemFailures": []}
@@ -363,7 +363,7 @@ def test_the_claim_of_a_dead_worker_is_taken_over_and_its_report_reused(
     "key",
     [
         "incoming/orders/2026/11/20/",  # folder marker
-        "reports/orders/2026/11/20/orders-0001.csv.json",  # not under incoming/
+        "reports/orders/2026/11/20/orders-0001.csv/v1.json",  # not under incoming/
         "incoming/orders-without-dataset-folder.csv",  # no dataset prefix
     ],
 )
@@ -588,7 +588,7 @@ def test_a_report_that_cannot_be_read_back_is_no_obstacle(
     assert response == {"batchItemFailures": []}
     [entry] = files(env)
     assert entry["status"] == "ACCEPTED"
-    assert "reports/orders/2026/11/20/orders-0001.csv.json" in [c["Key"] for c in gets.calls]
+    assert f"reports/orders/2026/11/20/orders-0001.csv/{obj['versionId']}.json" in [c["Key"] for c in gets.calls]
 
 
 @pytest.fixture

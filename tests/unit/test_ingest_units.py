@@ -69,9 +69,9 @@ def test_split_key(key: str, expected: tuple[str, str] | None) -> None:
 
 
 def test_outputs_never_match_the_incoming_notification_filter() -> None:
-    assert report_key("orders", "d/a.csv") == "reports/orders/d/a.csv.json"
+    assert report_key("orders", "d/a.csv", "3HL4kqtJlcpXroDTDmJ") == "reports/orders/d/a.csv/3HL4kqtJlcpXroDTDmJ.json"
     assert quarantine_key("orders", "d/a.csv") == "quarantine/orders/d/a.csv"
-    assert split_key(report_key("orders", "a.csv")) is None
+    assert split_key(report_key("orders", "a.csv", "v1")) is None
     assert split_key(quarantine_key("orders", "a.csv")) is None
 
 
