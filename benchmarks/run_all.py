@@ -573,7 +573,8 @@ def _training_rows(body: str) -> list[Row]:
         (
             f"Training, {cells.get('train rows', '?')} rows",
             f"{cells.get('seconds', '?')} s, peak RSS {cells.get('peak RSS MiB', '?')} MiB, "
-            f"AUC {cells.get('AUC', '?')} (baseline {cells.get('baseline AUC', '?')})",
+            f"AUC {cells.get('AUC', '?')} (baseline {cells.get('baseline AUC', '?')})"
+            + (f"; CPU vs bare XGBoost {cells['CPU / bare']}" if "CPU / bare" in cells else ""),
             "no goal set (sizing figures)",
             "-",
         )

@@ -5,6 +5,10 @@ with a label that depends on a few of them. Each size runs train.py in a fresh i
 would (SM_* environment, Parquet channels), with the orders contract's hyperparameters; the child reports its
 own peak RSS (VmHWM). Useful to choose ``training.instance_type`` and ``max_runtime_seconds``.
 
+The peer, measured in the same run on the same files: bare XGBoost in a fresh interpreter (read both channels
+with pyarrow, strings as pandas categories, ``xgb.train`` with the same parameters, rounds and early stopping),
+i.e. the library's floor; the ratio says what train.py's checks, encoding, metrics and baseline cost on top.
+
     .venv/bin/python benchmarks/training.py [--rows 20000 100000] [--write-results]
 
 Prints a markdown table; --write-results replaces the "Training" section of benchmarks/RESULTS.md.
@@ -16,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +44,36 @@ status = open("/proc/self/status").read()
 print("VmHWM", int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) // 1024)
 sys.exit(code)
 """
+# The peer: the same training with nothing but pyarrow, pandas and xgboost (the parameters train.py used).
+BARE = r"""
+import json, os, re, sys
+import pandas as pd
+import pyarrow.parquet as pq
+import xgboost as xgb
+job = json.loads(sys.argv[1])
+def matrix(channel):
+    frame = pq.read_table(os.environ[channel]).to_pandas()
+    x = frame[job["features"]]
+    x = x.astype({c: "category" for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])})
+    return xgb.DMatrix(x, label=frame[job["label"]], enable_categorical=True)
+dtrain, dvalid = matrix("SM_CHANNEL_TRAIN"), matrix("SM_CHANNEL_VALIDATION")
+booster = xgb.train(job["params"], dtrain, num_boost_round=job["num_round"], evals=[(dtrain, "train"),
+    (dvalid, "validation")], early_stopping_rounds=job["early_stopping_rounds"], verbose_eval=False)
+status = open("/proc/self/status").read()
+print("VmHWM", int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) // 1024, "best", booster.best_iteration)
+"""
+
+
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_child(argv: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run one child to its end: (result, wall seconds, CPU seconds of the child)."""
+    cpu, start = _child_cpu(), time.perf_counter()
+    result = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    return result, time.perf_counter() - start, _child_cpu() - cpu
 
 
 def write_features(directory: Path, rows: int, seed: int) -> list[str]:
@@ -89,20 +124,34 @@ def measure(rows: int) -> dict[str, object]:
             "SM_OUTPUT_DIR": str(work / "output"),
             "SM_HPS": json.dumps(hps),
         }
-        start = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-c", CHILD], env=env, cwd=ROOT, capture_output=True, text=True, check=False
-        )
-        seconds = time.perf_counter() - start
+        result, seconds, cpu = _run_child([sys.executable, "-c", CHILD], env)
         if result.returncode != 0:
             raise RuntimeError(f"train.py failed on {rows} rows: {result.stderr[-2000:]}")
         peak = int(re.search(r"VmHWM (\d+)", result.stdout).group(1))  # type: ignore[union-attr]
         metrics = json.loads((work / "output" / "data" / "metrics.json").read_text())
         model_bytes = (work / "model" / "xgboost-model").stat().st_size
+        # the peer: the parameters train.py used (its metrics document lists them, eval_metric aside)
+        params = {**metrics["hyperparameters"], "eval_metric": ["logloss", "auc"]}
+        job = {
+            "features": features,
+            "label": hps["label"],
+            "params": params,
+            "num_round": int(hps["num_round"]),
+            "early_stopping_rounds": int(hps["early_stopping_rounds"]),
+        }
+        bare, bare_seconds, bare_cpu = _run_child([sys.executable, "-c", BARE, json.dumps(job)], env)
+        if bare.returncode != 0:
+            raise RuntimeError(f"bare xgboost failed on {rows} rows: {bare.stderr[-2000:]}")
+        bare_peak, bare_best = re.search(r"VmHWM (\d+) best (\d+)", bare.stdout).groups()  # type: ignore[union-attr]
     return {
         "rows": rows,
         "features": len(features),
         "seconds": seconds,
+        "cpu": cpu,
+        "bare_seconds": bare_seconds,
+        "bare_cpu": bare_cpu,
+        "bare_peak_mib": int(bare_peak),
+        "bare_best_iteration": int(bare_best),
         "peak_mib": peak,
         "best_iteration": metrics["best_iteration"],
         "auc": metrics["validation"]["auc"],
@@ -118,15 +167,20 @@ def table(results: list[dict[str, object]]) -> str:
         "train.py in a fresh interpreter on a synthetic orders-like feature table (62 features, validation = a",
         "quarter of train, at least 1,000 rows), hyperparameters of contracts/orders.yaml (max_depth 5, eta 0.1,",
         "num_round 300, early stopping 20). Wall time includes interpreter start and Parquet reads; peak RSS is",
-        f"the child's VmHWM. Machine: {os.cpu_count()} cores shared with other work.",
+        f"the child's VmHWM; CPU s is the child's user + system time. Machine: {os.cpu_count()} cores shared with",
+        "other work. Peer: bare XGBoost on the same files with the same parameters in a fresh interpreter",
+        "(`bare`); `/ bare` is train.py's CPU time over the peer's, the fairer ratio on a shared machine.",
         "",
-        "| train rows | features | seconds | peak RSS MiB | best iteration | AUC | baseline AUC | model KiB |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| train rows | features | seconds | CPU s | bare CPU s | CPU / bare | peak RSS MiB | bare peak RSS MiB "
+        "| best iteration (bare) | AUC | baseline AUC | model KiB |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
-            f"| {r['rows']:,} | {r['features']} | {r['seconds']:.1f} | {r['peak_mib']} | {r['best_iteration']} "
-            f"| {r['auc']:.3f} | {r['baseline_auc']:.3f} | {r['model_kib']} |"
+            f"| {r['rows']:,} | {r['features']} | {r['seconds']:.1f} | {r['cpu']:.1f} | {r['bare_cpu']:.1f} "
+            f"| {r['cpu'] / max(r['bare_cpu'], 1e-9):.2f}x | {r['peak_mib']} | {r['bare_peak_mib']} "
+            f"| {r['best_iteration']} ({r['bare_best_iteration']}) | {r['auc']:.3f} | {r['baseline_auc']:.3f} "
+            f"| {r['model_kib']} |"
         )
     return "\n".join(lines) + "\n"
 
