@@ -165,6 +165,7 @@ def main() -> int:
         "| object | mode | MiB | seconds | MiB/s | peak RSS MiB | GET requests |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    ratios: list[str] = []
     with moto_server() as url:
         env = {**os.environ, "AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
         env["AWS_DEFAULT_REGION"] = "us-east-1"
@@ -175,13 +176,24 @@ def main() -> int:
         for size_mb in args.sizes_mb:
             key = f"incoming/bench/{size_mb}mb.csv"
             _upload_csv(s3, key, size_mb)
+            measured: dict[str, tuple[float, float]] = {}
             for mode in ("baseline", "stream", "download"):
                 seconds, peak, total, requests = _child(mode, key, env)
                 mib = total / 2**20
                 rate = mib / max(seconds, 1e-9)
+                measured[mode] = (rate, peak)
                 lines.append(
                     f"| CSV {size_mb} MiB | {mode} | {mib:.0f} | {seconds:.2f} | {rate:.0f} | {peak:.0f} | {requests} |"
                 )
+            base = measured["baseline"][1]
+            (stream_rate, stream_peak), (download_rate, download_peak) = measured["stream"], measured["download"]
+            ratios.append(
+                f"- CSV {size_mb} MiB, stream vs download (the peer, same run): "
+                f"{stream_peak - base:.0f} vs {download_peak - base:.0f} MiB above baseline "
+                f"({(stream_peak - base) / max(download_peak - base, 1):.3f}x the memory), "
+                f"{stream_rate:.0f} vs {download_rate:.0f} MiB/s "
+                f"({stream_rate / max(download_rate, 1e-9):.2f}x the speed)"
+            )
         size = _upload_parquet(s3, "incoming/bench/orders.parquet", args.parquet_rows)
         seconds, peak, _, requests = _child("parquet", "incoming/bench/orders.parquet", env)
         mib = size / 2**20
@@ -189,7 +201,7 @@ def main() -> int:
             f"| Parquet {args.parquet_rows:,} rows | parquet | {mib:.0f} | {seconds:.2f} | {mib / seconds:.0f} "
             f"| {peak:.0f} | {requests} |"
         )
-    lines.append("")
+    lines += ["", *ratios, ""]
     table = "\n".join(lines)
     print(table)
     if args.write_results:
