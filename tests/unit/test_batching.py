@@ -392,3 +392,37 @@ def test_spark_sizing_follows_batch_bytes_within_the_vcpu_cap(batch_bytes: int, 
     assert f"spark.executor.instances={executors} " in parameters
     assert f"spark.dynamicAllocation.maxExecutors={executors} " in parameters
     assert "--py-files" not in parameters
+
+
+def test_a_file_the_index_still_shows_after_it_was_batched_is_left_out(
+    env: dict[str, Any], orders: Contract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 11 accepted files, the oldest of which another worker has just batched, but the eventually consistent
+    # waiting index still shows it as waiting
+    sks = _accept(env["ledger"], 11)
+    ledger: Ledger = env["ledger"]
+    snapshot = list(ledger.query_waiting("BATCH#orders"))
+    assert ledger.transition_file("orders", sks[0], ACCEPTED, BATCHED, batch_id="other") is not None
+    monkeypatch.setattr(ledger, "query_waiting", lambda value: iter(snapshot))
+    # WHEN the policy runs
+    started = _start(env, orders, T0 + timedelta(minutes=1))
+    # THEN the run takes the 10 files that really wait, and the batched one keeps its batch
+    assert started is not None
+    assert sorted(started.files) == sorted(sks[1:])
+    assert (ledger.get_item(dataset_pk("orders"), sks[0]) or {})["batch_id"] == "other"
+
+
+def test_the_file_just_accepted_counts_even_before_the_index_shows_it(
+    env: dict[str, Any], orders: Contract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 10 accepted files (min_files) of which the index shows only 9 so far
+    sks = _accept(env["ledger"], 10)
+    ledger: Ledger = env["ledger"]
+    shown = [f for f in ledger.query_waiting("BATCH#orders") if f["sk"] != sks[-1]]
+    monkeypatch.setattr(ledger, "query_waiting", lambda value: iter(shown))
+    now = T0 + timedelta(minutes=1)
+    assert _start(env, orders, now) is None
+    # WHEN the ingest step that accepted the 10th names it THEN the run starts with all 10
+    started = _start(env, orders, now, just_accepted=[sks[-1]])
+    assert started is not None
+    assert sorted(started.files) == sorted(sks)

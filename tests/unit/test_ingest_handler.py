@@ -626,3 +626,112 @@ def test_an_object_overwritten_since_its_event_is_left_to_the_newer_event(
     assert response == {"batchItemFailures": []}
     assert files(env) == []
     assert validations == []
+
+
+def test_two_versions_of_one_key_keep_their_own_reports(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    # GIVEN a good file, then a bad overwrite of the same key (versioned bucket), each notified
+    key = "incoming/orders/2026/11/20/daily.csv"
+    first = put(env, key, GOOD_CSV)
+    assert app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], first), lambda_context)
+    second = put(env, key, BAD_CSV)
+    assert app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], second), lambda_context)
+    # THEN two ledger entries, each with its own report, which still says what happened to that version
+    entries = {e["version"]: e for e in files(env)}
+    assert set(entries) == {first["versionId"], second["versionId"]}
+    for obj, decision in ((first, "ACCEPTED"), (second, "QUARANTINED")):
+        entry = entries[obj["versionId"]]
+        assert entry["status"] == decision
+        assert entry["report_key"] == f"reports/orders/2026/11/20/daily.csv/{obj['versionId']}.json"
+        report = get_json(env, entry["report_key"])
+        assert (report["decision"], report["version"]) == (decision, obj["versionId"])
+
+
+def test_in_an_unversioned_bucket_the_report_is_named_by_etag(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, unversioned: str
+) -> None:
+    answer = env["s3"].put_object(Bucket=unversioned, Key="incoming/orders/a.csv", Body=GOOD_CSV)
+    etag = answer["ETag"].strip('"')
+    obj = {"key": "incoming/orders/a.csv", "size": len(GOOD_CSV), "eTag": etag}
+    assert app.handler(s3_event(load_event, "ingest_accepted", unversioned, obj), lambda_context)
+    [entry] = files(env)
+    assert entry["report_key"] == f"reports/orders/a.csv/{etag}.json"
+    assert get_json(env, entry["report_key"])["version"] == etag
+
+
+def _publish_widgets_contract(env: dict[str, Any]) -> None:
+    """A contract for the dataset 'widgets' (the orders columns under another name), as a later deploy adds it."""
+    text = (CONTRACTS / "orders.yaml").read_text().replace("dataset: orders", "dataset: widgets")
+    env["s3"].put_object(Bucket=env["bucket"], Key="assets/contracts/widgets.yaml", Body=text.encode())
+
+
+def _redriven_event(sqs: Any, url: str, load_event: Any) -> dict[str, Any]:
+    """The messages waiting on the queue as the SQS event Lambda would deliver (envelope from events/)."""
+    template = load_event("ingest_accepted")["Records"][0]
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return {"Records": [{**template, "messageId": m["MessageId"], "body": m["Body"]} for m in messages]}
+
+
+def test_a_file_skipped_for_want_of_a_contract_is_validated_once_the_contract_is_published(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, validations: list[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from dropzone.ingest import redrive_skipped
+
+    # GIVEN a file (key with a space and a plus) SKIPPED because its dataset had no contract yet
+    obj = put(env, "incoming/widgets/day 1/w+1.csv", GOOD_CSV)
+    assert app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    [skipped] = files(env, "widgets")
+    assert skipped["status"] == "SKIPPED"
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
+    now = datetime.now(UTC)
+    # WHEN the contract is published and the reconciler redrives the dataset's skipped files
+    _publish_widgets_contract(env)
+    assert redrive_skipped(env["ledger"], sqs, url, "widgets", now=now) == [skipped["sk"]]
+    event = _redriven_event(sqs, url, load_event)
+    assert app.handler(event, lambda_context) == {"batchItemFailures": []}
+    # THEN its one ledger entry moved to ACCEPTED (validated once), its report says so, and it waits for a batch
+    [entry] = files(env, "widgets")
+    assert (entry["sk"], entry["status"], entry["rows"]) == (skipped["sk"], "ACCEPTED", 3)
+    assert validations == [obj["key"]]
+    assert get_json(env, entry["report_key"])["decision"] == "ACCEPTED"
+    assert [f["sk"] for f in env["ledger"].files_waiting("widgets")] == [entry["sk"]]
+    # and the same redrive delivered again, or a later reconciler pass, changes nothing
+    assert app.handler(event, lambda_context) == {"batchItemFailures": []}
+    assert redrive_skipped(env["ledger"], sqs, url, "widgets", now=now) == []
+    assert [(e["sk"], e["status"]) for e in files(env, "widgets")] == [(entry["sk"], "ACCEPTED")]
+    assert validations == [obj["key"]]
+
+
+def test_a_redriven_file_whose_validation_fails_stays_skipped_for_the_next_redrive(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any, record_calls: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dropzone.ingest import redrive_skipped
+
+    # GIVEN a skipped file, its contract published, and its redrive message
+    obj = put(env, "incoming/widgets/w.csv", GOOD_CSV)
+    assert app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    _publish_widgets_contract(env)
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
+    now = datetime.now(UTC)
+    assert len(redrive_skipped(env["ledger"], sqs, url, "widgets", now=now)) == 1
+    event = _redriven_event(sqs, url, load_event)
+    # WHEN recording its decision fails
+    record_calls(app.ledger.client, "UpdateItem").fail_next(
+        "InternalServerError", where=lambda params: "claim_owner" in str(params.get("ConditionExpression"))
+    )
+    failed = app.handler(event, lambda_context)
+    # THEN the message fails (SQS retries it) and the file is SKIPPED again, not lost from the ledger
+    assert failed == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    [entry] = files(env, "widgets")
+    assert entry["status"] == "SKIPPED"
+    assert [f["sk"] for f in env["ledger"].files_skipped("widgets")] == [entry["sk"]]
+    # and it is not sent twice within REDRIVE_AGAIN_AFTER, but again after it
+    assert redrive_skipped(env["ledger"], sqs, url, "widgets", now=now + timedelta(minutes=5)) == []
+    assert redrive_skipped(env["ledger"], sqs, url, "widgets", now=now + timedelta(hours=3)) == [entry["sk"]]

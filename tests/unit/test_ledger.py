@@ -14,6 +14,7 @@ from dropzone.ledger import (
     Ledger,
     dataset_pk,
     file_sk,
+    iso,
 )
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -154,3 +155,78 @@ def test_update_batch_checks_status_and_attempt(ledger: Ledger) -> None:
     assert updated is not None
     assert updated["attempt"] == 2
     assert updated["files"] == ["x"]
+
+
+def _scanned(ledger: Ledger) -> list[int]:
+    """Items each DynamoDB Query of ``ledger``'s client read (ScannedCount, before any filter), one per page."""
+    counts: list[int] = []
+    ledger.client.meta.events.register(
+        "after-call.dynamodb.Query", lambda parsed, **_: counts.append(int(parsed.get("ScannedCount", 0)))
+    )
+    return counts
+
+
+def test_finding_waiting_files_reads_only_them_not_the_datasets_history(ledger: Ledger) -> None:
+    # GIVEN a dataset with a long history: 40 files, 36 of them long since batched and done, 4 still waiting
+    for i in range(40):
+        ledger.record_file("orders", _file(f"incoming/orders/{i:03d}.csv", seen_at=f"2026-11-20T09:00:{i:02d}+00:00"))
+    ledger.files_waiting("orders", now=NOW)  # (first call per container: the upgrade check, see below)
+    for i in range(36):
+        sk = file_sk("b", f"incoming/orders/{i:03d}.csv", "v1")
+        assert ledger.transition_file("orders", sk, ACCEPTED, BATCHED, batch_id="B1") is not None
+        assert ledger.transition_file("orders", sk, BATCHED, "DONE") is not None
+    # WHEN the batching policy looks for waiting files
+    scanned = _scanned(ledger)
+    waiting = ledger.files_waiting("orders", now=NOW)
+    # THEN it gets the 4 waiting files, oldest first, and reads those 4 items only (not the 40)
+    assert [f["key"] for f in waiting] == [f"incoming/orders/{i:03d}.csv" for i in range(36, 40)]
+    assert sum(scanned) == 4
+
+
+def test_a_file_is_in_the_waiting_index_only_while_accepted(ledger: Ledger) -> None:
+    # GIVEN an accepted file (in the index) and a quarantined one (never in it)
+    ledger.record_file("orders", _file("incoming/orders/a.csv", seen_at="2026-11-20T09:00:00+00:00"))
+    ledger.record_file("orders", _file("incoming/orders/q.csv", QUARANTINED, seen_at="2026-11-20T09:00:01+00:00"))
+    sk = file_sk("b", "incoming/orders/a.csv", "v1")
+    assert [i["sk"] for i in ledger.query_waiting("BATCH#orders")] == [sk]
+    # WHEN it joins a batch THEN it leaves the index; put back to ACCEPTED it is found again
+    ledger.transition_file("orders", sk, ACCEPTED, BATCHED, batch_id="B1")
+    assert list(ledger.query_waiting("BATCH#orders")) == []
+    assert "waiting" not in (ledger.get_item(dataset_pk("orders"), sk) or {})
+    ledger.transition_file("orders", sk, BATCHED, ACCEPTED)
+    assert [i["sk"] for i in ledger.query_waiting("BATCH#orders")] == [sk]
+
+
+def test_rows_written_before_the_index_existed_are_indexed_once_on_upgrade(ledger_table: str) -> None:
+    # GIVEN a ledger written by the previous version: ACCEPTED / SKIPPED / DONE items without the waiting attribute
+    old = Ledger(ledger_table, boto3.client("dynamodb", region_name="us-east-1"))
+    for name, status in (("a", ACCEPTED), ("b", ACCEPTED), ("s", "SKIPPED"), ("d", "DONE")):
+        key = f"incoming/orders/{name}.csv"
+        item = {"pk": dataset_pk("orders"), "sk": file_sk("b", key, "v1"), **_file(key, status), "seen_at": iso(NOW)}
+        assert old.put_item_if_absent(item)
+    # WHEN the upgraded code first looks for waiting files (new container)
+    upgraded = Ledger(ledger_table, boto3.client("dynamodb", region_name="us-east-1"))
+    waiting = upgraded.files_waiting("orders", now=NOW)
+    # THEN the old waiting rows are found, the skipped one waits for its contract, and the dataset is marked done
+    assert [f["key"] for f in waiting] == ["incoming/orders/a.csv", "incoming/orders/b.csv"]
+    assert [f["key"] for f in upgraded.files_skipped("orders")] == ["incoming/orders/s.csv"]
+    marker = upgraded.get_item(dataset_pk("orders"), "INDEX#waiting")
+    assert marker is not None
+    assert marker["rows_indexed"] == 3
+    # and another container reads the marker instead of the partition again
+    other = Ledger(ledger_table, boto3.client("dynamodb", region_name="us-east-1"))
+    scanned = _scanned(other)
+    assert len(other.files_waiting("orders", now=NOW)) == 2
+    assert sum(scanned) == 2
+
+
+def test_files_just_accepted_are_found_when_the_index_lags(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an accepted file that the (eventually consistent) index does not show yet
+    ledger.record_file("orders", _file("incoming/orders/a.csv", seen_at=iso(NOW)))
+    ledger.record_file("orders", _file("incoming/orders/q.csv", QUARANTINED, seen_at=iso(NOW)))
+    monkeypatch.setattr(ledger, "query_waiting", lambda value: iter(()))
+    sk = file_sk("b", "incoming/orders/a.csv", "v1")
+    # WHEN the caller names it THEN it is read consistently and counted; a file not ACCEPTED is not
+    assert ledger.files_waiting("orders", now=NOW) == []
+    found = ledger.files_waiting("orders", also=[sk, file_sk("b", "incoming/orders/q.csv", "v1")], now=NOW)
+    assert [f["sk"] for f in found] == [sk]
