@@ -149,3 +149,32 @@ def test_a_broken_dataset_fails_the_invocation_but_not_the_others(stack: Stack, 
 
     # THEN orders was still flushed
     assert len(stack.emr.list_job_runs(applicationId=stack.app_id)["jobRuns"]) == 1
+
+
+def test_files_skipped_before_their_contract_are_sent_to_the_ingest_queue(
+    stack: Stack, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a file of orders recorded SKIPPED (it came before the orders contract), and one of a dataset that still
+    # has no contract
+    from urllib.parse import unquote_plus
+
+    queue = stack.sqs.create_queue(QueueName="ingest")["QueueUrl"]
+    monkeypatch.setenv("INGEST_QUEUE_URL", queue)
+    for dataset in ("orders", "widgets"):
+        key = f"incoming/{dataset}/early file+1.csv"
+        etag = stack.s3.put_object(Bucket=BUCKET, Key=key, Body=b"order_id\n")["ETag"].strip('"')
+        record = {"bucket": BUCKET, "key": key, "version": etag, "etag": etag, "status": "SKIPPED", "size": 9}
+        stack.ledger.record_file(dataset, {**record, "seen_at": iso(hours_ago(2))})
+    app = load_app("reconcile")
+
+    # WHEN the reconciler runs twice
+    app.handler(SCHEDULE, lambda_context)
+    app.handler(SCHEDULE, lambda_context)
+
+    # THEN the orders file's notification is on the ingest queue once (key encoded as S3 does), widgets' is not
+    messages = stack.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1
+    [record] = json.loads(messages[0]["Body"])["Records"]
+    assert record["s3"]["bucket"]["name"] == BUCKET
+    assert record["s3"]["object"]["key"] == "incoming/orders/early+file%2B1.csv"
+    assert unquote_plus(record["s3"]["object"]["key"]) == "incoming/orders/early file+1.csv"
