@@ -158,7 +158,7 @@ def failure_mask(rule: RowRule, column: Column, raw: pa.Array, typed: pa.Array, 
     """True where ``rule`` fails (never null). ``raw`` is the input as read, ``typed`` the parsed values."""
     kind = rule.kind
     if kind == "required":
-        return pc.is_null(raw)
+        return pc.is_null(raw) if raw.null_count else _false(len(raw))
     if kind == "parse":
         return parse_failed
     if kind == "finite":
@@ -172,7 +172,10 @@ def failure_mask(rule: RowRule, column: Column, raw: pa.Array, typed: pa.Array, 
     elif kind == "regex":
         digits = digit_pattern(rule.value)
         if digits is not None and pa.types.is_string(typed.type):  # an id pattern: a byte test, same answer
-            return pa.array(~digits.matches(typed) & np.asarray(typed.is_valid(), dtype=bool), type=pa.bool_())
+            failed = ~digits.matches(typed)  # True for nulls too: they only fail ``required``
+            if typed.null_count:
+                failed &= np.asarray(typed.is_valid(), dtype=bool)
+            return pa.array(failed, type=pa.bool_())
         mask = pc.invert(pc.match_substring_regex(typed, rule.value))
     elif kind == "max_length":
         if (pc.max(pc.binary_length(typed)).as_py() or 0) <= rule.value:  # bytes >= characters: none too long
@@ -183,6 +186,18 @@ def failure_mask(rule: RowRule, column: Column, raw: pa.Array, typed: pa.Array, 
     elif kind == "future":
         mask = pc.greater(typed, _bound(rule.value, column.type))
     elif kind == "formula":
+        if pa.types.is_string(typed.type) and all(len(p) == 1 and p.isascii() for p in rule.value):
+            # an ASCII character starts a UTF-8 string iff its first byte is that character
+            _, offsets_buf, data_buf = typed.buffers()
+            n = len(typed)
+            offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1, offset=typed.offset * 4)
+            data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
+            starts = offsets[:-1]
+            first = data[np.minimum(starts, len(data) - 1)] if len(data) else np.zeros(n, np.uint8)
+            hit = np.isin(first, np.frombuffer("".join(rule.value).encode(), dtype=np.uint8)) & (offsets[1:] > starts)
+            if typed.null_count:
+                hit &= np.asarray(typed.is_valid(), dtype=bool)
+            return pa.array(hit, type=pa.bool_())
         mask = pc.is_in(pc.utf8_slice_codeunits(typed, 0, 1), value_set=pa.array(list(rule.value)))
     else:  # pragma: no cover - the rules module defines the kinds
         raise ValueError(f"unknown rule kind {kind!r}")

@@ -49,10 +49,15 @@ class DigitPattern:
             if not p + self.min_digits <= width <= p + self.max_digits:
                 return np.zeros(n, dtype=bool)
             block = data[int(starts[0]) : int(starts[0]) + n * width].reshape(n, width)
-            bad = np.asarray(((block[:, p:] - np.uint8(48)) > 9).any(axis=1), dtype=bool)
+            # column by column (a reduction along the short rows is ~3x slower): the largest byte - '0', wrapped
+            # as uint8 so bytes below '0' count as large too; all digits <=> it is at most 9
+            high = np.zeros(n, dtype=np.uint8)
+            for j in range(p, width):
+                np.maximum(high, block[:, j] - np.uint8(48), out=high)
+            ok = high <= 9
             for i, byte in enumerate(self.prefix):
-                bad |= block[:, i] != byte
-            return np.logical_not(bad)
+                ok &= block[:, i] == byte
+            return ok
         ok = (lengths >= p + self.min_digits) & (lengths <= p + self.max_digits)
         if values.null_count:
             ok &= np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)

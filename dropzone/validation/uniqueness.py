@@ -135,6 +135,7 @@ def hash_values(values: pa.Array) -> np.ndarray:
         return _mix(h)
 
 
+MAX_SMALL_RUNS = 64  # ascending batches are kept as runs of their own, up to this many
 MERGE_CHUNK = 1 << 18  # hashes moved per step of an in-place merge into the large run (2 MiB per temporary)
 PER_PREFIX = 8  # hashes per directory entry on average: 0.5 byte per hash, windows of ~25
 DIRECTORY_MIN = 1 << 15  # a smaller large run stays in cache: a plain binary search is fine
@@ -294,11 +295,17 @@ class UniqueTracker:
         self._filter[byte[starts]] |= np.bitwise_or.reduceat(bit, starts)
 
     def _store(self, fresh: np.ndarray) -> None:
+        above = self._max is not None and int(fresh[0]) > self._max
         top = int(fresh[-1])
         self._max = top if self._max is None else max(self._max, top)
         runs = self._small
         runs.append(fresh)
-        while len(runs) >= 2 and len(runs[-2]) <= 2 * len(runs[-1]):
+        if len(runs) > MAX_SMALL_RUNS:
+            merged = np.concatenate(runs)
+            merged.sort(kind="stable")  # disjoint sorted runs: timsort finds and merges them
+            runs[:] = [merged]
+        # A run above every stored key (ascending ids) stays as it is: merging it would only copy it.
+        while not above and len(runs) >= 2 and len(runs[-2]) <= 2 * len(runs[-1]):
             last = runs.pop()
             # Disjoint sorted runs: timsort (numpy's stable sort of 64-bit ints) finds the two runs and merges them
             # linearly, ~4x faster than np.insert at a searchsorted position.

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from dropzone.contract import Column
-from dropzone.rules import RowRule
+from dropzone.rules import FORMULA_PREFIXES, RowRule
 from dropzone.validation.compiler import failure_mask
 from dropzone.validation.digits import digit_pattern
 from dropzone.validation.uniqueness import UniqueTracker
@@ -75,18 +75,29 @@ def test_keys_are_exact_and_ordered_by_length_then_number(pattern: str) -> None:
     assert int(keys.min()) >= 0
 
 
+def test_formula_rule_flags_text_starting_like_a_formula() -> None:
+    rule = RowRule(name="t.formula", column="t", kind="formula", value=FORMULA_PREFIXES, blocking=False)
+    column = Column(name="t", type="string")
+    values = pa.array(["=SUM(A1)", "+1 for it", None, "", "a=b", "@x", "-", "\u00e9=", " =1", "\n="])
+    for array in (values, values.slice(2)):
+        mask = failure_mask(rule, column, array, array, pa.array([False] * len(array)))
+        assert mask.to_pylist() == [v is not None and v[:1] in ("=", "+", "-", "@") for v in array.to_pylist()]
+    assert failure_mask(rule, column, values, values, values.is_null()).to_pylist()[:4] == [True, True, False, False]
+
+
 def test_other_shapes_are_not_taken_as_id_patterns() -> None:
     for pattern in ["^O[0-9]{6,}$", "O[0-9]{6}$", "^O[0-9]{6}", "^O.[0-9]{3}$", "^O[0-9]{19}$", "^(O)[0-9]{3}$"]:
         assert digit_pattern(pattern) is None, pattern
     assert digit_pattern(None) is None
 
 
-@pytest.mark.parametrize("order", ["ascending", "shuffled"])
-def test_exact_tracker_agrees_with_a_set(monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+@pytest.mark.parametrize(("order", "max_small_runs"), [("ascending", 64), ("ascending", 3), ("shuffled", 64)])
+def test_exact_tracker_agrees_with_a_set(monkeypatch: pytest.MonkeyPatch, order: str, max_small_runs: int) -> None:
     # GIVEN ids (ascending or shuffled) with repeats, nulls and values that do not fit the pattern, in batches
     from dropzone.validation import uniqueness
 
     monkeypatch.setattr(uniqueness, "MAX_RUN", 3_000)
+    monkeypatch.setattr(uniqueness, "MAX_SMALL_RUNS", max_small_runs)
     rng = np.random.default_rng(3)
     numbers = np.arange(60_000)
     if order == "shuffled":
