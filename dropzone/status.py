@@ -76,6 +76,8 @@ def collect(ledger: Ledger, *, dataset: str | None = None) -> Status:
                     "dataset": name,
                     "status": item.get("status"),
                     "key": item.get("key"),
+                    "version": item.get("version"),  # versionId or ETag: tells two versions of one key apart
+                    "report_key": item.get("report_key"),  # reports/<dataset>/<path>/<version>.json
                     "size": item.get("size"),
                     "rows": item.get("rows"),
                     "bad_rows": item.get("bad_rows"),

@@ -13,9 +13,10 @@ import pytest
 from moto import mock_aws
 
 from dropzone.cli import main
+from dropzone.ingest import ObjectRef
 from dropzone.ledger import Ledger, iso
 from dropzone.local.server import embedded_aws
-from tests.unit.completion_stack import TABLE, Stack, emr_event, hours_ago, load_app, make_stack, training_event
+from tests.unit.completion_stack import BUCKET, TABLE, Stack, emr_event, hours_ago, load_app, make_stack, training_event
 
 
 @pytest.fixture
@@ -156,3 +157,23 @@ def test_missing_table_is_named(stack: Stack, capsys: pytest.CaptureFixture[str]
     code = main(["status", "--table", "nope"])
     assert code == 2
     assert "ledger table 'nope' does not exist" in capsys.readouterr().err
+
+
+def test_json_names_each_versions_report(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN two versions of one key, recorded by the ingest step (versioned bucket)
+    s3 = stack.s3
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    key = "incoming/orders/daily.csv"
+    app = load_app("ingest")
+    for body in (b"order_id\n", b"customer_id\n"):
+        version = s3.put_object(Bucket=BUCKET, Key=key, Body=body)["VersionId"]
+        app.ingestor.ingest(ObjectRef(BUCKET, key, version_id=version))
+    # WHEN status is asked for JSON
+    assert main(["status", "--table", TABLE, "--json"]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    # THEN each file names its version and its own report, which exists
+    assert len(files) == 2
+    assert len({f["version"] for f in files}) == 2
+    for f in files:
+        assert f["report_key"] == f"reports/orders/daily.csv/{f['version']}.json"
+        s3.head_object(Bucket=BUCKET, Key=f["report_key"])
