@@ -43,6 +43,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: int | None = None) 
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (template.yaml, contracts/)")
     parser.add_argument("--no-bad-file", action="store_true", help="do not add the deliberately bad file")
     parser.add_argument("--no-duplicate", action="store_true", help="do not duplicate one S3 notification")
+    parser.add_argument(
+        "--spark-per-run",
+        action="store_true",
+        help="give each EMR job run its own spark-submit (JVM) instead of one warm local Spark driver",
+    )
 
 
 def _check_root(root: Path) -> Path:
@@ -70,6 +75,7 @@ def run_local(args: argparse.Namespace) -> int:
         seed=args.seed,
         bad_file=not args.no_bad_file,
         duplicate=not args.no_duplicate,
+        warm_spark=not args.spark_per_run,
     )
     try:
         result = run_pipeline(options, progress=lambda line: print(line, flush=True))
@@ -93,6 +99,7 @@ def up(args: argparse.Namespace) -> int:
     with embedded_aws(args.port) as aws:
         local = LocalStack.start(aws, root, work)
         pipeline = Pipeline(local, progress=lambda line: print(line, flush=True))
+        pipeline.emr.start_driver()  # warm before the first file arrives
         state = {
             "endpoint_url": aws.endpoint_url,
             "region": aws.region,
@@ -116,6 +123,7 @@ def up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\nstopping the local stack", file=sys.stderr)
         finally:
+            pipeline.close()
             state_file.unlink(missing_ok=True)
     return 0
 

@@ -7,6 +7,12 @@ point, arguments and ``--py-files`` (``s3://`` staged to local files and outputs
 duration and ``billedResourceUtilization`` derived from the measured wall time and the run's configured
 worker sizing — so GetJobRun answers the functions truthfully, and puts the "EMR Serverless Job Run State
 Change" event on the default bus, where the template's rule routes it.
+
+By default the runs go to one warm local driver (:class:`SparkHost`, ``spark_host.py``): a Python process and
+its JVM started once, as early as the caller likes, with the driver options a per-run ``spark-submit`` gets,
+that runs each run's entry point with the same arguments and ``--py-files`` in a fresh SparkSession. A run that
+needs a driver setting the warm driver lacks, or any run when the warm driver cannot start, gets its own
+``spark-submit`` as before (``warm=False``: always).
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
 import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -161,6 +170,225 @@ def _spark_submit() -> str:
     return str(Path(_find_spark_home()) / "bin" / "spark-submit")
 
 
+def driver_options(cores: int, driver_memory: str, java_options: str, conf: dict[str, str]) -> list[str]:
+    """The local driver's spark-submit options for a run's Spark properties ``conf`` (none: the warm driver's)."""
+    options = ["--master", f"local[{cores}]", "--driver-memory", driver_memory]
+    if java_options and "spark.driver.extraJavaOptions" not in conf:
+        options += ["--driver-java-options", java_options]
+    for key, value in conf.items():
+        if not _DROPPED_CONF.search(key):
+            options += ["--conf", f"{key}={value}"]
+    options += ["--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=true"]
+    options += ["--conf", "spark.log.level=WARN"]  # the INFO chatter of a local driver is thousands of lines
+    # EMR sizes shuffles for many executors; a local[N] driver pays per task: few partitions, AQE coalesces.
+    for key, value in LOCAL_SPARK_CONF.items():
+        if key not in conf:
+            options += ["--conf", f"{key}={value}"]
+    return options
+
+
+@dataclass
+class Staged:
+    """A run ready for a local driver: staged entry point, arguments and py-files, the properties it keeps."""
+
+    entry: str
+    arguments: list[str]
+    py_files: list[str]
+    conf: dict[str, str]
+    options: list[str]
+
+    @property
+    def command(self) -> list[str]:
+        """The run's own spark-submit command line (the per-run path)."""
+        py_files = ["--py-files", ",".join(self.py_files)] if self.py_files else []
+        return [_spark_submit(), *self.options, *py_files, self.entry, *self.arguments]
+
+
+@dataclass
+class HostAnswer:
+    code: int | None = None  # the run's exit code; None: not run by the warm driver
+    refused: str = ""  # why the warm driver did not run it (the run then gets its own spark-submit)
+    died: str = ""  # the driver process ended during the run (its stateDetails)
+
+
+class SparkHost:
+    """One warm local Spark driver (``spark_host.py``) for a runtime's life: started once, runs runs in turn.
+
+    :meth:`start` returns at once (the JVM starts while the caller deploys and ingests); the first :meth:`run`
+    waits until the driver is ready. Output between runs goes to ``logs/spark-driver.log``; a run's output to
+    the run's log. If the driver cannot start, :attr:`broken` says why and every run is refused; if it dies
+    during a run, that run fails and the next run starts a new driver.
+    """
+
+    def __init__(self, work_dir: Path, options: list[str]) -> None:
+        self._work = work_dir
+        self.options = options
+        self._process: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._ready = False
+        self.broken = ""
+        self.pid: int | None = None
+        self.starts = 0
+        self.on_ready: Callable[[str], None] = lambda note: None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @classmethod
+    def local(
+        cls, work_dir: Path, cores: int = 2, driver_memory: str = "2g", java_options: str = LOCAL_JAVA_OPTIONS
+    ) -> SparkHost:
+        """The warm driver an :class:`EmrExecutor` of the same settings would start."""
+        return cls(work_dir, driver_options(cores, driver_memory, java_options, {}))
+
+    @property
+    def driver_log(self) -> Path:
+        return self._work / "logs" / "spark-driver.log"
+
+    def start(self) -> None:
+        if self._process is not None or self.broken:
+            return
+        from dropzone.local import spark_host
+
+        self._work.mkdir(parents=True, exist_ok=True)
+        self.driver_log.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "PYSPARK_SUBMIT_ARGS": shlex.join([*self.options, "pyspark-shell"]),
+        }
+        # -P: the script's directory (dropzone/local) is not put on sys.path; -u: output as it is printed
+        command = [sys.executable, "-P", "-u", str(Path(spark_host.__file__))]
+        with self.driver_log.open("a", encoding="utf-8") as log:
+            log.write(f"{shlex.join(command)}\nPYSPARK_SUBMIT_ARGS={env['PYSPARK_SUBMIT_ARGS']}\n")
+        self._process = subprocess.Popen(  # noqa: S603 - our own driver script
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=self._work,
+            bufsize=1,
+        )
+        self._ready = False
+        self.starts += 1
+        self._lines = queue.Queue()
+        threading.Thread(target=_pump, args=(self._process.stdout, self._lines), daemon=True).start()
+        self._finalizer = weakref.finalize(self, _stop, self._process)
+
+    def _wait_ready(self) -> bool:
+        if self._ready:
+            return True
+        self.start()
+        if self.broken:
+            return False
+        waiting = time.monotonic()
+        with self.driver_log.open("a", encoding="utf-8") as log:
+            while True:
+                line = self._lines.get()
+                if line is None:
+                    code = self._process.wait() if self._process else None
+                    self.broken = f"the warm Spark driver exited before it was ready (code {code}), see {log.name}"
+                    return False
+                answer = _marked(line)
+                if answer is None:
+                    log.write(line)
+                    continue
+                if not answer.get("ready"):
+                    self.broken = f"the warm Spark driver could not start a SparkSession, see {log.name}"
+                    self.close()
+                    return False
+                self._ready, self.pid = True, answer.get("pid")
+                waited = time.monotonic() - waiting
+                note = (
+                    f"warm local Spark driver ready: Spark {answer.get('spark')}, pid {self.pid}, started and warmed "
+                    f"up in {answer.get('seconds')}s, the first run waited {waited:.1f}s for it"
+                )
+                log.write(note + "\n")
+                self.on_ready(note)
+                return True
+
+    def run(self, request: dict[str, Any], lines: Callable[[str], None]) -> HostAnswer:
+        """Run one job run; every line it prints goes to ``lines``."""
+        if not self._wait_ready():
+            return HostAnswer(refused=self.broken)
+        assert self._process is not None
+        assert self._process.stdin is not None
+        with self.driver_log.open("a", encoding="utf-8") as log:  # what the driver printed while idle
+            while not self._lines.empty():
+                idle = self._lines.get_nowait()
+                if idle is not None:
+                    log.write(idle)
+                else:
+                    self._lines.put(None)
+                    break
+        try:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+        except OSError:
+            pass  # the driver is gone: its end of output below says so
+        while True:
+            line = self._lines.get()
+            if line is None:
+                code = self._process.wait()
+                self._process, self._ready = None, False  # the next run starts a new driver
+                died = f"Job failed: the warm local Spark driver exited during the run with code {code}"
+                lines(died + "\n")
+                return HostAnswer(code=code if code else 1, died=died)
+            mark = line.find(_spark_host_mark())
+            if mark < 0:
+                lines(line)
+                continue
+            if line[:mark].strip():
+                lines(line[:mark] + "\n")
+            answer = json.loads(line[mark + len(_spark_host_mark()) :])
+            if answer.get("refused"):
+                return HostAnswer(refused=str(answer["refused"]))
+            return HostAnswer(code=int(answer["code"]))
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+        self._process, self._ready = None, False
+
+
+def _spark_host_mark() -> str:
+    from dropzone.local.spark_host import MARK
+
+    return MARK
+
+
+def _marked(line: str) -> dict[str, Any] | None:
+    mark = line.find(_spark_host_mark())
+    if mark < 0:
+        return None
+    answer: dict[str, Any] = json.loads(line[mark + len(_spark_host_mark()) :])
+    return answer
+
+
+def _pump(stream: Iterable[str] | None, lines: queue.Queue[str | None]) -> None:
+    try:
+        for line in stream or ():
+            lines.put(line)
+    except (OSError, ValueError):
+        pass  # the stream was closed under us: the driver is being stopped
+    finally:
+        lines.put(None)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """End of stdin ends the driver (and its JVM with it); kill it if it does not go within 30 s."""
+    if process.poll() is not None:
+        return
+    try:
+        if process.stdin:
+            process.stdin.close()
+        process.wait(timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        process.kill()
+        process.wait()
+
+
 class EmrExecutor:
     """Runs each EMR Serverless job run recorded in moto once, in order of creation."""
 
@@ -173,6 +401,8 @@ class EmrExecutor:
         cores: int = 2,
         driver_memory: str = "2g",
         java_options: str = LOCAL_JAVA_OPTIONS,
+        warm: bool = True,
+        host: SparkHost | None = None,
     ) -> None:
         self._aws = aws
         self._emr = aws.client("emr-serverless")
@@ -186,6 +416,23 @@ class EmrExecutor:
         self._java_options = java_options
         self._done: set[str] = set()
         self.outcomes: list[RunOutcome] = []
+        if host is None and warm:
+            host = SparkHost(work_dir, self.driver_options({}))
+        self.host = host
+        if host is not None:
+            host.on_ready = progress
+
+    def driver_options(self, conf: dict[str, str]) -> list[str]:
+        return driver_options(self._cores, self._driver_memory, self._java_options, conf)
+
+    def start_driver(self) -> None:
+        """Start the warm driver now (it is started at the first run otherwise)."""
+        if self.host is not None:
+            self.host.start()
+
+    def close(self) -> None:
+        if self.host is not None:
+            self.host.close()
 
     def pending(self) -> list[tuple[str, str]]:
         runs = []
@@ -220,12 +467,12 @@ class EmrExecutor:
         try:
             submit = parse_job_driver(record.job_driver, record.configuration_overrides)
             plan = sizing(submit.conf)
-            before = None
-            command, arguments = self._command(submit)
+            staged = self._stage(submit)
+            arguments = staged.arguments
             before = self._mirror.snapshot()
-            code = self._run(command, log)
+            code, why = self._drive(job_run_id, staged, log)
             uploaded = self._mirror.publish(before)
-            state, details = ("SUCCESS", "") if code == 0 else ("FAILED", _failure(log, code))
+            state, details = ("SUCCESS", "") if code == 0 else ("FAILED", why or _failure(log, code))
         except (ValueError, OSError) as e:
             plan = sizing({})
             state, details = "FAILED", f"Job failed to start: {e}"
@@ -242,52 +489,49 @@ class EmrExecutor:
         self.outcomes.append(outcome)
         return outcome
 
-    def _command(self, submit: SparkSubmit) -> tuple[list[str], list[str]]:
+    def _stage(self, submit: SparkSubmit) -> Staged:
         entry = self._mirror.stage(submit.entry_point)
         py_files = [self._mirror.stage(uri) for uri in submit.py_files]
         arguments = [self._mirror.stage(a) if a.startswith("s3://") else a for a in submit.arguments]
-        command = [_spark_submit(), "--master", f"local[{self._cores}]", "--driver-memory", self._driver_memory]
-        if self._java_options and "spark.driver.extraJavaOptions" not in submit.conf:
-            command += ["--driver-java-options", self._java_options]
-        for key, value in submit.conf.items():
-            if not _DROPPED_CONF.search(key):
-                command += ["--conf", f"{key}={value}"]
-        command += ["--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=true"]
-        command += ["--conf", "spark.log.level=WARN"]  # the INFO chatter of a local driver is thousands of lines
-        # EMR sizes shuffles for many executors; a local[N] driver pays per task: few partitions, AQE coalesces.
-        for key, value in LOCAL_SPARK_CONF.items():
-            if key not in submit.conf:
-                command += ["--conf", f"{key}={value}"]
-        if py_files:
-            command += ["--py-files", ",".join(py_files)]
-        return [*command, entry, *arguments], arguments
+        kept = {k: v for k, v in submit.conf.items() if not _DROPPED_CONF.search(k)}
+        return Staged(entry, arguments, py_files, kept, self.driver_options(submit.conf))
 
-    def _run(self, command: list[str], log: Path) -> int:
-        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    def _drive(self, job_run_id: str, staged: Staged, log: Path) -> tuple[int, str]:
+        """Run in the warm driver when it takes the run, else with the run's own spark-submit; returns the exit
+        code and, when the driver itself failed, why."""
+        if self.host is None:
+            return self._run(staged.command, log), ""
+        request = {
+            "id": job_run_id,
+            "entry": staged.entry,
+            "arguments": staged.arguments,
+            "py_files": staged.py_files,
+            "conf": staged.conf,
+        }
         with log.open("w", encoding="utf-8") as out:
-            out.write(shlex.join(command) + "\n")
+            out.write(
+                f"# warm local Spark driver ({self.host.driver_log.name}): "
+                f"{shlex.join([staged.entry, *staged.arguments])}\n"
+                f"# py-files {','.join(staged.py_files) or '-'}; run properties {json.dumps(staged.conf)}\n"
+            )
+            follow = _Follower(out, self._progress)
+            answer = self.host.run(request, follow.line)
+        if answer.code is not None:
+            return answer.code, answer.died
+        self._progress(f"not in the warm driver ({answer.refused}): own spark-submit")
+        return self._run(staged.command, log, note=f"# not in the warm driver: {answer.refused}\n"), ""
+
+    def _run(self, command: list[str], log: Path, note: str = "") -> int:
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+        with log.open("a" if note else "w", encoding="utf-8") as out:
+            out.write(note + shlex.join(command) + "\n")
             process = subprocess.Popen(  # noqa: S603 - our own spark-submit with staged local paths
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=self._work
             )
             assert process.stdout is not None
-            started = last = time.monotonic()
-            stages: set[str] = set()
+            follow = _Follower(out, self._progress)
             for line in process.stdout:  # text mode turns the progress bar's carriage returns into lines
-                stage = _STAGE.search(line)
-                if stage:
-                    stages.add(stage.group(1))
-                    if time.monotonic() - last >= STAGE_REPORT_SECONDS:
-                        last = time.monotonic()
-                        done, total = stage.group(2), stage.group(4)
-                        self._progress(
-                            f"stage {stage.group(1)} ({done}/{total} tasks), {len(stages)} stage(s) so far, "
-                            f"{last - started:.0f}s"
-                        )
-                    continue
-                out.write(line)
-                match = _PROGRESS.search(line)
-                if match:
-                    self._progress(match.group(0).strip())
+                follow.line(line)
             return process.wait()
 
     def _set_state(self, record: Any, state: str, details: str) -> None:
@@ -328,5 +572,39 @@ def _failure(log: Path, code: int) -> str:
     """The run's stateDetails: the last error line Spark printed, like EMR's 'Job failed, please check ...'."""
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
     errors = [ln.strip() for ln in lines if re.search(r"(Error|Exception)\b.*:", ln) and not ln.startswith("\tat ")]
-    reason = errors[-1] if errors else f"spark-submit exited with code {code}"
+    reason = errors[-1] if errors else f"the driver exited with code {code}"
     return f"Job failed: {reason[:900]}"
+
+
+class _Follower:
+    """A run's output, line by line: Spark's progress bar becomes a progress line every few seconds, the job's
+    ``[dropzone]`` lines are passed on, everything but the progress bar goes to the run's log."""
+
+    def __init__(self, out: Any, progress: Callable[[str], None]) -> None:
+        self._out = out
+        self._progress = progress
+        self._started = self._last = time.monotonic()
+        self._stages: set[str] = set()
+
+    def line(self, line: str) -> None:
+        for part in line.replace("\r", "\n").splitlines():
+            self._one(part)
+
+    def _one(self, line: str) -> None:
+        stage = _STAGE.search(line)
+        if stage:
+            self._stages.add(stage.group(1))
+            if time.monotonic() - self._last >= STAGE_REPORT_SECONDS:
+                self._last = time.monotonic()
+                done, total = stage.group(2), stage.group(4)
+                self._progress(
+                    f"stage {stage.group(1)} ({done}/{total} tasks), {len(self._stages)} stage(s) so far, "
+                    f"{self._last - self._started:.0f}s"
+                )
+            return
+        if not line.strip():
+            return
+        self._out.write(line + "\n")
+        match = _PROGRESS.search(line)
+        if match:
+            self._progress(match.group(0).strip())

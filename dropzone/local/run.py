@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dropzone.contract import load_contracts
+from dropzone.local.emr import SparkHost
 from dropzone.local.producer import Upload, bad_file, producer_files, renotify, upload, upload_bytes
 from dropzone.local.runtime import Clock, LocalStack, Pipeline, Progress, ledger_items
 from dropzone.local.server import embedded_aws
@@ -31,6 +33,7 @@ class RunOptions:
     bad_file: bool = True
     duplicate: bool = True
     cores: int = 2
+    warm_spark: bool = True  # one warm local Spark driver for every job run (False: spark-submit per run)
 
 
 @dataclass
@@ -115,10 +118,16 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
     if options.data_dir is not None:  # bad input is refused before anything starts
         producer_files(options.data_dir, load_contracts(options.root / "contracts"))
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    with embedded_aws() as aws:
+    with embedded_aws() as aws, contextlib.ExitStack() as cleanup:
+        work = options.out_dir / "work"
+        host = None
+        if options.warm_spark:  # its JVM starts while the template deploys and the first files are ingested
+            host = SparkHost.local(work, cores=options.cores)
+            cleanup.callback(host.close)
+            host.start()
         clock = Clock()
         with clock.stage("deploy"):
-            local = LocalStack.start(aws, options.root, options.out_dir / "work", options.template, options.stack_name)
+            local = LocalStack.start(aws, options.root, work, options.template, options.stack_name)
         stack = local.stack
         progress(
             f"deploy   | {stack.name}: {len(stack.resources)} resources, {len(stack.functions)} functions, "
@@ -129,7 +138,7 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
         with clock.stage("data"):
             data_dir = options.data_dir or _generate(options, progress)
             files = producer_files(data_dir, local.contracts)
-        pipeline = Pipeline(local, progress, cores=options.cores)
+        pipeline = Pipeline(local, progress, cores=options.cores, warm_spark=options.warm_spark, spark_host=host)
         pipeline.clock = clock
         reference = [f for f in files if local.contracts[f[0]].is_reference]
         facts = [f for f in files if not local.contracts[f[0]].is_reference]

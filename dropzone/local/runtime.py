@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dropzone.contract import Contract, load_contracts
-from dropzone.local.emr import EmrExecutor
+from dropzone.local.emr import EmrExecutor, SparkHost
 from dropzone.local.functions import LocalFunction, PollResult, QueuePoller, load_functions, scheduled_event
 from dropzone.local.producer import publish_assets
 from dropzone.local.server import EmbeddedAws
@@ -85,7 +85,16 @@ class LocalStack:
 class Pipeline:
     """Everything Lambda, EMR Serverless, SageMaker and EventBridge Scheduler would do, in this process."""
 
-    def __init__(self, local: LocalStack, progress: Progress = print, cores: int = 2) -> None:
+    def __init__(
+        self,
+        local: LocalStack,
+        progress: Progress = print,
+        cores: int = 2,
+        warm_spark: bool = True,
+        spark_host: SparkHost | None = None,
+    ) -> None:
+        """``warm_spark``: job runs go to one warm local Spark driver (``spark_host``, or one started at the
+        first run), else each gets its own spark-submit. :meth:`close` stops the warm driver."""
         self.local = local
         self.clock = Clock()
         self._progress = progress
@@ -101,10 +110,21 @@ class Pipeline:
             local.work_dir,
             progress=lambda line: progress(f"  spark  | {line}"),
             cores=cores,
+            warm=warm_spark,
+            host=spark_host if warm_spark else None,
         )
         self.training = TrainingExecutor(aws, local.work_dir, progress=lambda line: progress(f"  train  | {line}"))
         self.deliveries: dict[str, PollResult] = {}
         self._last_ledger: list[str] = []
+
+    def close(self) -> None:
+        self.emr.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _stage_of(self, function: str) -> str:
         return {"IngestFunction": "ingest"}.get(function, function.removesuffix("Function").lower())
@@ -148,11 +168,15 @@ class Pipeline:
                 self._progress(line)
         self._last_ledger = lines
 
+    def _driver_name(self) -> str:
+        host = self.emr.host
+        return "local spark-submit" if host is None or host.broken else "warm local Spark driver"
+
     def _execute(self) -> int:
         ran = 0
         for application_id, job_run_id in self.emr.pending():
             with self.clock.stage("spark"):
-                self._progress(f"  spark  | job run {job_run_id} started (local spark-submit)")
+                self._progress(f"  spark  | job run {job_run_id} started ({self._driver_name()})")
                 outcome = self.emr.execute(application_id, job_run_id)
                 detail = f": {outcome.details}" if outcome.details else ""
                 self._progress(f"  spark  | job run {job_run_id} {outcome.state} in {outcome.seconds:.1f}s{detail}")

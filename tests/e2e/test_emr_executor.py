@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +37,10 @@ def test_job_driver_and_sizing_are_read_from_the_run() -> None:
         parse_job_driver({"hive": {}}, None)
 
 
-def _start(aws: EmbeddedAws, stack: Stack, *extra: str) -> tuple[str, str]:
+def _start(
+    aws: EmbeddedAws, stack: Stack, *extra: str, parameters: str = "", py_files: dict[str, bytes] | None = None
+) -> tuple[str, str]:
+    """Start a toy job run in moto; ``py_files``: zip key → toylib.py source, shipped with --py-files."""
     s3 = aws.client("s3")
     bucket = stack.outputs["DataBucketName"]
     s3.put_object(Bucket=bucket, Key="assets/job.py", Body=(TOY / "spark_job.py").read_bytes())
@@ -42,11 +48,14 @@ def _start(aws: EmbeddedAws, stack: Stack, *extra: str) -> tuple[str, str]:
         s3.put_object(Bucket=bucket, Key=f"incoming/t/{i}.csv", Body=b"a,b\n1,2\n3,4\n5,6\n")
     files = [f"s3://{bucket}/incoming/t/{i}.csv" for i in range(2)]
     s3.put_object(Bucket=bucket, Key="batches/b1.json", Body=json.dumps({"files": files}).encode())
+    for key, source in (py_files or {}).items():
+        s3.put_object(Bucket=bucket, Key=key, Body=_zip({"toylib.py": source}))
+    zips = ",".join(f"s3://{bucket}/{key}" for key in py_files or {})
     app_id = stack.emr_applications["Spark"]
     run = aws.client("emr-serverless").start_job_run(
         applicationId=app_id,
         executionRoleArn=f"arn:aws:iam::{aws.account_id}:role/job",
-        clientToken="b1-1",
+        clientToken=f"b1-{len(extra)}-{parameters}-{zips}",
         name="b1",
         jobDriver={
             "sparkSubmit": {
@@ -58,11 +67,21 @@ def _start(aws: EmbeddedAws, stack: Stack, *extra: str) -> tuple[str, str]:
                     f"s3://{bucket}/out/b1/",
                     *extra,
                 ],
-                "sparkSubmitParameters": "--conf spark.executor.cores=4 --conf spark.executor.memory=14g",
+                "sparkSubmitParameters": "--conf spark.executor.cores=4 --conf spark.executor.memory=14g"
+                + (f" {parameters}" if parameters else "")
+                + (f" --py-files {zips}" if zips else ""),
             }
         },
     )
     return app_id, run["jobRunId"]
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, body in files.items():
+            archive.writestr(name, body)
+    return buffer.getvalue()
 
 
 def _events(aws: EmbeddedAws) -> list[dict]:
@@ -72,18 +91,35 @@ def _events(aws: EmbeddedAws) -> list[dict]:
     return [json.loads(m["Body"]) for m in messages]
 
 
+@pytest.fixture(params=["warm", "per-run"])
+def executor(
+    request: pytest.FixtureRequest, aws: EmbeddedAws, toy_stack: Stack, tmp_path: Path
+) -> Iterator[EmrExecutor]:
+    """Both ways a run executes: in the warm local driver (the default) and with its own spark-submit."""
+    lines: list[str] = []
+    app_id = toy_stack.emr_applications["Spark"]
+    executor = EmrExecutor(aws, [app_id], tmp_path, progress=lines.append, warm=request.param == "warm")
+    executor.lines = lines  # type: ignore[attr-defined]
+    yield executor
+    executor.close()
+
+
+def _said(executor: EmrExecutor) -> list[str]:
+    """The job's own [dropzone] lines the executor passed on (not the stage progress or driver notes)."""
+    return [ln for ln in executor.lines if ln.startswith("[dropzone]")]  # type: ignore[attr-defined]
+
+
 @pytest.mark.slow
 @pytest.mark.spark
-def test_a_run_executes_with_staged_inputs_and_reports_truthfully(aws: EmbeddedAws, toy_stack: Stack, tmp_path) -> None:
+def test_a_run_executes_with_staged_inputs_and_reports_truthfully(
+    aws: EmbeddedAws, toy_stack: Stack, executor: EmrExecutor
+) -> None:
     app_id, run_id = _start(aws, toy_stack)
-    lines: list[str] = []
-    executor = EmrExecutor(aws, [app_id], tmp_path, progress=lines.append)
     assert executor.run_pending() == 1
     assert executor.run_pending() == 0  # each run executes once
     outcome = executor.outcomes[0]
     assert outcome.state == "SUCCESS", outcome.log.read_text()[-2000:]
-    # the job's own [dropzone] lines, and Spark's stage progress when a stage runs long enough to show
-    assert [ln for ln in lines if not ln.startswith("stage ")] == ["[dropzone] counted 6 rows"]
+    assert _said(executor) == ["[dropzone] counted 6 rows"]
     bucket = toy_stack.outputs["DataBucketName"]
     s3 = aws.client("s3")
     assert s3.get_object(Bucket=bucket, Key="out/b1/count.txt")["Body"].read() == b"6"
@@ -100,11 +136,114 @@ def test_a_run_executes_with_staged_inputs_and_reports_truthfully(aws: EmbeddedA
 
 @pytest.mark.slow
 @pytest.mark.spark
-def test_a_failing_run_is_failed_with_the_error_in_its_details(aws: EmbeddedAws, toy_stack: Stack, tmp_path) -> None:
+def test_a_failing_run_is_failed_with_the_error_in_its_details(
+    aws: EmbeddedAws, toy_stack: Stack, executor: EmrExecutor
+) -> None:
     app_id, run_id = _start(aws, toy_stack, "--fail", "contract breaks the job")
-    outcome = EmrExecutor(aws, [app_id], tmp_path).execute(app_id, run_id)
+    outcome = executor.execute(app_id, run_id)
     assert outcome.state == "FAILED"
     run = aws.client("emr-serverless").get_job_run(applicationId=app_id, jobRunId=run_id)["jobRun"]
     assert run["state"] == "FAILED"
     assert "ValueError: contract breaks the job" in run["stateDetails"]
+    assert "ValueError: contract breaks the job" in outcome.log.read_text()
     assert [e["detail"]["state"] for e in _events(aws)] == ["RUNNING", "FAILED"]
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_runs_in_the_warm_driver_share_its_jvm_but_not_their_state(
+    aws: EmbeddedAws, toy_stack: Stack, tmp_path: Path
+) -> None:
+    executor = EmrExecutor(aws, [toy_stack.emr_applications["Spark"]], tmp_path, progress=lambda line: None)
+    lines: list[str] = []
+    executor._progress = lines.append  # the job's lines, run by run
+    try:
+        first = executor.execute(
+            *_start(
+                aws,
+                toy_stack,
+                "--lib",
+                "--show-state",
+                "--set-time-zone",
+                "Asia/Tokyo",
+                "--cache",
+                parameters="--conf spark.sql.shuffle.partitions=3",
+                py_files={"assets/lib1.zip": b"VALUE = 'one'\n"},
+            )
+        )
+        said_first = [ln for ln in lines if ln.startswith("[dropzone]")]
+        lines.clear()
+        failed = executor.execute(*_start(aws, toy_stack, "--fail", "in between"))
+        second = executor.execute(
+            *_start(aws, toy_stack, "--lib", "--show-state", py_files={"assets/lib2.zip": b"VALUE = 'two'\n"})
+        )
+        said_second = [ln for ln in lines if ln.startswith("[dropzone]")]
+        assert executor.host is not None
+        assert (executor.host.starts, executor.host.broken) == (1, "")  # one driver served all three
+    finally:
+        executor.close()
+    assert [first.state, failed.state, second.state] == ["SUCCESS", "FAILED", "SUCCESS"]
+    # the run's own properties apply to its session only; what the job set or cached is gone for the next run;
+    # the next run imports its own toylib (a fresh module from its own zip), not the one already imported
+    assert said_first[0] == "[dropzone] toylib one"
+    assert said_first[1].startswith("[dropzone] partitions 3, time zone ")
+    zone = said_first[1].split("time zone ")[1].split(",")[0]  # printed before the job set Asia/Tokyo
+    assert zone != "Asia/Tokyo"
+    assert said_first[2:] == ["[dropzone] counted 6 rows"]
+    assert said_second == [
+        "[dropzone] toylib two",
+        f"[dropzone] partitions 8, time zone {zone}, persisted 0",
+        "[dropzone] counted 6 rows",
+    ]
+    assert "warm local Spark driver" in first.log.read_text().splitlines()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_a_run_the_warm_driver_cannot_take_gets_its_own_spark_submit(
+    aws: EmbeddedAws, toy_stack: Stack, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    executor = EmrExecutor(aws, [toy_stack.emr_applications["Spark"]], tmp_path, progress=lines.append)
+    try:
+        # a driver JVM option is fixed when the driver starts: the warm driver was started without this one
+        java = executor.execute(*_start(aws, toy_stack, parameters="--conf spark.driver.extraJavaOptions=-Dtoy.flag=1"))
+        first = executor.execute(*_start(aws, toy_stack, "--lib", py_files={"assets/v1/lib.zip": b"VALUE = 1\n"}))
+        # Spark keeps one shipped py-file per name: another lib.zip cannot reach the warm driver's Python workers
+        other = executor.execute(*_start(aws, toy_stack, "--lib", py_files={"assets/v2/lib.zip": b"VALUE = 2\n"}))
+    finally:
+        executor.close()
+    assert [java.state, first.state, other.state] == ["SUCCESS"] * 3, other.log.read_text()[-2000:]
+    log = java.log.read_text()
+    assert "not in the warm driver: spark.driver.extraJavaOptions=-Dtoy.flag=1" in log
+    assert "spark-submit --master 'local[2]'" in log
+    assert "--conf spark.driver.extraJavaOptions=-Dtoy.flag=1" in log
+    assert "warm local Spark driver" in first.log.read_text().splitlines()[0]
+    assert "not in the warm driver: its Python workers already have a different lib.zip" in other.log.read_text()
+    assert [ln for ln in lines if ln.startswith("[dropzone]")] == [
+        "[dropzone] counted 6 rows",
+        "[dropzone] toylib 1",
+        "[dropzone] counted 6 rows",
+        "[dropzone] toylib 2",
+        "[dropzone] counted 6 rows",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_a_driver_that_dies_fails_its_run_and_the_next_run_gets_a_new_one(
+    aws: EmbeddedAws, toy_stack: Stack, tmp_path: Path
+) -> None:
+    executor = EmrExecutor(aws, [toy_stack.emr_applications["Spark"]], tmp_path)
+    try:
+        app_id, run_id = _start(aws, toy_stack, "--exit-hard", "3")
+        died = executor.execute(app_id, run_id)
+        after = executor.execute(*_start(aws, toy_stack))
+        assert executor.host is not None
+        assert executor.host.starts == 2
+    finally:
+        executor.close()
+    assert (died.state, after.state) == ("FAILED", "SUCCESS")
+    run = aws.client("emr-serverless").get_job_run(applicationId=app_id, jobRunId=run_id)["jobRun"]
+    assert run["state"] == "FAILED"
+    assert "exited during the run with code 3" in run["stateDetails"]
