@@ -1,9 +1,10 @@
 """Validate one file against its contract, streaming, batch by batch: the decision, reasons and counts.
 
 CSV is read by ``pyarrow.csv.open_csv`` with every column as text, then typed by the compiled rules; JSON Lines is
-cut into line-aligned blocks, guarded for nesting depth with numpy *before* any parser sees it, then parsed line by
-line (the stdlib C parser); Parquet has its magic bytes, footer and row-group metadata checked before a row is read,
-then is read row group by row group in bounded batches. Hostile input never raises: it becomes a reason.
+cut into line-aligned blocks, guarded for nesting depth with numpy *before* any parser sees it, then read by
+pyarrow's JSON reader where that provably gives the per-line answer, else parsed line by line (the stdlib parser);
+Parquet has its magic bytes, footer and row-group metadata checked before a row is read, then is read row group by
+row group in bounded batches. Hostile input never raises: it becomes a reason.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from dropzone.contract import Contract
@@ -253,6 +255,12 @@ def _json_depth_guard(block: bytes, first_line: int, limit: int) -> None:
     """Reject a block whose JSON nests deeper than ``limit`` (strings ignored), before anything parses it."""
     if block.count(b"[") + block.count(b"{") <= limit:
         return
+    data = np.frombuffer(block, dtype=np.uint8)
+    starts = np.concatenate(([0], np.flatnonzero(data == 10) + 1))
+    starts = starts[starts < len(data)]
+    opens = ((data == ord("{")) | (data == ord("["))).astype(np.int32)
+    if int(np.add.reduceat(opens, starts).max()) <= limit:
+        return  # no line even holds more than ``limit`` opening brackets (in strings or not)
     stripped = np.frombuffer(_JSON_STRING.sub(b'""', block), dtype=np.uint8)
     opens = (stripped == ord("{")) | (stripped == ord("["))
     closes = (stripped == ord("}")) | (stripped == ord("]"))
@@ -285,6 +293,58 @@ def _json_text(value: Any, ctype: str) -> tuple[str | None, bool]:
     return None, True
 
 
+# JSON types of each contract type for the pyarrow JSON reader: a value of any other JSON type fails the read.
+_JSON_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "double": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.string(),
+    "timestamp": pa.string(),
+}
+
+
+def _jsonl_fast(block: bytes, types: Mapping[str, str], keys_seen: set[str]) -> dict[str, pa.Array] | None:
+    """A depth-guarded block read by pyarrow's JSON reader, or None when the per-line path must decide.
+
+    Taken only when the answer is provably the per-line one: valid UTF-8, every line one object (row count = line
+    count, no blank line), each value of the JSON type its column maps to (pyarrow refuses the block otherwise: a
+    number in a string column, ``3.0`` in an int column, ``1`` in a bool column, a repeated key), no key outside the
+    contract (their order of appearance is reported), and every contract key not yet seen in the file non-null in
+    the block (an all-null column cannot tell a null from a missing key).
+    """
+    data = np.frombuffer(block, dtype=np.uint8)
+    newline = data == 10
+    blank = newline | (data == 32) | (data == 9) | (data == 13)
+    starts = np.concatenate(([0], np.flatnonzero(newline) + 1))
+    starts = starts[starts < len(data)]
+    if int(np.add.reduceat(~blank, starts).min() if len(starts) else 0) == 0:
+        return None  # a blank line: skipped by the per-line path, which counts it in the line numbers
+    lines = len(starts)
+    schema = pa.schema([(name, _JSON_TYPES[ctype]) for name, ctype in types.items()])
+    try:
+        table = pa_json.read_json(
+            pa.py_buffer(block),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(block) + 1),
+            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
+        )
+    except (pa.ArrowException, ValueError):
+        return None
+    if table.num_rows != lines or table.schema.names != list(types):
+        return None
+    columns = {name: table.column(name).combine_chunks() for name in types}
+    try:
+        for array in columns.values():
+            array.validate(full=True)  # pyarrow's JSON reader leaves invalid UTF-8 in strings unchecked
+    except pa.ArrowInvalid:
+        return None
+    unseen = [name for name in types if name not in keys_seen]
+    if any(columns[name].null_count == len(columns[name]) for name in unseen):
+        return None
+    keys_seen.update(unseen)
+    return columns
+
+
 def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: ValidationReport) -> None:
     limit = contract.limits.max_nesting_depth
     types = {c.name: c.type for c in contract.columns}
@@ -309,7 +369,15 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
             started = True
             if block.lstrip()[:1] == b"[":
                 raise Rejected("file is a JSON array; expected JSON Lines (one object per line)")
-        _json_depth_guard(block, next_line, limit)
+        _json_depth_guard(block, next_line, limit)  # before any parser sees the block
+        fast = _jsonl_fast(block, types, keys_seen) if block else None
+        if fast is not None:
+            n = len(next(iter(fast.values())))
+            checker.check(fast, n, first_row=next_line)
+            next_line += n
+            if not chunk:
+                break
+            continue
         values: dict[str, list[str | None]] = {name: [] for name in types}
         forced: dict[str, list[bool]] = {}
         numbers: list[int] = []

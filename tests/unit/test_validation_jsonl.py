@@ -1,0 +1,127 @@
+"""JSON Lines: blocks read by pyarrow's JSON reader must give the same report as the per-line path, line for line.
+
+Each file is validated twice: as shipped (pyarrow's reader where it provably agrees) and with the fast path
+switched off (every line through ``json.loads``). Small blocks mix both paths within one file.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dropzone.contract import Contract, load_contract
+from dropzone.validation import validate_path, validator
+from dropzone.validation.report import ValidationReport
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+UPLOADED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def orders() -> Contract:
+    return load_contract(CONTRACTS / "orders.yaml")
+
+
+def obj(i: int, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "order_id": f"O{i:08d}",
+        "customer_id": f"C{i % 1000:06d}",
+        "order_ts": f"2025-03-{1 + i % 28:02d}T10:00:00Z",
+        "product_id": f"P{i % 100:05d}",
+        "amount": 10.5 + i % 7,
+        "quantity": 1 + i % 3,
+        "returned": i % 2 == 0,
+        "review_text": None if i % 5 else "fine",
+    }
+    values.update(overrides)
+    return values
+
+
+def line(i: int, **overrides: Any) -> str:
+    return json.dumps(obj(i, **overrides))
+
+
+def summary(report: ValidationReport) -> dict[str, Any]:
+    d = report.to_dict()
+    return {k: d[k] for k in ("decision", "reasons", "rows_read", "bad_rows", "rule_counts", "flagged", "schema")} | {
+        "sample_rows": [(s["row"], s["rules"]) for s in d["samples"]]
+    }
+
+
+# Each case: lines around which good lines are placed; the odd line out must be judged alike by both paths.
+ODD_LINES: dict[str, list[str]] = {
+    "clean": [],
+    "number in a string column": [line(1, customer_id=5)],
+    "bool in a string column": [line(1, review_text=True)],
+    "list in a string column": [line(1, review_text=["a"])],
+    "3.0 in an int column": [line(1, quantity=3.0)],
+    "3.5 in an int column": [line(1, quantity=3.5)],
+    "text in an int column": [line(1, quantity="3")],
+    "int too large": [line(1, quantity=10**20)],
+    "1 in a bool column": [line(1, returned=1)],
+    "text in a bool column": [line(1, returned="TRUE")],
+    "int in a double column": [line(1, amount=7)],
+    "huge int in a double column": [line(1, amount=10**20)],
+    "NaN": ['{"order_id": "O9", "amount": NaN}'],
+    "1e400": ['{"order_id": "O9", "amount": 1e400, "quantity": 1}'],
+    "repeated key": ['{"order_id": "O1", "order_id": "O2", "customer_id": "C000001"}'],
+    "two objects on a line": [line(1) + line(2)],
+    "blank lines": ["", "   ", line(3)],
+    "a blank line and two objects on a line": ["  ", line(1) + line(2)],  # as many rows as lines
+    "not an object": ["42", "[1, 2]"],
+    "broken": ['{"order_id": "O1",'],
+    "extra keys": [line(1, coupon="X", zeta=1), line(2, alpha=2)],
+    "escaped quote and key text in a value": [line(1, review_text='x"review_text')],
+    "lone surrogate": ['{"order_id": "O1", "review_text": "\\ud800"}'],
+    "repeated id": [line(1), line(1)],
+    "bad values": [line(1, amount=-5), line(2, order_id="X1"), line(3, order_ts="2025-02-30T00:00:00Z")],
+}
+
+
+@pytest.mark.parametrize("block", [1 << 20, 700])
+@pytest.mark.parametrize("case", sorted(ODD_LINES))
+def test_fast_and_per_line_paths_agree(
+    tmp_path: Path, orders: Contract, monkeypatch: pytest.MonkeyPatch, case: str, block: int
+) -> None:
+    # GIVEN good lines with the odd lines in the middle
+    lines = [line(i) for i in range(10, 60)] + ODD_LINES[case] + [line(i) for i in range(60, 90)]
+    path = tmp_path / "o.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(validator, "JSON_BLOCK", block)
+    # WHEN validated with the fast path and without it
+    calls: list[bool] = []
+    fast = validator._jsonl_fast
+
+    def counting(*args: Any) -> Any:
+        out = fast(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(validator, "_jsonl_fast", counting)
+    shipped = validate_path(path, orders, uploaded_at=UPLOADED)
+    monkeypatch.setattr(validator, "_jsonl_fast", lambda *args: None)
+    per_line = validate_path(path, orders, uploaded_at=UPLOADED)
+    # THEN the reports agree, and the fast path did take part (on the clean blocks at least)
+    assert summary(shipped) == summary(per_line)
+    if block < 1000 or case == "clean":  # one 1 MiB block holds the odd lines, and goes the per-line way
+        assert any(calls)
+    if case == "clean":
+        assert all(calls)
+        assert shipped.decision == "ACCEPTED"
+
+
+def test_key_missing_from_every_line_is_still_reported(tmp_path: Path, orders: Contract) -> None:
+    # an all-null column cannot tell null from a missing key: the block goes the per-line way, which can
+    lines = [json.dumps({k: v for k, v in obj(i).items() if k != "review_text"}) for i in range(20)]
+    path = tmp_path / "o.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = validate_path(path, orders, uploaded_at=UPLOADED)
+    assert report.schema is not None
+    assert report.schema.missing == ["review_text"]
+    with_nulls = tmp_path / "n.jsonl"
+    with_nulls.write_text("\n".join(line(i, review_text=None) for i in range(20)) + "\n")
+    assert validate_path(with_nulls, orders, uploaded_at=UPLOADED).decision == "ACCEPTED"
