@@ -1,11 +1,13 @@
-"""Uniqueness within one file in bounded memory: 8-byte hashes of the values seen, in sorted numpy runs.
+"""Uniqueness within one file in bounded memory: one 8-byte key per distinct value, in sorted numpy runs.
 
-Memory is 8 bytes per distinct value (10 M order ids: 80 MB), whatever the value length. The hash is a 64-bit
-polynomial hash of the UTF-8 bytes, computed vectorized over the Arrow buffers, then mixed (splitmix64). A false
-duplicate needs a 64-bit collision: about 3e-6 for 10 M values; it would quarantine a good file, never accept a bad
-one. Each value is stored once: new hashes in small sorted runs merged like an LSM tree, and every MAX_RUN of them
-merged in place into one large sorted run (in its own reserved mapping: it grows without copies) with a prefix
-directory, so a probe looks at one large run and a few small ones, and a merge needs a few MiB of scratch.
+Memory is 8 bytes per distinct value (10 M order ids: 80 MB), whatever the value length. For a column whose regex
+is an id pattern (see :mod:`dropzone.validation.digits`) the key is the id itself packed into an integer: exact,
+and in id order, so ascending ids are appended without a lookup. Otherwise the key is a 64-bit polynomial hash of
+the UTF-8 bytes, computed vectorized over the Arrow buffers, then mixed (splitmix64). A false duplicate needs a
+64-bit collision: about 3e-6 for 10 M values; it would quarantine a good file, never accept a bad one. Each value
+is stored once: new keys in small sorted runs merged like an LSM tree, and every MAX_RUN of them merged in place
+into one large sorted run (in its own reserved mapping: it grows without copies), with a prefix directory for
+hashes, so a probe looks at one large run and a few small ones, and a merge needs a few MiB of scratch.
 This is the one part of validation whose memory grows with the file: 8 bytes per distinct value of a unique column.
 """
 
