@@ -56,7 +56,8 @@ def test_the_bad_file_is_quarantined_with_its_reason(result: RunResult) -> None:
     assert bad["status"] == "QUARANTINED"
     assert "order_id" in json.dumps(bad.get("reasons"))
     assert f"quarantine/{result.bad_key.removeprefix('incoming/')}" in result.bucket_keys
-    assert f"reports/{result.bad_key.removeprefix('incoming/')}.json" in result.bucket_keys
+    assert bad["report_key"] == f"reports/{result.bad_key.removeprefix('incoming/')}/{bad['version']}.json"
+    assert bad["report_key"] in result.bucket_keys
     assert result.bad_key in result.bucket_keys  # the original is never deleted
 
 
