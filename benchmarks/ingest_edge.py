@@ -206,7 +206,8 @@ def main() -> int:
     print(table)
     if args.write_results:
         text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-        pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
+        # up to the next heading, or the start marker a section written between markers puts above its heading
+        pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\n<!-- [\w-]+:start -->|\Z)", re.S)
         text = pattern.sub(table.rstrip() + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + table
         RESULTS.write_text(text)
     return 0

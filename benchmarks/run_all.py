@@ -136,7 +136,8 @@ def find_section(text: str, start: str) -> tuple[str, str] | None:
 def replace_section(text: str, heading: str, body: str, *, first: bool = False) -> str:
     """Replace (or add) one section, leaving the others as their scripts wrote them."""
     block = f"{heading}\n\n{body.strip()}\n\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    # up to the next heading, or the start marker a section written between markers puts above its heading
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |^<!-- [\w-]+:start -->|\Z)", re.S | re.M)
     if pattern.search(text):
         return pattern.sub(lambda _: block, text, count=1)
     if first:

@@ -195,9 +195,10 @@ def main() -> int:
     print(text)
     if args.write_results:
         current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-        pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
+        # up to the next heading, or the start marker a section written between markers puts above its heading
+        pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\n<!-- [\w-]+:start -->|\Z)", re.S)
         if pattern.search(current):
-            current = pattern.sub(lambda _: text.rstrip("\n"), current)
+            current = pattern.sub(lambda _: text.rstrip("\n") + "\n", current)
         else:
             current = current.rstrip("\n") + "\n\n" + text
         RESULTS.write_text(current if current.endswith("\n") else current + "\n")

@@ -235,3 +235,10 @@ def test_security_summary_and_its_goal_row(run_all: ModuleType) -> None:
     failing = SECURITY_MD.format(reason="x").replace("32 passed, 0 failed", "31 passed, 1 failed")
     ((_, _, _, verdict),) = run_all._security_rows(run_all.security_section(failing))
     assert verdict == "MISSED"
+
+
+def test_replacing_a_section_keeps_the_start_marker_of_the_next_one(run_all: ModuleType) -> None:
+    # bundles.py and validation.py write their sections between markers, the start marker above the heading
+    text = "# R\n\n## Alpha\n\nold\n\n<!-- bundles:start -->\n## Bundles\n\nb\n<!-- bundles:end -->\n"
+    replaced = run_all.replace_section(text, "## Alpha", "new")
+    assert replaced == "# R\n\n## Alpha\n\nnew\n\n<!-- bundles:start -->\n## Bundles\n\nb\n<!-- bundles:end -->\n"
