@@ -49,7 +49,7 @@ _DROPPED_CONF = re.compile(
     r"^spark\.(kubernetes|yarn)\.|^spark\.archives$|^spark\.submit\.pyFiles$"
 )
 # A local feature run is a short JVM on 2 shared cores: the C2 JIT and a parallel GC cost more CPU than they
-# save (benchmarks/RESULTS.md, "Local end-to-end"). EMR's own JVMs keep their defaults.
+# save (docs/local.md: about 45 % less CPU for a feature run). EMR's own JVMs keep their defaults.
 LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 LOCAL_SPARK_CONF = {"spark.sql.shuffle.partitions": "8", "spark.default.parallelism": "4"}
 _PROGRESS = re.compile(r"\[dropzone\].*")
