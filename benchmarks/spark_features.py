@@ -56,12 +56,14 @@ def session(driver_memory: str) -> SparkSession:
         SparkSession.builder.master("local[2]")
         .appName("dropzone-bench")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", driver_memory)
         .config("spark.sql.shuffle.partitions", "16")
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.optimizer.canChangeCachedPlanOutputPartitioning", "true")  # as spark_app.job sets it
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "8")  # as spark_app.job sets it
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

@@ -64,11 +64,17 @@ def latest_partition(table: DataFrame) -> date | None:
     return date.fromisoformat(max(dates)) if dates else None
 
 
-def _latest_per_key(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
-    """One row per key: highest priority (newest delivery), then latest file, then a content hash (deterministic)."""
+def _rank_per_key(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
+    """``_rn`` = 1 for the row kept per key: highest priority (newest delivery), then latest file, then a content
+    hash (deterministic)."""
     content = F.xxhash64(*[F.col(c) for c in df.columns if c not in (_PRIORITY, FILE_INDEX)])
     order = Window.partitionBy(*keys).orderBy(F.col(_PRIORITY).desc(), F.col(FILE_INDEX).desc(), content.desc())
-    return df.withColumn("_rn", F.row_number().over(order)).filter(F.col("_rn") == 1).drop("_rn")
+    return df.withColumn("_rn", F.row_number().over(order))
+
+
+def _latest_per_key(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
+    """One row per key (see ``_rank_per_key``)."""
+    return _rank_per_key(df, keys).filter(F.col("_rn") == 1).drop("_rn")
 
 
 def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: str, curated_root: str) -> CurateResult:
@@ -81,13 +87,18 @@ def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: s
     if partitioned:
         assert contract.timestamp is not None
         new = new.withColumn(EVENT_DATE, F.to_date(F.col(contract.timestamp)))
-    new = new.persist()
-    # Few Spark jobs on purpose: one aggregate for the counts, one for the dates, one for the existing keys.
-    counted = new.agg(F.count(F.lit(1)), F.count_distinct(F.struct(*keys)) if keys else F.count(F.lit(1))).collect()[0]
+    # One window over the batch's keys ranks every row (rank 1 = the row kept); the ranked batch is cached, and one
+    # aggregate gives the row counts and the touched dates.
+    ranked = (_rank_per_key(new, keys) if keys else new.withColumn("_rn", F.lit(1))).persist()
+    counted = ranked.agg(
+        F.count(F.lit(1)),
+        F.count_if(F.col("_rn") == 1),
+        F.collect_set(F.col(EVENT_DATE).cast("string")) if partitioned else F.lit(None).cast("array<string>"),
+    ).collect()[0]
     rows_in, rows_written = int(counted[0]), int(counted[1])
     duplicate_rows = rows_in - rows_written
-    deduped = _latest_per_key(new, keys) if keys else new
-    partitions = sorted(str(r[0]) for r in new.select(EVENT_DATE).distinct().collect()) if partitioned else []
+    deduped = ranked.filter(F.col("_rn") == 1).drop("_rn")
+    partitions = sorted(counted[2] or []) if partitioned else []
     out_columns = [*columns, BATCH_ID, *([EVENT_DATE] if partitioned else [])]
 
     existing = read_table(spark, uri)
@@ -100,7 +111,7 @@ def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: s
         if keys:
             # Existing rows with a key of the batch: the newer delivery replaces them, wherever their date.
             hits = (
-                existing.join(new.select(*keys).distinct(), on=list(keys), how="left_semi")
+                existing.join(deduped.select(*keys), on=list(keys), how="left_semi")
                 .groupBy(F.col(EVENT_DATE) if partitioned else F.lit(None))
                 .agg(F.count_if(F.col(BATCH_ID) != F.lit(batch_id)))
                 .collect()
@@ -124,5 +135,5 @@ def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: s
     else:
         # The whole (small) dimension is rewritten: cut the lineage so Spark is not reading the path it overwrites.
         merged.localCheckpoint(eager=True).coalesce(1).write.mode("overwrite").parquet(spark_path(uri))
-    new.unpersist()
+    ranked.unpersist()
     return CurateResult(uri, rows_in, duplicate_rows, replaced, rows_written, partitions)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from pyspark.ml.feature import IDF, PCA, HashingTF, NGram, RegexTokenizer, Word2Vec
+from pyspark.ml.feature import IDF, HashingTF, NGram, RegexTokenizer, Word2Vec
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -28,9 +28,13 @@ from dropzone.contract import PERCENTILE, Contract
 CUTOFF = "cutoff"
 ROLE = "_role"  # "train" or "score"
 DAY_US = 86_400 * 1_000_000
-TEXT_HASH_FEATURES = 1 << 10
 TEXT_FIT_ROWS = 200_000
-PERCENTILE_ACCURACY = 10_000
+# percentile_approx: relative error 1 / accuracy (Spark's doc), i.e. the returned value's rank is within n / 1000 of
+# the exact rank (n = values in the window); exact below accuracy / 2 values, where no two samples are merged.
+PERCENTILE_ACCURACY = 1_000
+# approx_count_distinct (HyperLogLog++, 512 registers at 5 %): relative standard deviation of the estimate; counts
+# of a few distinct values (one customer's products in a window) come out of its linear-counting range.
+DISTINCT_RSD = 0.05
 _DESCRIBE = {
     "count": "number of non-null",
     "sum": "sum (0 when none) of",
@@ -38,7 +42,7 @@ _DESCRIBE = {
     "min": "minimum of",
     "max": "maximum of",
     "stddev": "sample standard deviation of",
-    "distinct": "number of distinct",
+    "distinct": "approximate number of distinct",
     "rate": "share of true among non-null",
 }
 _AGE = "_age_us"  # microseconds from the event to the cutoff: > 0 means strictly before the cutoff
@@ -95,7 +99,13 @@ def latest_per_key(ref: DataFrame, key: str) -> DataFrame:
 
 
 def _text_vectors(events: DataFrame, contract: Contract, fit_before: date) -> tuple[DataFrame, int]:
-    """Adds a dense per-event text vector (array<double>) fitted only on events before ``fit_before``."""
+    """Adds a dense per-event text vector (array<double>) whose IDF weights are fitted only on events before
+    ``fit_before``.
+
+    ``tfidf``: the words and n-grams are hashed straight into ``num_features`` buckets (HashingTF) and weighted by
+    an IDF fitted on every non-empty text before ``fit_before``: one aggregation pass, no sample, no PCA. ``word2vec``:
+    the Word2Vec document vector, fitted on a deterministic sample of at most ``TEXT_FIT_ROWS`` of those texts.
+    """
     assert contract.features is not None
     assert contract.features.text is not None
     assert contract.timestamp
@@ -110,27 +120,29 @@ def _text_vectors(events: DataFrame, contract: Contract, fit_before: date) -> tu
         grams.append(F.col(f"_g{n}"))
     prepared = prepared.withColumn("_terms", F.concat(*grams) if len(grams) > 1 else grams[0])
     history = prepared.filter(has_text & (F.col(contract.timestamp) < F.lit(fit_before).cast("timestamp")))
-    fit_rows = history.count()
-    if fit_rows < 2:  # no vocabulary to fit (a covariance needs two rows): text features stay null
-        return events.withColumn(_TEXT, F.lit(None).cast("array<double>")), fit_rows
-    # Deterministic content-based sample: the same events always give the same model.
-    buckets = 1_000_000
-    keep = max(1, min(buckets, buckets * TEXT_FIT_ROWS // fit_rows))
-    sample = history.filter(F.pmod(F.xxhash64(F.col(text.column), F.col(contract.timestamp)), F.lit(buckets)) < keep)
-    sample = sample.select("_terms").persist()  # fitted over several passes
     if text.method == "word2vec":
+        fit_rows = history.count()
+        if fit_rows < 2:  # too little text to fit: text features stay null
+            return events.withColumn(_TEXT, F.lit(None).cast("array<double>")), fit_rows
+        # Deterministic content-based sample: the same events always give the same model.
+        buckets = 1_000_000
+        keep = max(1, min(buckets, buckets * TEXT_FIT_ROWS // fit_rows))
+        sample = history.filter(
+            F.pmod(F.xxhash64(F.col(text.column), F.col(contract.timestamp)), F.lit(buckets)) < keep
+        ).select("_terms")
         w2v = Word2Vec(vectorSize=k, minCount=1, seed=42, inputCol="_terms", outputCol="_vec", maxIter=1)
         vectors = w2v.fit(sample.coalesce(1)).transform(prepared)
     else:
-        tf = HashingTF(numFeatures=TEXT_HASH_FEATURES, inputCol="_terms", outputCol="_tf")
-        sample_tf = tf.transform(sample)
-        idf = IDF(inputCol="_tf", outputCol="_tfidf").fit(sample_tf)
-        pca = PCA(k=k, inputCol="_tfidf", outputCol="_vec").fit(idf.transform(sample_tf))
-        vectors = pca.transform(idf.transform(tf.transform(prepared)))
-    sample.unpersist()
+        tf = HashingTF(numFeatures=k, inputCol="_terms", outputCol="_tf")
+        # The IDF fit is one aggregation over the history; its document count is the number of texts it saw.
+        idf = IDF(inputCol="_tf", outputCol="_vec").fit(tf.transform(history.select("_terms")))
+        fit_rows = int(idf.numDocs)
+        if fit_rows < 2:  # too little text to weigh terms: text features stay null
+            return events.withColumn(_TEXT, F.lit(None).cast("array<double>")), fit_rows
+        vectors = idf.transform(tf.transform(prepared))
     vectors = vectors.withColumn(_TEXT, F.when(has_text, vector_to_array(F.col("_vec"))))
     return vectors.drop(
-        "_t", "_tokens", "_terms", "_tf", "_tfidf", "_vec", *[f"_g{n}" for n in range(2, text.ngrams + 1)]
+        "_t", "_tokens", "_terms", "_tf", "_vec", *[f"_g{n}" for n in range(2, text.ngrams + 1)]
     ), fit_rows
 
 
@@ -377,7 +389,7 @@ def _simple_agg(fn: str, v: Column) -> tuple[Column, str]:
     if fn == "count":
         return F.count(v), "bigint"
     if fn == "distinct":
-        return F.size(F.collect_set(v)), "bigint"
+        return F.approx_count_distinct(v, DISTINCT_RSD), "bigint"
     if fn == "rate":
         return F.avg(v.cast("double")), "double"
     if fn == "sum":

@@ -30,6 +30,7 @@ from spark_app.io import (
 from spark_app.rules import BAD, compile_rules, rule_failure_counts
 
 SPLIT_BUCKETS = 10_000
+STATS_CHUNK = 64  # aggregate expressions per manifest-statistics job
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ def build_session(app_name: str = "dropzone-features") -> SparkSession:
         .config("spark.sql.optimizer.canChangeCachedPlanOutputPartitioning", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        # Listing the curated table's daily partitions (hundreds of folders) runs as a Spark job above 32 folders;
+        # a few tasks of many folders each instead of one task per folder.
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "8")
         .getOrCreate()
     )
 
@@ -116,7 +120,11 @@ def _feature_stats(
         if f.type in numeric:
             exprs += [F.min(c).cast("double").alias(f"{f.name}__min"), F.max(c).cast("double").alias(f"{f.name}__max")]
             exprs.append(F.avg(c.cast("double")).alias(f"{f.name}__mean"))
-    row = frame.agg(*exprs).collect()[0].asDict()
+    # Several narrow aggregates over the persisted frame instead of one of ~300 expressions: each compiles quickly
+    # (one giant aggregate exceeds the code generator's method size limits and runs interpreted).
+    row: dict[str, Any] = {}
+    for i in range(0, len(exprs), STATS_CHUNK):
+        row.update(frame.agg(*exprs[i : i + STATS_CHUNK]).collect()[0].asDict())
     stats = {}
     for f in result.features:
         stats[f.name] = {
