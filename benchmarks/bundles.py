@@ -240,6 +240,11 @@ def table(rows: list[dict[str, object]], repeat: int, load: tuple[float, float])
         "on an idle machine; wall time here mostly measures the other work on the machine.",
         f"Load average (1 min): {load[0]:.1f} before, {load[1]:.1f} after (2 cores).",
         "",
+        "What lazy clients move: their creation leaves `import` (Lambda's init phase) for the first event that",
+        "uses them; an event a function ignores (a non-terminal state change) creates none. The init phase is",
+        "reported to run with unthrottled CPU while the handler gets the memory's share (512 MB: ~0.3 vCPU), so a",
+        "first event that needs every client can take longer in wall time than if they were made at import.",
+        "",
         "| function | unzipped MB | zipped MB | goal MB | import ms (CPU) | ready ms (CPU) | lazy clients | goal ms "
         "| import ms (wall) | within goals |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
