@@ -10,6 +10,7 @@ back to ``s3://``, with any ``_manifest.json`` uploaded last (readers trust noth
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from botocore.exceptions import ClientError
 S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/([^\s\"'<>\\]*)")
 _TEXT_SUFFIXES = (".json",)
 _MANIFEST = "_manifest.json"
+UPLOAD_THREADS = 4
+_SINGLE_PUT_BYTES = 8 * 2**20  # boto3's multipart threshold: smaller files go in one PutObject
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -115,20 +118,24 @@ class Mirror:
             for p in sorted(self.root.rglob("*"))
             if p.is_file() and not p.name.startswith(".") and before.files.get(p) != _stamp(p)
         ]
-        changed.sort(key=lambda p: p.name == _MANIFEST)
-        uploaded = []
-        root = str(self.root)
-        for path in changed:
-            uri = self.to_uri(path)
-            bucket, key = split_uri(uri)
-            if path.suffix in _TEXT_SUFFIXES:
-                text = path.read_text(encoding="utf-8", errors="replace")
-                body = re.sub(re.escape(root) + r"/([^/\"]+)/", lambda m: f"s3://{m.group(1)}/", text)
-                self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
-            else:
-                self._s3.upload_file(str(path), bucket, key)
-            uploaded.append(uri)
-        return uploaded
+        manifests = [p for p in changed if p.name == _MANIFEST]
+        # a feature run writes hundreds of small Parquet files: a few at a time, each with one PutObject
+        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+            uploaded = list(pool.map(self._upload, [p for p in changed if p.name != _MANIFEST]))
+        return uploaded + [self._upload(p) for p in manifests]  # readers trust nothing before the manifest
+
+    def _upload(self, path: Path) -> str:
+        uri = self.to_uri(path)
+        bucket, key = split_uri(uri)
+        if path.suffix in _TEXT_SUFFIXES:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            body = re.sub(re.escape(str(self.root)) + r"/([^/\"]+)/", lambda m: f"s3://{m.group(1)}/", text)
+            self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+        elif path.stat().st_size <= _SINGLE_PUT_BYTES:
+            self._s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+        else:
+            self._s3.upload_file(str(path), bucket, key)  # multipart
+        return uri
 
 
 def _stamp(path: Path) -> tuple[int, int]:
