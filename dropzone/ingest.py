@@ -273,10 +273,10 @@ class Ingestor:
         dataset, rest = parts
         head = self._head(ref)
         if head is None:
-            return IngestOutcome(OUTCOME_GONE, ref.key, dataset, reason="the object (this version) no longer exists")
+            return self._gone(ref, dataset, "the object (this version) no longer exists")
         head_etag = _bare_etag(head.get("ETag"))
         if ref.etag and head_etag != ref.etag:
-            return IngestOutcome(OUTCOME_GONE, ref.key, dataset, reason="the object was overwritten since the event")
+            return self._gone(ref, dataset, "the object was overwritten since the event")
         head_version = head.get("VersionId")
         # Pin every read to the version seen (a versioned bucket) or to the ETag (If-Match) when unversioned.
         version_id = ref.version_id or (str(head_version) if head_version not in (None, "null") else None)
@@ -361,6 +361,22 @@ class Ingestor:
         )
 
     # ---- steps --------------------------------------------------------------------------------------------
+
+    def _gone(self, ref: ObjectRef, dataset: str, reason: str) -> IngestOutcome:
+        """Nothing to validate. A SKIPPED file of this identity (a redrive) stops waiting for its contract, so it
+        is not sent again every REDRIVE_AGAIN_AFTER for ever; it stays SKIPPED with the reason."""
+        version = ref.version_id or ref.etag
+        if version:
+            self.ledger.update_with_condition(
+                dataset_pk(dataset),
+                file_sk(ref.bucket, ref.key, version),
+                set_values={"gone_reason": reason},
+                remove=(WAITING_ATTR,),
+                condition="#st = :skipped",
+                condition_names={"#st": "status"},
+                condition_values={"skipped": SKIPPED},
+            )
+        return IngestOutcome(OUTCOME_GONE, ref.key, dataset, reason=reason)
 
     def _head(self, ref: ObjectRef) -> dict[str, Any] | None:
         args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}

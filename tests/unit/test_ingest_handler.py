@@ -735,3 +735,28 @@ def test_a_redriven_file_whose_validation_fails_stays_skipped_for_the_next_redri
     # and it is not sent twice within REDRIVE_AGAIN_AFTER, but again after it
     assert redrive_skipped(env["ledger"], sqs, url, "widgets", now=now + timedelta(minutes=5)) == []
     assert redrive_skipped(env["ledger"], sqs, url, "widgets", now=now + timedelta(hours=3)) == [entry["sk"]]
+
+
+def test_a_skipped_file_deleted_before_its_redrive_is_not_redriven_again(
+    app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dropzone.ingest import redrive_skipped
+
+    # GIVEN a skipped file whose version is deleted before its contract is published
+    obj = put(env, "incoming/widgets/w.csv", GOOD_CSV)
+    assert app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], obj), lambda_context)
+    env["s3"].delete_object(Bucket=env["bucket"], Key=obj["key"], VersionId=obj["versionId"])
+    _publish_widgets_contract(env)
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
+    now = datetime.now(UTC)
+    # WHEN it is redriven and the ingest function finds nothing to validate
+    assert len(redrive_skipped(env["ledger"], sqs, url, "widgets", now=now)) == 1
+    assert app.handler(_redriven_event(sqs, url, load_event), lambda_context) == {"batchItemFailures": []}
+    # THEN it stays SKIPPED (one entry, with why) and later passes do not send it again
+    [entry] = files(env, "widgets")
+    assert entry["status"] == "SKIPPED"
+    assert "no longer exists" in entry["gone_reason"]
+    assert redrive_skipped(env["ledger"], sqs, url, "widgets", now=now + timedelta(days=1)) == []
