@@ -9,7 +9,9 @@ each measurement in a fresh interpreter and reads its wall time, CPU time and pe
 Peers: (a) ``pyarrow.csv.open_csv`` streaming the same file with type inference and nothing else (the limit);
 (b) pandas ``read_csv`` in chunks of 250,000 rows, each validated by a pandera schema with the same rules (types,
 required, ranges, regexes, max lengths, allowed bools, timestamp bounds) plus a Python set for uniqueness across
-chunks, which is what a user would otherwise write.
+chunks, which is what a user would otherwise write. JSON Lines (--json-mb, default 256: the first rows of the CSV as
+JSON objects, and its gzip twin) is measured next to ``pyarrow.json.open_json`` streaming the same file. One more
+validator run on the CSV is instrumented (thread CPU time per part) to say where the validator's time goes.
 """
 
 from __future__ import annotations
@@ -174,6 +176,41 @@ def run_pandas_pandera(path: Path) -> dict[str, Any]:
     return {"rows": rows, "bad_rows": bad}
 
 
+def run_validator_profile(path: Path) -> dict[str, Any]:
+    """The validator with thread CPU time summed per part: typing per column type, each rule kind, uniqueness (on
+    its own thread) and the whole per-batch check; the rest of the process CPU is reading (pyarrow's threads),
+    decompression and glue."""
+    import collections
+    import time
+
+    from dropzone.validation import validator
+    from dropzone.validation.uniqueness import UniqueTracker
+
+    spent: collections.Counter[str] = collections.Counter()
+
+    def timed(function: Any, key: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[key(args)] += time.thread_time() - t
+
+        return wrapper
+
+    originals = (validator.typed_values, validator.failure_mask, validator._Checker.check, UniqueTracker.add)
+    validator.typed_values = timed(originals[0], lambda a: f"typing {a[1]}")  # type: ignore[assignment]
+    validator.failure_mask = timed(originals[1], lambda a: f"rule {a[0].kind}")  # type: ignore[assignment]
+    validator._Checker.check = timed(originals[2], lambda a: "check (all of the per-batch work)")  # type: ignore[method-assign]
+    UniqueTracker.add = timed(originals[3], lambda a: "uniqueness (own thread)")  # type: ignore[method-assign]
+    try:
+        out = run_validator(path)
+    finally:
+        validator.typed_values, validator.failure_mask, validator._Checker.check, UniqueTracker.add = originals  # type: ignore[method-assign]
+    out["parts"] = {k: round(v, 2) for k, v in spent.most_common()}
+    return out
+
+
 def run_pyarrow_json(path: Path) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.json as pa_json
@@ -190,6 +227,7 @@ WORKLOADS = {
     "pyarrow": run_pyarrow,
     "pandas+pandera": run_pandas_pandera,
     "pyarrow.json": run_pyarrow_json,
+    "validator (instrumented)": run_validator_profile,
 }
 
 
@@ -260,10 +298,12 @@ def verdicts(results: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
                 )
                 continue
             wall, cpu = p["wall"] / v["wall"], p["cpu"] / v["cpu"]
-            verdict = "met" if wall >= goal else f"missed ({wall / goal:.0%} of the goal)"
+            # CPU time decides (the cores are shared: wall time measures the neighbours too); wall is reported
+            verdict = "met" if cpu >= goal else f"missed ({cpu / goal:.0%} of the goal)"
+            by_wall = "met" if wall >= goal else f"missed ({wall / goal:.0%} of the goal)"
             out.append(
                 f"  - throughput vs {peer}: {wall:.2f}x by wall time, {cpu:.2f}x by CPU time "
-                f"(goal >= {goal}x: {verdict} by wall time)"
+                f"(goal >= {goal}x: {verdict} by CPU time; {by_wall} by wall time)"
             )
     return out
 
@@ -282,7 +322,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the CSV to build (MiB)")
     parser.add_argument("--skip-pandas", action="store_true", help="leave out pandas + pandera (slow at 1 GiB)")
-    parser.add_argument("--json-mb", type=int, default=256, help="size of the JSON Lines file to build (0: none)")
+    parser.add_argument(
+        "--json-mb", type=int, default=256, help="size of the JSON Lines file (at most --size-mb; 0: none)"
+    )
     parser.add_argument("--write", action="store_true", help="rewrite the Validation section of RESULTS.md")
     args = parser.parse_args()
     csv_path, gz_path = build(args.size_mb)
@@ -290,7 +332,7 @@ def main() -> None:
     kinds = [k for k in ("validator", "pyarrow", "pandas+pandera") if not (args.skip_pandas and k == "pandas+pandera")]
     plan += [(csv_path, kinds), (gz_path, kinds)]
     if args.json_mb:
-        jsonl_path, jsonl_gz_path = build_jsonl(csv_path, args.json_mb)
+        jsonl_path, jsonl_gz_path = build_jsonl(csv_path, min(args.json_mb, args.size_mb))
         plan += [(jsonl_path, ["validator", "pyarrow.json"]), (jsonl_gz_path, ["validator", "pyarrow.json"])]
     results = []
     for path, wanted in plan:
@@ -298,6 +340,14 @@ def main() -> None:
             r = measure(kind, path)
             print(path.name, kind, json.dumps(r), flush=True)
             results.append((path.name, kind, r))
+    profile = measure("validator (instrumented)", csv_path)
+    print(csv_path.name, "validator (instrumented)", json.dumps(profile), flush=True)
+    parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in profile["parts"].items())
+    where = (
+        f"Where the validator's CPU goes ({csv_path.name}, one more run with thread CPU seconds summed per part: "
+        f"{profile['cpu']:.1f} CPU-s in all): {parts}. The rest of the process CPU is pyarrow's CSV reading "
+        "(its own threads), decompression and glue."
+    )
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     section = "\n".join(
@@ -309,11 +359,14 @@ def main() -> None:
             " Each tool runs in a fresh interpreter; wall and CPU seconds exclude start-up and imports; peak RSS is"
             " the interpreter's VmHWM (imports included). pyarrow = `pyarrow.csv.open_csv` streaming with type"
             " inference, nothing checked; pandas+pandera = chunks of 250,000 rows checked by a pandera schema of the"
-            " same rules plus a Python set for uniqueness. CPU time is the fairer ratio on a shared machine.",
+            " same rules plus a Python set for uniqueness; pyarrow.json = `pyarrow.json.open_json` streaming the"
+            " JSON Lines file, nothing checked. CPU time is the fairer ratio on a shared machine.",
             "",
             table(results),
             "",
             *verdicts(results),
+            "",
+            where,
         ]
     )
     print(section)

@@ -172,3 +172,31 @@ def test_fractional_seconds_up_to_nine_digits_are_accepted_and_ten_are_not(tmp_p
     # THEN only the 10-digit one fails to parse (row 4)
     assert report.rule_counts == {"order_ts.parse": 1}
     assert [s["row"] for s in report.samples] == [4]
+
+
+def test_checking_blocks_in_groups_keeps_row_numbers_and_counts(
+    tmp_path: Path, generated: dict[str, Any], orders: Contract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN rows with too few fields and bad amounts spread over many ~8 KiB blocks
+    monkeypatch.setattr(validator_module, "CSV_BLOCK", 8 * 1024)
+    lines = orders_csv(generated).read_text().splitlines()
+    header, body = lines[0], lines[1:]
+    for i in range(5, 3000, 170):
+        body[i] = "O1,C1"  # wrong field count: counted when the parser meets it
+    for i in range(40, 3000, 130):
+        fields = next(csv.reader([body[i]]))
+        fields[4] = "-1"
+        body[i] = ",".join(f'"{f}"' if "," in f else f for f in fields)
+    path = tmp_path / "o.csv"
+    path.write_text("\n".join([header, *body]) + "\n")
+    # WHEN checked one block at a time and three at a time
+    reports = []
+    for per_check in (1, 3):
+        monkeypatch.setattr(validator_module, "CSV_BATCHES_PER_CHECK", per_check)
+        reports.append(validate_path(path, orders, uploaded_at=UPLOADED).to_dict())
+    # THEN the reports are the same: counts, reasons and the numbered samples
+    for d in reports:
+        d.pop("duration_s")
+    assert reports[0] == reports[1]
+    assert reports[0]["rule_counts"] == {"row.columns": 18, "amount.min": 23}
+    assert reports[0]["rows_read"] == 3000
