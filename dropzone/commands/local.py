@@ -46,7 +46,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: int | None = None) 
     parser.add_argument(
         "--spark-per-run",
         action="store_true",
-        help="give each EMR job run its own spark-submit (JVM) instead of one warm local Spark driver",
+        help="as before the warm processes: a spark-submit (JVM) per EMR job run instead of one warm local Spark "
+        "driver, a new python per training job instead of one pre-started during the Spark runs",
     )
 
 

@@ -139,6 +139,7 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
             data_dir = options.data_dir or _generate(options, progress)
             files = producer_files(data_dir, local.contracts)
         pipeline = Pipeline(local, progress, cores=options.cores, warm_spark=options.warm_spark, spark_host=host)
+        cleanup.callback(pipeline.close)
         pipeline.clock = clock
         reference = [f for f in files if local.contracts[f[0]].is_reference]
         facts = [f for f in files if not local.contracts[f[0]].is_reference]

@@ -94,7 +94,8 @@ class Pipeline:
         spark_host: SparkHost | None = None,
     ) -> None:
         """``warm_spark``: job runs go to one warm local Spark driver (``spark_host``, or one started at the
-        first run), else each gets its own spark-submit. :meth:`close` stops the warm driver."""
+        first run) and training jobs to an interpreter pre-started during the Spark runs; else each gets its own
+        spark-submit and python, as before. :meth:`close` stops what is still waiting."""
         self.local = local
         self.clock = Clock()
         self._progress = progress
@@ -113,12 +114,15 @@ class Pipeline:
             warm=warm_spark,
             host=spark_host if warm_spark else None,
         )
-        self.training = TrainingExecutor(aws, local.work_dir, progress=lambda line: progress(f"  train  | {line}"))
+        self.training = TrainingExecutor(
+            aws, local.work_dir, progress=lambda line: progress(f"  train  | {line}"), warm=warm_spark
+        )
         self.deliveries: dict[str, PollResult] = {}
         self._last_ledger: list[str] = []
 
     def close(self) -> None:
         self.emr.close()
+        self.training.close()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -175,6 +179,7 @@ class Pipeline:
     def _execute(self) -> int:
         ran = 0
         for application_id, job_run_id in self.emr.pending():
+            self.training.prestart()  # a Spark run often leads to training: its interpreter imports meanwhile
             with self.clock.stage("spark"):
                 self._progress(f"  spark  | job run {job_run_id} started ({self._driver_name()})")
                 outcome = self.emr.execute(application_id, job_run_id)

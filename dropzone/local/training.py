@@ -7,6 +7,11 @@ hyperparameters as ``--name value`` arguments (as the SageMaker training toolkit
 ``model.tar.gz`` and ``output.tar.gz`` to ``<S3OutputPath>/<job>/output/``, writes the real outcome into moto's
 record (status, FailureReason, FinalMetricDataList parsed with the job's MetricDefinitions, times) and puts
 the "SageMaker Training Job State Change" event on the default bus.
+
+The runtime pre-starts the next job's interpreter (:meth:`TrainingExecutor.prestart`) when a Spark run starts: it
+imports numpy, pandas, pyarrow, xgboost and scikit-learn while Spark runs, then runs the job's script as
+``__main__`` with the job's arguments, environment and directory, one job per interpreter (``warm=False``: a new
+``python <script>`` per job, as before).
 """
 
 from __future__ import annotations
@@ -32,6 +37,27 @@ from dropzone.local.staging import split_uri
 _MOTO_PLACEHOLDER_METRIC = "test:dcg"
 _PROGRESS = re.compile(r"\[dropzone\].*")
 _HOST = "algo-1"
+# What a pre-started trainer interpreter imports while it waits (training/train.py's own heavy imports).
+WARM_IMPORTS = ("numpy", "pandas", "pyarrow.parquet", "xgboost", "sklearn.metrics")
+# The pre-started interpreter: import, wait for one job on stdin, then be `python <script> <args>` for it.
+_TRAINER = """
+import importlib, json, os, runpy, sys
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+line = sys.stdin.readline()
+if not line.strip():
+    sys.exit(0)
+job = json.loads(line)
+os.environ.clear()
+os.environ.update(job["env"])
+os.chdir(job["cwd"])
+sys.argv = job["argv"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 @dataclass
@@ -62,7 +88,13 @@ def _epoch_ms(value: Any) -> int | None:
 class TrainingExecutor:
     """Runs each SageMaker training job recorded in moto once."""
 
-    def __init__(self, aws: EmbeddedAws, work_dir: Path, progress: Callable[[str], None] = lambda line: None) -> None:
+    def __init__(
+        self,
+        aws: EmbeddedAws,
+        work_dir: Path,
+        progress: Callable[[str], None] = lambda line: None,
+        warm: bool = True,
+    ) -> None:
         self._aws = aws
         self._sagemaker = aws.client("sagemaker")
         self._s3 = aws.client("s3")
@@ -71,6 +103,8 @@ class TrainingExecutor:
         self._progress = progress
         self._done: set[str] = set()
         self.outcomes: list[TrainingOutcome] = []
+        self.warm = warm
+        self._next: subprocess.Popen[str] | None = None
 
     def pending(self) -> list[str]:
         names = []
@@ -205,17 +239,51 @@ class TrainingExecutor:
         if not found:
             raise ValueError(f"no objects under channel URI {source['S3Uri']}")
 
-    def _run(self, command: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[int, str]:
-        lines: list[str] = []
-        with log.open("w", encoding="utf-8") as out:
-            process = subprocess.Popen(  # noqa: S603 - the job's own script from its staged source directory
-                command,
+    def prestart(self) -> None:
+        """Start the interpreter of the next training job now (it imports the usual libraries, then waits):
+        the runtime calls this when a Spark run starts, so the import overlaps the run that leads to training."""
+        if self.warm and self._next is None:
+            self._next = subprocess.Popen(  # noqa: S603 - our own interpreter with our own code
+                [sys.executable, "-P", "-c", _TRAINER, *WARM_IMPORTS],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                env={**os.environ, **env},
-                cwd=cwd,
+                env=dict(os.environ),
             )
+
+    def close(self) -> None:
+        """End the pre-started interpreter if no job took it (end of stdin: it exits)."""
+        process, self._next = self._next, None
+        if process is not None and process.stdin is not None:
+            process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _process(self, command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+        """The pre-started interpreter given the job (its script run as __main__ with the job's argv, environment
+        and directory), or a new ``python script`` process."""
+        full_env = {**os.environ, **env}
+        process, self._next = self._next, None
+        if process is not None and process.poll() is None and process.stdin is not None:
+            try:
+                process.stdin.write(json.dumps({"argv": command[1:], "env": full_env, "cwd": str(cwd)}) + "\n")
+                process.stdin.close()
+                return process
+            except OSError:
+                process.kill()
+                process.wait()
+        return subprocess.Popen(  # noqa: S603 - the job's own script from its staged source directory
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=cwd
+        )
+
+    def _run(self, command: list[str], env: dict[str, str], cwd: Path, log: Path) -> tuple[int, str]:
+        lines: list[str] = []
+        with log.open("w", encoding="utf-8") as out:
+            process = self._process(command, env, cwd)
             assert process.stdout is not None
             for line in process.stdout:
                 out.write(line)

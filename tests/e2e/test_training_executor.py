@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -73,17 +74,29 @@ def _training_events(aws: EmbeddedAws) -> list[dict]:
     return [json.loads(m["Body"])["detail"] for m in messages]
 
 
+def _prestarted(executor: TrainingExecutor, prestart: bool) -> subprocess.Popen[str] | None:
+    """Pre-start the next job's interpreter as the runtime does during a Spark run (or not)."""
+    if not prestart:
+        return None
+    executor.prestart()
+    return executor._next
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("prestart", [True, False], ids=["prestarted", "new-interpreter"])
 def test_a_training_job_runs_the_script_and_publishes_model_metrics_and_events(
-    aws: EmbeddedAws, toy_stack: Stack, tmp_path: Path
+    aws: EmbeddedAws, toy_stack: Stack, tmp_path: Path, prestart: bool
 ) -> None:
     bucket = toy_stack.outputs["DataBucketName"]
     sagemaker = aws.client("sagemaker")
     create_training_job(sagemaker, _request(aws, bucket, "dz-orders-abc"))
     lines: list[str] = []
     executor = TrainingExecutor(aws, tmp_path, progress=lines.append)
+    waiting = _prestarted(executor, prestart)
     assert executor.run_pending() == 1
     assert executor.run_pending() == 0
+    if waiting is not None:  # the pre-started interpreter ran the job and ended with it
+        assert (waiting.poll(), executor._next) == (0, None)
     outcome = executor.outcomes[0]
     assert outcome.status == "Completed", outcome.log.read_text()[-2000:]
     # the label follows 'signal': the model must beat the constant baseline by far
@@ -107,11 +120,18 @@ def test_a_training_job_runs_the_script_and_publishes_model_metrics_and_events(
 
 
 @pytest.mark.slow
-def test_a_failing_script_fails_the_job_with_its_reason(aws: EmbeddedAws, toy_stack: Stack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("prestart", [True, False], ids=["prestarted", "new-interpreter"])
+def test_a_failing_script_fails_the_job_with_its_reason(
+    aws: EmbeddedAws, toy_stack: Stack, tmp_path: Path, prestart: bool
+) -> None:
     bucket = toy_stack.outputs["DataBucketName"]
     create_training_job(aws.client("sagemaker"), _request(aws, bucket, "dz-orders-empty", with_validation=False))
-    outcome = TrainingExecutor(aws, tmp_path).execute("dz-orders-empty")
+    executor = TrainingExecutor(aws, tmp_path)
+    waiting = _prestarted(executor, prestart)
+    outcome = executor.execute("dz-orders-empty")
     assert outcome.status == "Failed"
+    if waiting is not None:
+        assert waiting.poll() not in (None, 0)  # the job's script failed in the pre-started interpreter
     described = aws.client("sagemaker").describe_training_job(TrainingJobName="dz-orders-empty")
     assert described["TrainingJobStatus"] == "Failed"
     assert "validation has 0" in described["FailureReason"]
