@@ -487,11 +487,15 @@ def test_completion_rules_match_the_events_the_functions_accept() -> None:
     assert emr["source"] == [runs.EMR_SOURCE]
     assert emr["detail-type"] == [runs.EMR_DETAIL_TYPE]
     assert emr["detail"]["applicationId"] == [{"Fn::GetAtt": ["SparkApplication", "ApplicationId"]}]
+    # The rules deliver exactly the states the functions act on: a state the rule drops would be work never
+    # done, a state the function ignores would be an invocation for nothing.
+    assert set(emr["detail"]["state"]) == runs.EMR_TERMINAL
     sagemaker = rules["TrainingStateChangeRule"]["Properties"]["EventPattern"]
     assert sagemaker["source"] == [runs.SAGEMAKER_SOURCE]
     assert sagemaker["detail-type"] == [runs.SAGEMAKER_DETAIL_TYPE]
     (prefix_filter,) = sagemaker["detail"]["TrainingJobName"]
     assert prefix_filter == {"prefix": {"Fn::Sub": "${TrainingJobPrefix}-"}}
+    assert set(sagemaker["detail"]["TrainingJobStatus"]) == runs.TRAINING_TERMINAL
     # The names the code gives its jobs carry that prefix, for the template's default and the dev/prod ones.
     for prefix in (template()["Parameters"]["TrainingJobPrefix"]["Default"], "dzdev", "dzprod"):
         assert training_job_name(prefix, "orders", "00f1abc2de3").startswith(f"{prefix}-")
