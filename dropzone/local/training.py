@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -251,17 +252,13 @@ class TrainingExecutor:
                 text=True,
                 env=dict(os.environ),
             )
+            weakref.finalize(self, _end, self._next)  # an executor dropped without close() ends it too
 
     def close(self) -> None:
         """End the pre-started interpreter if no job took it (end of stdin: it exits)."""
         process, self._next = self._next, None
-        if process is not None and process.stdin is not None:
-            process.stdin.close()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            _end(process)
 
     def _process(self, command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
         """The pre-started interpreter given the job (its script run as __main__ with the job's argv, environment
@@ -335,3 +332,16 @@ def _last_error(text: str, code: int) -> str:
     lines = [ln.strip() for ln in text.splitlines() if re.search(r"(Error|Exception)\b", ln)]
     reason = lines[-1] if lines else f"the training script exited with code {code}"
     return f"AlgorithmError: {reason[:900]}"
+
+
+def _end(process: subprocess.Popen[str]) -> None:
+    """End a pre-started interpreter that no job took: end of its stdin makes it exit (kill after 30 s)."""
+    if process.poll() is not None:
+        return
+    try:
+        if process.stdin is not None and not process.stdin.closed:
+            process.stdin.close()
+        process.wait(timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        process.kill()
+        process.wait()
