@@ -135,6 +135,14 @@ def duckdb_windowed(table: Path, cutoffs: list[date], windows: list[int]) -> int
     return int(n[0]) if n else 0
 
 
+class _Progress(dict[str, Any]):
+    """Results that print each measure as it is taken (a long run stopped early still reports what it measured)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        print(json.dumps({"rows": self.get("rows"), key: value}), flush=True)
+
+
 def bench(rows: int, work: Path, spark: SparkSession) -> dict[str, Any]:
     data = work / f"data-{rows}"
     if not (data / "orders").exists():
@@ -159,7 +167,7 @@ def bench(rows: int, work: Path, spark: SparkSession) -> dict[str, Any]:
     contract = contracts["orders"]
     schema = ", ".join(f"`{c.name}` {SPARK_TYPES[c.type].simpleString()}" for c in contract.columns)
 
-    results: dict[str, Any] = {"rows": rows, "generate_s": t_gen}
+    results: dict[str, Any] = _Progress(rows=rows, generate_s=t_gen)
     results["bare_csv_s"], _ = timed(
         lambda: noop(spark.read.schema(schema).option("header", True).csv(orders).groupBy("customer_id").count())
     )
