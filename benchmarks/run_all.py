@@ -202,17 +202,17 @@ def git_commit() -> str:
     return (answer.stdout.strip() or "?") + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
-def last_changed(text: str, path: Path | None = None) -> dict[str, str]:
+def last_changed(rev: str | None = None, path: Path | None = None) -> dict[str, str]:
     """Section heading → when git last saw one of its lines change ('commit abc1234, 2026-11-27 08:30 UTC').
 
-    From `git blame` of RESULTS.md as it is on disk: a section nobody re-measured through `make bench` at least
-    shows the commit that brought its current text (its figures are that old or older).
+    From `git blame` of RESULTS.md as it is on disk (or at ``rev``): a section nobody re-measured through
+    `make bench` at least shows the commit that brought its current text (its figures are that old or older).
     """
     path = path or RESULTS
     if not path.is_relative_to(ROOT):
         return {}
     answer = subprocess.run(
-        ["git", "blame", "--line-porcelain", "--", str(path.relative_to(ROOT))],
+        ["git", "blame", "--line-porcelain", *([rev] if rev else []), "--", str(path.relative_to(ROOT))],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -220,25 +220,18 @@ def last_changed(text: str, path: Path | None = None) -> dict[str, str]:
     )
     if answer.returncode != 0:
         return {}
-    per_line: list[tuple[str, int]] = []
-    sha, when = "", 0
+    blamed: dict[str, list[tuple[str, int]]] = {}
+    sha, when, heading = "", 0, ""
     for line in answer.stdout.splitlines():
         if re.match(r"^[0-9a-f]{40} \d+ \d+", line):
             sha = line[:40]
         elif line.startswith("committer-time "):
             when = int(line.split()[1])
-        elif line.startswith("\t"):
-            per_line.append((sha, when))
-    lines = text.splitlines()
-    if len(lines) != len(per_line):  # the file changed under us: say nothing rather than something wrong
-        return {}
-    blamed: dict[str, list[tuple[str, int]]] = {}
-    heading = ""
-    for (sha, when), line in zip(per_line, lines, strict=True):
-        if line.startswith("## "):
-            heading = line.strip()
-        if heading:
-            blamed.setdefault(heading, []).append((sha, when))
+        elif line.startswith("\t"):  # the line itself: its heading groups what follows
+            if line.startswith("\t## "):
+                heading = line[1:].strip()
+            if heading:
+                blamed.setdefault(heading, []).append((sha, when))
     found: dict[str, str] = {}
     for heading, shas in blamed.items():
         if any(set(sha) == {"0"} for sha, _ in shas):
@@ -400,6 +393,7 @@ def reliability_section(out: str, wall: float, code: int) -> tuple[str, str]:
     figures = out[out.find("reliability figures") :].split("\n", 1)[-1] if "reliability figures" in out else ""
     figures = figures.split("\n=", 1)[0].rstrip()
     result = _first(r"^=*\s*(\d+ (?:passed|failed).*?)\s*=*$", out, "no result")
+    figures = figures.removesuffix(result).rstrip()  # with -q the result line has no '=' rule above it
     body = "\n".join(
         [
             "`pytest tests/reliability` (the real handlers on moto; queues, redelivery, DLQ and the EMR/SageMaker",
@@ -845,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {step.name}: {outcome} ({seconds:.0f} s)", flush=True)
 
     text = RESULTS.read_text() if RESULTS.exists() else TITLE + "\n"
-    changed = last_changed(text)
+    changed = last_changed()
     ran = f"steps run ({sizes}): {', '.join(chosen)}" if chosen else "no step run (--summary-only)"
     header = [
         f"Last `make bench`: started {started_at:%Y-%m-%d %H:%M} UTC at commit {commit}; {ran}.",

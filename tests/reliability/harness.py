@@ -485,11 +485,7 @@ class Pipeline:
             "accepted": sum(1 for i in file_items if i["status"] == "DONE"),
             "quarantined": sum(1 for i in file_items if i["status"] == "QUARANTINED"),
             "failed (with reason)": sum(1 for i in file_items if i["status"] == "FAILED"),
-            "events sent": sum(q.sent for q in self.queues.values()),
-            "deliveries": sum(q.delivered for q in self.queues.values()),
-            "duplicates": sum(q.delivered - q.redelivered for q in self.queues.values())
-            - sum(q.sent for q in self.queues.values()),
-            "redeliveries after failure": sum(q.redelivered for q in self.queues.values()),
+            **self.delivery_figures(),
             "batches": len(batches),
             "runs started": len(self.runs),
             "runs failed": sum(1 for r in self.runs.values() if r["failed"]),
@@ -498,8 +494,21 @@ class Pipeline:
             "model packages": len(packages),
             "crashes": self.crashes,
             "reconciler passes": self.reconciler_passes,
-            "DLQ": 0,
-            "files lost": 0,
+            "files lost": len(lost),
+        }
+
+    def delivery_figures(self) -> dict[str, int]:
+        """What the queues did, all queues together: events sent, deliveries, duplicates, redeliveries, DLQ."""
+        queues = self.queues.values()
+        sent = sum(q.sent for q in queues)
+        delivered = sum(q.delivered for q in queues)
+        redelivered = sum(q.redelivered for q in queues)
+        return {
+            "events sent": sent,
+            "events delivered": delivered,
+            "duplicates": delivered - redelivered - sent,  # delivered again, not after a failure
+            "redeliveries after failure": redelivered,
+            "DLQ": sum(len(q.dlq) for q in queues),
         }
 
     def job_runs(self) -> list[dict[str, Any]]:
