@@ -3,9 +3,10 @@
 Shape of the computation (one shuffle for everything windowed):
   events ─(broadcast join: reference attributes of each event, e.g. product category)
          ─(text: per-event dense vector from a TF-IDF/Word2Vec model fitted before the first cutoff)
+         ─(window lag per entity: gap to the previous event, when there are sequence features)  ← the only shuffle
          ─(explode: one copy per cutoff, keeping events before the cutoff and, for training cutoffs, the label window)
-         ─(window lag per entity+cutoff: gaps between events)  ← the only shuffle
-         ─(one group-by per entity+cutoff with conditional aggregates for every window)
+         ─(one group-by per entity+cutoff with conditional aggregates for every window: no second shuffle after
+           the lag window; without it, a partial aggregation before one shuffle of the partial results)
          ─(broadcast join: entity attributes, e.g. customer segment)
 
 Features for a cutoff use only events strictly before it; window ``w`` is ``[cutoff - w days, cutoff)``; the
@@ -200,21 +201,31 @@ def compute_features(
         )
         for c in cutoffs.train
     ] + [F.struct(F.lit(cutoffs.score).alias("c"), F.lit("score").alias("r"), F.lit(cutoffs.score).alias("e"))]
+    events = events.filter(F.col(entity).isNotNull() & F.col(ts).isNotNull())
+    if spec.sequence is not None:
+        # The gap to the entity's previous event does not depend on the cutoff (every earlier event is before the
+        # cutoff too), so it is computed once per event, before the copies per cutoff: this window's shuffle by
+        # entity is the job's only shuffle, and the group-by below reuses its partitioning.
+        order = Window.partitionBy(entity).orderBy(F.col(ts))
+        micros = F.unix_micros(F.col(ts))
+        events = events.withColumn(_GAP, _days(micros - F.lag(micros).over(order)))
+    # Window membership as boolean columns computed once per row, so the aggregates below only test a column.
+    short = [spec.sequence.short_window_days, 2 * spec.sequence.short_window_days] if spec.sequence else []
+    bounds = sorted({*windows, *short})
+    age = F.unix_micros(F.col(CUTOFF).cast("timestamp")) - F.unix_micros(F.col(ts))
     exploded = (
-        events.filter(F.col(entity).isNotNull() & F.col(ts).isNotNull())
-        .withColumn("_x", F.explode(F.array(*cut)))
+        events.withColumn("_x", F.explode(F.array(*cut)))
         .filter(F.col(ts) < F.col("_x.e").cast("timestamp"))
         .withColumn(CUTOFF, F.col("_x.c"))
         .withColumn(ROLE, F.col("_x.r"))
-        .withColumn(_AGE, F.unix_micros(F.col(CUTOFF).cast("timestamp")) - F.unix_micros(F.col(ts)))
         .drop("_x")
+        .select("*", age.alias(_AGE))
+        .select("*", *[((F.col(_AGE) > 0) & (F.col(_AGE) <= F.lit(w * DAY_US))).alias(f"_in{w}") for w in bounds])
     )
     before = F.col(_AGE) > 0
-    order = Window.partitionBy(entity, CUTOFF).orderBy(F.col(_AGE).desc())
-    exploded = exploded.withColumn(_GAP, F.when(before, _days(F.lag(F.col(_AGE)).over(order) - F.col(_AGE))))
 
     def in_window(w: int) -> Column:
-        return before & (F.col(_AGE) <= F.lit(w * DAY_US))
+        return F.col(f"_in{w}")
 
     # --- windowed aggregates of the dataset's own columns
     for a in spec.aggregations:
