@@ -120,8 +120,8 @@ def _feature_stats(
         if f.type in numeric:
             exprs += [F.min(c).cast("double").alias(f"{f.name}__min"), F.max(c).cast("double").alias(f"{f.name}__max")]
             exprs.append(F.avg(c.cast("double")).alias(f"{f.name}__mean"))
-    # Several narrow aggregates over the persisted frame instead of one of ~300 expressions: each compiles quickly
-    # (one giant aggregate exceeds the code generator's method size limits and runs interpreted).
+    # Aggregates of at most STATS_CHUNK expressions over the persisted frame rather than one of ~300 expressions
+    # (smaller generated code per job; the frame is read from the cache each time).
     row: dict[str, Any] = {}
     for i in range(0, len(exprs), STATS_CHUNK):
         row.update(frame.agg(*exprs[i : i + STATS_CHUNK]).collect()[0].asDict())
