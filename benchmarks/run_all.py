@@ -82,7 +82,8 @@ STEPS: tuple[Step, ...] = (
         "spark",
         "## Spark features",
         ("benchmarks/spark_features.py", "--rows", "1000000", "10000000"),
-        ("benchmarks/spark_features.py", "--rows", "100000", "1000000", "--driver-memory", "2g"),
+        # quick: two sizes 10x apart (the scaling row), small enough for minutes on 2 shared cores
+        ("benchmarks/spark_features.py", "--rows", "20000", "200000", "--driver-memory", "2g"),
         "Spark feature job vs bare scan, naive Spark, DuckDB",
         timeout_s=4 * 3600,
     ),

@@ -4,6 +4,7 @@ measured, the Run table keeps every step across partial runs, the goals table sa
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -242,3 +243,10 @@ def test_replacing_a_section_keeps_the_start_marker_of_the_next_one(run_all: Mod
     text = "# R\n\n## Alpha\n\nold\n\n<!-- bundles:start -->\n## Bundles\n\nb\n<!-- bundles:end -->\n"
     replaced = run_all.replace_section(text, "## Alpha", "new")
     assert replaced == "# R\n\n## Alpha\n\nnew\n\n<!-- bundles:start -->\n## Bundles\n\nb\n<!-- bundles:end -->\n"
+
+
+def test_git_dates_of_the_committed_sections(run_all: ModuleType) -> None:
+    # RESULTS.md as committed: every section has a commit and a date (the fallback for sections without a stamp)
+    changed = run_all.last_changed("HEAD")
+    assert "## Goals at a glance" in changed
+    assert all(re.fullmatch(r"commit [0-9a-f]{7}, \d{4}-\d\d-\d\d \d\d:\d\d UTC", v) for v in changed.values())
