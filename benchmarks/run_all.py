@@ -372,9 +372,18 @@ def run_local() -> tuple[str, str]:
             f"{load} at its end (other work on the same cores stretches every stage alike).",
             "",
             f"Exit code {answer.returncode} (0: a model was registered as Approved; 1: none was, see the summary).",
+            *_why_not_approved(answer),
         ]
     )
     return "ok", body
+
+
+def _why_not_approved(answer: subprocess.CompletedProcess[str]) -> list[str]:
+    """For an exit code other than 0: the demo's lines that say what failed (runs, jobs, functions)."""
+    if answer.returncode == 0:
+        return []
+    failed = [ln.strip() for ln in answer.stdout.splitlines() if re.search(r"FAILED|Failed|error|registry", ln)]
+    return ["", "What the demo said about it:", "", "```", *[ln[:200] for ln in failed[:12]], "```"]
 
 
 def run_reliability() -> tuple[str, str]:
