@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -50,3 +51,27 @@ def test_sum_in_horizon_label_and_word2vec(spark: SparkSession) -> None:
     score = {r["customer_id"]: r for r in result.frame.filter("_role = 'score'").collect()}
     assert score["C000001"]["spend_next_30d"] is None  # no label at the scoring cutoff
     assert score["C000001"]["order_id_count_30d"] == 2  # O4 and O5 in [2026-01-31, 2026-03-02)
+
+
+def test_gaps_per_cutoff_use_only_earlier_events(spark: SparkSession) -> None:
+    """Gap statistics of each cutoff see only the events before it (two training cutoffs and a scoring cutoff)."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    contract = replace(orders, features=replace(orders.features, joins=(), text=None))
+    days = [1, 3, 10, 20]  # January 2026: gaps 2, 7, 10 days
+    rows = [
+        (f"O{d}", "C000001", datetime(2026, 1, d), "P00001" if d < 10 else "P00002", 1.0, 1, False, None) for d in days
+    ]
+    events = spark.createDataFrame(rows, COLUMNS)
+    cutoffs = Cutoffs((date(2026, 1, 5), date(2026, 1, 15)), date(2026, 1, 25))
+    result = compute_features(contract, events, {}, contracts, cutoffs)
+    by_cutoff = {r["cutoff"]: r for r in result.frame.collect()}
+    first, second, score = by_cutoff[date(2026, 1, 5)], by_cutoff[date(2026, 1, 15)], by_cutoff[date(2026, 1, 25)]
+    assert (first["gap_days_mean"], first["gap_days_max"], first["gap_days_std"]) == (2.0, 2.0, None)
+    assert (second["gap_days_mean"], second["gap_days_max"]) == (4.5, 7.0)
+    assert second["gap_days_std"] == pytest.approx(math.sqrt(12.5))  # gaps 2 and 7
+    assert (score["gap_days_mean"], score["gap_days_max"]) == (pytest.approx(19 / 3), 10.0)
+    assert (first["product_id_distinct_30d"], second["product_id_distinct_30d"]) == (1, 2)
+    assert first["active_next_30d"] == 1
+    assert score["active_next_30d"] is None
