@@ -90,7 +90,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "training",
         "## Training",
-        ("benchmarks/training.py", "--write-results"),
+        ("benchmarks/training.py", "--rows", "20000", "100000", "500000", "--write-results"),
         ("benchmarks/training.py", "--rows", "20000", "--write-results"),
         "training/train.py time and memory",
     ),
