@@ -17,6 +17,7 @@ needs a driver setting the warm driver lacks, or any run when the warm driver ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -231,6 +232,7 @@ class SparkHost:
         self.starts = 0
         self.on_ready: Callable[[str], None] = lambda note: None
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._pump: threading.Thread | None = None
 
     @classmethod
     def local(
@@ -273,7 +275,8 @@ class SparkHost:
         self._ready = False
         self.starts += 1
         self._lines = queue.Queue()
-        threading.Thread(target=_pump, args=(self._process.stdout, self._lines), daemon=True).start()
+        self._pump = threading.Thread(target=_pump, args=(self._process.stdout, self._lines), daemon=True)
+        self._pump.start()
         self._finalizer = weakref.finalize(self, _stop, self._process)
 
     def _wait_ready(self) -> bool:
@@ -350,6 +353,13 @@ class SparkHost:
         if self._finalizer is not None:
             self._finalizer()
         self._process, self._ready = None, False
+        if self._pump is not None:
+            self._pump.join(timeout=5)  # the driver has exited: its last lines are being read
+        with contextlib.suppress(OSError), self.driver_log.open("a", encoding="utf-8") as log:
+            while not self._lines.empty():  # what it printed since the last run (all of it if none ran)
+                line = self._lines.get_nowait()
+                if line is not None:
+                    log.write(line)
 
 
 def _spark_host_mark() -> str:
