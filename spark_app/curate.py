@@ -4,7 +4,9 @@ Idempotency (DESIGN.md §4): every row carries ``_batch_id``. A batch is merged 
 (the dates of its rows, plus dates of existing rows with the same unique key) by reading those partitions,
 dropping rows a previous attempt of the same batch wrote, adding the batch's rows, keeping one row per unique
 key (the newest delivery wins) and overwriting exactly those partitions (dynamic partition overwrite, staged by
-Spark, so a failed run leaves the previous table). Re-running a batch therefore gives the table one run gives.
+Spark, so a failed run leaves the previous table). A dynamic overwrite only rewrites dates that still have rows,
+so a date whose rows all moved to another date (a re-delivered key with a new timestamp) is deleted after the
+write (``_delete_emptied``). Re-running a batch therefore gives the table one run gives.
 Reference datasets (no timestamp) are small: the whole table is merged the same way and rewritten.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -40,12 +43,30 @@ def table_uri(curated_root: str, dataset: str) -> str:
     return join_uri(curated_root, dataset)
 
 
-def table_exists(spark: SparkSession, uri: str) -> bool:
-    """A table exists once a run has written data files or partition folders under its root."""
+def _hadoop_path(spark: SparkSession, uri: str) -> tuple[Any, Any]:
+    """``(FileSystem, Path)`` of a URI through the JVM gateway: the same code for file: and s3:// (EMRFS)."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     path = jvm.org.apache.hadoop.fs.Path(spark_path(uri))
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+
+
+def _file_names(spark: SparkSession, uri: str) -> frozenset[str] | None:
+    """Names of the entries of a folder, or None when it does not exist."""
+    fs, path = _hadoop_path(spark, uri)
+    if not fs.exists(path):
+        return None
+    return frozenset(s.getPath().getName() for s in fs.listStatus(path))
+
+
+def _delete_folder(spark: SparkSession, uri: str) -> None:
+    fs, path = _hadoop_path(spark, uri)
+    fs.delete(path, True)  # recursive; False (no error) when it is already gone
+
+
+def table_exists(spark: SparkSession, uri: str) -> bool:
+    """A table exists once a run has written data files or partition folders under its root."""
+    fs, path = _hadoop_path(spark, uri)
     if not fs.exists(path):
         return False
     return any(not s.getPath().getName().startswith(("_", ".")) for s in fs.listStatus(path))
@@ -103,6 +124,7 @@ def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: s
 
     existing = read_table(spark, uri)
     replaced = 0
+    wanted: set[str] = set()
     if existing is None:
         merged = deduped
     else:
@@ -125,6 +147,8 @@ def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: s
         merged = _latest_per_key(both, keys) if keys else both
     merged = merged.select(*out_columns)
     if partitioned:
+        # Dates read only because a key of the batch had a row there: the merge may leave them without rows.
+        listed = {d: _file_names(spark, _partition_uri(uri, d)) for d in sorted(wanted - set(partitions))}
         (
             merged.repartition(EVENT_DATE)
             .write.mode("overwrite")
@@ -132,8 +156,29 @@ def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: s
             .partitionBy(EVENT_DATE)
             .parquet(spark_path(uri))
         )
+        _delete_emptied(spark, uri, listed)
     else:
         # The whole (small) dimension is rewritten: cut the lineage so Spark is not reading the path it overwrites.
         merged.localCheckpoint(eager=True).coalesce(1).write.mode("overwrite").parquet(spark_path(uri))
     ranked.unpersist()
     return CurateResult(uri, rows_in, duplicate_rows, replaced, rows_written, partitions)
+
+
+def _partition_uri(uri: str, event_date: str) -> str:
+    return join_uri(uri, f"{EVENT_DATE}={event_date}")
+
+
+def _delete_emptied(spark: SparkSession, uri: str, before: dict[str, frozenset[str] | None]) -> None:
+    """Delete the partitions the merge read but the overwrite did not rewrite: all their rows were replaced.
+
+    ``before`` holds each such date's file names listed before the write. The dynamic overwrite replaces the files
+    of every date that still has rows (new names), so a date whose listing is unchanged had no row left in the
+    merge: each of its rows lost to a newer row of the same key that the write has just committed elsewhere.
+    Order: the delete runs only after the write has committed, so a failure in between leaves the key twice (old
+    and new row), never missing; the re-run of the batch finds the old row again through its key, reads that date,
+    gets no row for it again and deletes it then. Deleting a folder that is already gone does nothing.
+    """
+    for event_date, names in before.items():
+        partition = _partition_uri(uri, event_date)
+        if names is not None and _file_names(spark, partition) == names:
+            _delete_folder(spark, partition)
