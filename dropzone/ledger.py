@@ -288,6 +288,10 @@ class Ledger:
             kwargs["ExpressionAttributeNames"] = {"#status": "status"}
             values[":status"] = filter_status
         kwargs["ExpressionAttributeValues"] = serialize(values)
+        yield from self._query_pages(kwargs)
+
+    def _query_pages(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a Query, page after page (``kwargs`` gains each page's ExclusiveStartKey)."""
         while True:
             page = self.client.query(**kwargs)
             for item in page.get("Items", []):
@@ -309,13 +313,7 @@ class Ledger:
             "ExpressionAttributeNames": {"#w": WAITING_ATTR},
             "ExpressionAttributeValues": serialize({":w": value}),
         }
-        while True:
-            page = self.client.query(**kwargs)
-            for item in page.get("Items", []):
-                yield deserialize(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        yield from self._query_pages(kwargs)
 
     def index_waiting_rows(self, dataset: str, *, now: datetime) -> int:
         """Upgrade: give WAITING_ATTR to the dataset's ACCEPTED and SKIPPED files written before the index existed.
