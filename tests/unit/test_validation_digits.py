@@ -15,6 +15,8 @@ from dropzone.validation.compiler import failure_mask
 from dropzone.validation.digits import digit_pattern
 from dropzone.validation.uniqueness import UniqueTracker
 
+from .test_validation_uniqueness import repeats_after_first
+
 PATTERNS = ["^O[0-9]{6,12}$", "^C[0-9]{6}$", r"^P\d{5}$", "^[0-9]{0,3}$", "^ab-[0-9]{1,18}$"]
 # digits, prefix letters, a newline (RE2's $ does not match before it), full-width and Arabic-Indic digits, space
 ALPHABET = ["0", "1", "9", "O", "C", "P", "a", "b", "-", "\n", "\uff15", "\u0661", " ", "/", ":"]
@@ -116,12 +118,7 @@ def test_exact_tracker_agrees_with_a_set(monkeypatch: pytest.MonkeyPatch, order:
     for start in range(0, len(values), 700):
         got.extend(tracker.add(pa.array(values[start : start + 700])).tolist())
     # THEN exactly the repeats after the first occurrence are flagged
-    seen: set[str] = set()
-    expected = []
-    for v in values:
-        expected.append(v is not None and v in seen)
-        if v is not None:
-            seen.add(v)
+    expected, _ = repeats_after_first(values)
     assert got == expected
     assert sum(expected) > 300
     assert tracker.exact

@@ -10,6 +10,17 @@ from dropzone.validation import uniqueness
 from dropzone.validation.uniqueness import UniqueTracker, hash_values
 
 
+def repeats_after_first(values: list[str | None]) -> tuple[list[bool], set[str]]:
+    """The oracle, by plain Python: True for each value seen before (nulls never), and the distinct values."""
+    seen: set[str] = set()
+    expected = []
+    for v in values:
+        expected.append(v is not None and v in seen)
+        if v is not None:
+            seen.add(v)
+    return expected, seen
+
+
 def test_a_value_hashes_the_same_whatever_its_neighbours() -> None:
     alone = hash_values(pa.array(["O1", "ab", "", "x" * 9]))
     with_long = hash_values(pa.array(["a" * 40, "O1", "ab", "", "x" * 9, None]))
@@ -38,12 +49,7 @@ def test_tracker_agrees_with_a_set(monkeypatch: pytest.MonkeyPatch, max_run: int
     for start in range(0, len(values), 900):
         got.extend(tracker.add(pa.array(values[start : start + 900])).tolist())
     # THEN exactly the repeats after the first occurrence are flagged, and each value is stored once
-    seen: set[str] = set()
-    expected = []
-    for v in values:
-        expected.append(v is not None and v in seen)
-        if v is not None:
-            seen.add(v)
+    expected, seen = repeats_after_first(values)
     assert got == expected
     assert sum(len(run) for run in tracker._runs) == len(seen)
 
