@@ -3,10 +3,10 @@
 Shape of the computation (one shuffle for everything windowed):
   events ─(broadcast join: reference attributes of each event, e.g. product category)
          ─(text: per-event dense vector from a TF-IDF/Word2Vec model fitted before the first cutoff)
-         ─(window lag per entity: gap to the previous event, when there are sequence features)  ← the only shuffle
+         ─(repartition by entity: the only shuffle, of raw events, not of aggregation buffers)
+         ─(window lag per entity: gap to the previous event, when there are sequence features; no shuffle of its own)
          ─(explode: one copy per cutoff, keeping events before the cutoff and, for training cutoffs, the label window)
-         ─(one group-by per entity+cutoff with conditional aggregates for every window: no second shuffle after
-           the lag window; without it, a partial aggregation before one shuffle of the partial results)
+         ─(one group-by per entity+cutoff with conditional aggregates for every window: no second shuffle)
          ─(broadcast join: entity attributes, e.g. customer segment)
 
 Features for a cutoff use only events strictly before it; window ``w`` is ``[cutoff - w days, cutoff)``; the
@@ -201,11 +201,15 @@ def compute_features(
         )
         for c in cutoffs.train
     ] + [F.struct(F.lit(cutoffs.score).alias("c"), F.lit("score").alias("r"), F.lit(cutoffs.score).alias("e"))]
-    events = events.filter(F.col(entity).isNotNull() & F.col(ts).isNotNull())
+    # One shuffle of the raw events by entity, before the copies per cutoff: the lag window and the group-by below
+    # both reuse this partitioning, so no aggregation buffer crosses a shuffle. Without it Spark aggregates partially
+    # before shuffling, and with a few events per entity and cutoff in each input split that partial step keeps
+    # about one group per event copy: one percentile digest and one HyperLogLog sketch per window per event copy,
+    # serialized, shuffled and merged (measured 2-3x the CPU of this plan, issue #3).
+    events = events.filter(F.col(entity).isNotNull() & F.col(ts).isNotNull()).repartition(entity)
     if spec.sequence is not None:
         # The gap to the entity's previous event does not depend on the cutoff (every earlier event is before the
-        # cutoff too), so it is computed once per event, before the copies per cutoff: this window's shuffle by
-        # entity is the job's only shuffle, and the group-by below reuses its partitioning.
+        # cutoff too), so it is computed once per event, before the copies per cutoff, on the partitioning above.
         order = Window.partitionBy(entity).orderBy(F.col(ts))
         micros = F.unix_micros(F.col(ts))
         events = events.withColumn(_GAP, _days(micros - F.lag(micros).over(order)))
