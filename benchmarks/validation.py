@@ -47,6 +47,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _gzipped(path: Path, gz_path: Path) -> Path:
+    """``gz_path``: ``path`` gzip-compressed (level 6, as gzip's default), made once."""
+    if not gz_path.exists():
+        with path.open("rb") as src, gzip.open(gz_path, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst, 8 << 20)
+    return gz_path
+
+
 def build(size_mb: int) -> tuple[Path, Path]:
     """orders-<N>mb.csv made of copies of one generated file, order ids made unique per copy; and its .csv.gz."""
     from dropzone.generate import generate
@@ -69,11 +77,8 @@ def build(size_mb: int) -> tuple[Path, Path]:
                 written += len(chunk)
                 copy += 1
         if gz_path.exists():
-            gz_path.unlink()
-    if not gz_path.exists():
-        with csv_path.open("rb") as src, gzip.open(gz_path, "wb", compresslevel=6) as dst:
-            shutil.copyfileobj(src, dst, 8 << 20)
-    return csv_path, gz_path
+            gz_path.unlink()  # its source was rebuilt
+    return csv_path, _gzipped(csv_path, gz_path)
 
 
 def build_jsonl(csv_path: Path, size_mb: int) -> tuple[Path, Path]:
@@ -99,11 +104,8 @@ def build_jsonl(csv_path: Path, size_mb: int) -> tuple[Path, Path]:
                 if written >= target:
                     break
         if gz_path.exists():
-            gz_path.unlink()
-    if not gz_path.exists():
-        with path.open("rb") as src, gzip.open(gz_path, "wb", compresslevel=6) as dst:
-            shutil.copyfileobj(src, dst, 8 << 20)
-    return path, gz_path
+            gz_path.unlink()  # its source was rebuilt
+    return path, _gzipped(path, gz_path)
 
 
 # --- the measured workloads (each in a fresh interpreter) ---------------------------------------------------------
