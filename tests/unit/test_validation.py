@@ -39,6 +39,13 @@ def orders_csv(generated: dict[str, Any]) -> Path:
     return next((generated["dir"] / "orders").glob("*.csv"))
 
 
+def with_negative_amount(line: str) -> str:
+    """The CSV line with its amount (5th field) set to -1, which the orders contract's min rule refuses."""
+    fields = next(csv.reader([line]))
+    fields[4] = "-1"
+    return ",".join(f'"{f}"' if "," in f else f for f in fields)
+
+
 def test_generated_files_pass_their_contracts(generated: dict[str, Any]) -> None:
     for dataset in ("orders", "products", "customers"):
         contract = load_contract(CONTRACTS / f"{dataset}.yaml")
@@ -74,9 +81,7 @@ def test_bad_rows_across_many_batches(
     lines = orders_csv(generated).read_text().splitlines()
     header, body = lines[0], lines[1:]
     for i in range(0, 3000, 75):  # 40 rows: negative amount
-        fields = next(csv.reader([body[i]]))
-        fields[4] = "-1"
-        body[i] = ",".join(f'"{f}"' if "," in f else f for f in fields)
+        body[i] = with_negative_amount(body[i])
     body.append(body[2999])  # one repeated order id, thousands of rows after its first occurrence
     path = tmp_path / "o.csv"
     path.write_text("\n".join([header, *body]) + "\n")
@@ -184,9 +189,7 @@ def test_checking_blocks_in_groups_keeps_row_numbers_and_counts(
     for i in range(5, 3000, 170):
         body[i] = "O1,C1"  # wrong field count: counted when the parser meets it
     for i in range(40, 3000, 130):
-        fields = next(csv.reader([body[i]]))
-        fields[4] = "-1"
-        body[i] = ",".join(f'"{f}"' if "," in f else f for f in fields)
+        body[i] = with_negative_amount(body[i])
     path = tmp_path / "o.csv"
     path.write_text("\n".join([header, *body]) + "\n")
     # WHEN checked one block at a time and three at a time
