@@ -1,0 +1,87 @@
+"""GuardedStream on its own: gzip inflated by ISA-L keeps what zlib guaranteed (members, padding, checksums, truncation,
+garbage, reserved header flags), whatever the chunk size, and counts the compressed bytes it consumed."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import zlib
+from collections.abc import Callable
+
+import pytest
+
+from dropzone.validation.guard import GuardedStream
+from dropzone.validation.report import Rejected
+
+BODY = b"order_id,amount\n" + b"".join(b"O%07d,%d.5\n" % (i, i % 977) for i in range(60_000))
+
+
+def drain(guard: GuardedStream, read_size: int = 7777) -> bytes:
+    out = bytearray()
+    while block := guard.read(read_size):
+        out += block
+    return bytes(out)
+
+
+def inflate(raw: bytes, *, chunk: int = 1 << 20) -> tuple[bytes, GuardedStream]:
+    guard = GuardedStream(io.BytesIO(raw), gzip=None, max_bytes=1 << 30, max_line_length=1 << 20, chunk=chunk)
+    return drain(guard), guard
+
+
+def rejection(raw: bytes, chunk: int) -> str:
+    with pytest.raises(Rejected) as caught:
+        inflate(raw, chunk=chunk)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 4096, 17])
+def test_concatenated_members_and_nul_padding_inflate_to_the_whole_text(chunk: int) -> None:
+    # GIVEN three gzip members (as `cat a.gz b.gz c.gz` makes), the last one empty, then NUL padding
+    raw = gzip.compress(BODY[:1000]) + gzip.compress(BODY[1000:], compresslevel=9) + gzip.compress(b"") + b"\0" * 64
+    # WHEN read through the guard in small reads
+    text, guard = inflate(raw, chunk=chunk)
+    # THEN the text is the original, every compressed byte was counted and every line seen
+    assert text == BODY
+    assert guard.bytes_read == len(raw)
+    assert guard.bytes_out == len(BODY)
+    assert guard.lines == 60_001
+
+
+def test_a_member_header_with_a_file_name_is_read() -> None:
+    # GIVEN a member with FNAME set (as `gzip file.csv` writes): flags byte 0x08, then the zero-terminated name
+    plain = gzip.compress(BODY, mtime=0)
+    raw = plain[:3] + b"\x08" + plain[4:10] + b"orders.csv\0" + plain[10:]
+    assert inflate(raw)[0] == BODY
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 4096])
+@pytest.mark.parametrize(
+    ("name", "damage", "reason"),
+    [
+        ("crc", lambda gz: gz[:-8] + struct.pack("<I", zlib.crc32(BODY) ^ 1) + gz[-4:], "gzip stream is corrupt"),
+        ("isize", lambda gz: gz[:-4] + struct.pack("<I", len(BODY) - 1), "gzip stream is corrupt"),
+        ("deflate", lambda gz: gz[:40] + bytes(b ^ 0x5A for b in gz[40:80]) + gz[80:], "gzip stream is corrupt"),
+        ("reserved flags", lambda gz: gz[:3] + b"\xe0" + gz[4:], "reserved header flags are set"),
+        ("garbage", lambda gz: gz + b"hello, world", "what follows a gzip member is not gzip"),
+        ("garbage flags", lambda gz: gz + b"\x1f\x8b\x08\xff" + bytes(20), "reserved header flags are set"),
+        ("trailer cut", lambda gz: gz[:-3], "gzip stream is truncated"),
+        ("header cut", lambda gz: gz[:5], "gzip stream is truncated (ends after 5 compressed bytes)"),
+        ("second member cut", lambda gz: gz + gz[:9], "gzip stream is truncated"),
+    ],
+)
+def test_damaged_gzip_is_rejected(name: str, damage: Callable[[bytes], bytes], reason: str, chunk: int) -> None:
+    # GIVEN a gzip file damaged in one way
+    raw = damage(gzip.compress(BODY))
+    # WHEN read to the end THEN the guard names the damage
+    assert reason in rejection(raw, chunk), name
+
+
+def test_gzip_bomb_stops_after_the_grace_bytes() -> None:
+    # GIVEN 64 MiB of one repeated line compressed to a few hundred KiB (over 200x)
+    bomb = gzip.compress((b"x" * 63 + b"\n") * (1 << 20), compresslevel=9)
+    # WHEN read THEN it is refused as a bomb before everything was inflated
+    guard = GuardedStream(io.BytesIO(bomb), gzip=True, max_bytes=1 << 30, max_line_length=1 << 20)
+    with pytest.raises(Rejected, match="refused as a decompression bomb"):
+        drain(guard, 1 << 16)
+    assert 16 << 20 < guard.bytes_out < 64 << 20
