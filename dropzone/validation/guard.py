@@ -12,6 +12,7 @@ header flags) is checked here.
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from typing import Any, BinaryIO, cast
 
 import numpy as np
@@ -22,6 +23,7 @@ from dropzone.validation.report import Rejected
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 CHUNK = 1 << 20
+MIN_FILL = 64 << 10  # a read of a few bytes still inflates this much (one call per few bytes would crawl)
 # A gzip bomb expands absurdly: real CSV/JSON compresses 3-20x. The ratio is judged once this much came out.
 MAX_GZIP_RATIO = 200
 RATIO_GRACE_BYTES = 16 << 20
@@ -64,7 +66,11 @@ class GuardedStream:
         self.lines = 0  # newlines seen so far
         self.rejection: str | None = None
         self._since_newline = 0
-        self._buf = bytearray()
+        # Checked text not yet read: immutable chunks as inflated or read, the first one from _offset on. A read
+        # the size of what one fill produced is that chunk itself, not a copy.
+        self._chunks: deque[bytes] = deque()
+        self._offset = 0
+        self._buffered = 0
         self._eof = False
         self._started = False
         self._fed = 0
@@ -81,24 +87,27 @@ class GuardedStream:
         if self.rejection is not None:
             raise Rejected(self.rejection)
         want = self._chunk if n is None or n < 0 else n
-        while len(self._buf) < want and not self._eof:
-            self._fill()
-        out = bytes(self._buf[:want])
-        del self._buf[:want]
-        return out
+        while self._buffered < want and not self._eof:
+            self._fill(min(max(want - self._buffered, MIN_FILL), self._chunk))
+        return self._take(want)
 
     def read_all_checked(self) -> None:
         """Consume the rest (used when nothing more needs parsing but limits must still be proven)."""
         while not self._eof:
-            self._fill()
-            self._buf.clear()
+            self._fill(self._chunk)
+            self._chunks.clear()
+            self._offset = self._buffered = 0
 
     def peek_line(self) -> bytes:
         """The first line (without consuming it), at most ``max_line_length`` bytes."""
-        while b"\n" not in self._buf and not self._eof:
-            self._fill()
-        end = self._buf.find(b"\n")
-        return bytes(self._buf if end < 0 else self._buf[: end + 1])
+        searched = 0
+        while True:
+            text = self._peek_all()
+            end = text.find(b"\n", searched)
+            if end >= 0 or self._eof:
+                return text if end < 0 else text[: end + 1]
+            searched = len(text)
+            self._fill(self._chunk)
 
     def readable(self) -> bool:
         return True
@@ -110,6 +119,36 @@ class GuardedStream:
         self.closed = True
 
     # -- internals ---------------------------------------------------------------------------------------------
+    def _take(self, want: int) -> bytes:
+        """Up to ``want`` buffered bytes, consumed: one chunk as it is when it fits exactly, else one copy."""
+        chunks = self._chunks
+        parts: list[bytes | memoryview] = []
+        need = want
+        while need and chunks:
+            first, offset = chunks[0], self._offset
+            left = len(first) - offset
+            if left <= need:
+                parts.append(first if offset == 0 else memoryview(first)[offset:])
+                chunks.popleft()
+                self._offset = 0
+                need -= left
+            else:
+                parts.append(memoryview(first)[offset : offset + need])
+                self._offset = offset + need
+                need = 0
+        self._buffered -= want - need
+        if len(parts) == 1:
+            return bytes(parts[0])  # no copy when it is a whole chunk (bytes of bytes is the same object)
+        return b"".join(parts)
+
+    def _peek_all(self) -> bytes:
+        """Everything buffered, not consumed (joined into one chunk)."""
+        if len(self._chunks) != 1 or self._offset:
+            whole = b"".join(memoryview(c)[self._offset if i == 0 else 0 :] for i, c in enumerate(self._chunks))
+            self._chunks = deque([whole] if whole else [])
+            self._offset = 0
+        return self._chunks[0] if self._chunks else b""
+
     def _reject(self, reason: str) -> None:
         if self.rejection is None:
             self.rejection = reason
@@ -124,9 +163,11 @@ class GuardedStream:
             self._reject(f"file is larger than max_bytes {human_size(self.max_bytes)}")
         return bytes(data)
 
-    def _fill(self) -> None:
+    def _fill(self, size: int) -> None:
+        """Inflate (or read) about ``size`` more bytes of text, checked, into the buffer."""
         if self._inflater is None:
-            raw, self._pending_raw = self._pending_raw + self._read_raw(self._chunk), b""
+            pending, self._pending_raw = self._pending_raw, b""
+            raw = pending + self._read_raw(max(size - len(pending), 1))
             if not raw:
                 self._eof = True
             else:
@@ -150,7 +191,7 @@ class GuardedStream:
                 self._check_member_header(data)
             self._fed += len(data)
         try:
-            out = inflater.decompress(data, self._chunk)
+            out = inflater.decompress(data, size)
         except _INFLATE_ERROR as e:
             self._reject(f"gzip stream is corrupt after {self.bytes_read} compressed bytes: {e}")
         if inflater.eof:
@@ -200,7 +241,7 @@ class GuardedStream:
             self._since_newline += len(data)
             if self._since_newline > limit:
                 self._reject(f"line {self.lines + 1} is longer than max_line_length {human_size(limit)}")
-            self._buf += data
+            self._append(data)
             return
         newline_count = data.count(b"\n")
         if self._since_newline + first > limit:
@@ -216,8 +257,12 @@ class GuardedStream:
             line = self.lines + newline_count + 1
             self._reject(f"line {line} is longer than max_line_length {human_size(limit)}")
         self.lines += newline_count
-        self._buf += data
+        self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
 
     @property
     def exhausted(self) -> bool:
-        return self._eof and not self._buf
+        return self._eof and not self._buffered

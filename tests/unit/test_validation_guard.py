@@ -85,3 +85,23 @@ def test_gzip_bomb_stops_after_the_grace_bytes() -> None:
     with pytest.raises(Rejected, match="refused as a decompression bomb"):
         drain(guard, 1 << 16)
     assert 16 << 20 < guard.bytes_out < 64 << 20
+
+
+@pytest.mark.parametrize("read_size", [1, 7777, 1 << 16, 1 << 20, 3 << 20, -1])
+@pytest.mark.parametrize("compress", [True, False])
+def test_reads_of_any_size_return_the_text_in_order(read_size: int, compress: bool) -> None:
+    # GIVEN the text, gzip-compressed or plain, behind a UTF-8 byte order mark
+    raw = b"\xef\xbb\xbf" + BODY
+    guard = GuardedStream(
+        io.BytesIO(gzip.compress(raw) if compress else raw), gzip=None, max_bytes=1 << 30, max_line_length=1 << 20
+    )
+    # WHEN the header line is peeked, then everything read in reads of one size
+    header = guard.peek_line()
+    pieces = []
+    while piece := guard.read(read_size):
+        assert len(piece) == read_size or (read_size < 0 and len(piece) <= 1 << 20) or not guard.read(1)
+        pieces.append(piece)
+    # THEN the peek did not consume, the BOM is gone, every read but the last was full, and nothing is left
+    assert header == b"order_id,amount\n"
+    assert b"".join(pieces) == BODY
+    assert guard.exhausted
