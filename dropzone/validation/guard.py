@@ -23,7 +23,6 @@ from dropzone.validation.report import Rejected
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 CHUNK = 1 << 20
-MIN_FILL = 64 << 10  # a read of a few bytes still inflates this much (one call per few bytes would crawl)
 # A gzip bomb expands absurdly: real CSV/JSON compresses 3-20x. The ratio is judged once this much came out.
 MAX_GZIP_RATIO = 200
 RATIO_GRACE_BYTES = 16 << 20
@@ -66,11 +65,13 @@ class GuardedStream:
         self.lines = 0  # newlines seen so far
         self.rejection: str | None = None
         self._since_newline = 0
-        # Checked text not yet read: immutable chunks as inflated or read, the first one from _offset on. A read
-        # the size of what one fill produced is that chunk itself, not a copy.
+        # Checked text not yet read: the chunks as inflated or read (immutable), the first one from _offset on. A
+        # read costs one copy at most (a bytearray buffer cost three). Chunks of a whole MiB, not of the reader's
+        # 512 KiB: ISA-L's smaller outputs cost more in page faults than slicing them costs in copies.
         self._chunks: deque[bytes] = deque()
         self._offset = 0
         self._buffered = 0
+        self._newline_mask = np.empty(0, dtype=bool)
         self._eof = False
         self._started = False
         self._fed = 0
@@ -88,13 +89,13 @@ class GuardedStream:
             raise Rejected(self.rejection)
         want = self._chunk if n is None or n < 0 else n
         while self._buffered < want and not self._eof:
-            self._fill(min(max(want - self._buffered, MIN_FILL), self._chunk))
+            self._fill()
         return self._take(want)
 
     def read_all_checked(self) -> None:
         """Consume the rest (used when nothing more needs parsing but limits must still be proven)."""
         while not self._eof:
-            self._fill(self._chunk)
+            self._fill()
             self._chunks.clear()
             self._offset = self._buffered = 0
 
@@ -107,7 +108,7 @@ class GuardedStream:
             if end >= 0 or self._eof:
                 return text if end < 0 else text[: end + 1]
             searched = len(text)
-            self._fill(self._chunk)
+            self._fill()
 
     def readable(self) -> bool:
         return True
@@ -120,7 +121,7 @@ class GuardedStream:
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _take(self, want: int) -> bytes:
-        """Up to ``want`` buffered bytes, consumed: one chunk as it is when it fits exactly, else one copy."""
+        """Up to ``want`` buffered bytes, consumed: a whole chunk as it is, else one copy."""
         chunks = self._chunks
         parts: list[bytes | memoryview] = []
         need = want
@@ -163,11 +164,11 @@ class GuardedStream:
             self._reject(f"file is larger than max_bytes {human_size(self.max_bytes)}")
         return bytes(data)
 
-    def _fill(self, size: int) -> None:
-        """Inflate (or read) about ``size`` more bytes of text, checked, into the buffer."""
+    def _fill(self) -> None:
+        """Inflate (or read) up to one chunk more of text, checked, into the buffer."""
         if self._inflater is None:
             pending, self._pending_raw = self._pending_raw, b""
-            raw = pending + self._read_raw(max(size - len(pending), 1))
+            raw = pending + self._read_raw(self._chunk)
             if not raw:
                 self._eof = True
             else:
@@ -191,7 +192,7 @@ class GuardedStream:
                 self._check_member_header(data)
             self._fed += len(data)
         try:
-            out = inflater.decompress(data, size)
+            out = inflater.decompress(data, self._chunk)
         except _INFLATE_ERROR as e:
             self._reject(f"gzip stream is corrupt after {self.bytes_read} compressed bytes: {e}")
         if inflater.eof:
@@ -243,7 +244,7 @@ class GuardedStream:
                 self._reject(f"line {self.lines + 1} is longer than max_line_length {human_size(limit)}")
             self._append(data)
             return
-        newline_count = data.count(b"\n")
+        newline_count = self._count_newlines(data)
         if self._since_newline + first > limit:
             self._reject(f"line {self.lines + 1} is longer than max_line_length {human_size(limit)}")
         if limit < len(data):  # a line inside this chunk could be too long: measure them all
@@ -258,6 +259,15 @@ class GuardedStream:
             self._reject(f"line {line} is longer than max_line_length {human_size(limit)}")
         self.lines += newline_count
         self._append(data)
+
+    def _count_newlines(self, data: bytes) -> int:
+        """``data.count(b"\\n")``, ~2.5x faster: numpy's SIMD compare into a reused mask (a new one page-faults)."""
+        text = np.frombuffer(data, dtype=np.uint8)
+        if self._newline_mask.size < text.size:
+            self._newline_mask = np.empty(text.size, dtype=bool)
+        mask = self._newline_mask[: text.size]
+        np.equal(text, 10, out=mask)
+        return int(np.count_nonzero(mask))
 
     def _append(self, data: bytes) -> None:
         self._chunks.append(data)
