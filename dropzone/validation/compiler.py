@@ -39,6 +39,13 @@ def false_mask(n: int) -> pa.Array:
     return _false(n)
 
 
+def bool_array(mask: np.ndarray) -> pa.Array:
+    """A numpy bool array as an Arrow boolean array (no nulls), bit-packed by numpy: ``pa.array(mask,
+    type=pa.bool_())`` converts value by value (~1.7 ms per 20,000 values, ~600x slower)."""
+    bits = np.packbits(np.ascontiguousarray(mask, dtype=bool), bitorder="little")
+    return pa.BooleanArray.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+
+
 def _cast_values(candidates: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
     """Cast; if one value still fails, cast value by value. Returns (typed, mask of values that failed or None)."""
     try:
@@ -154,8 +161,19 @@ def _bound(value: datetime, ctype: str) -> pa.Scalar:
     return pa.scalar(value, ARROW_TYPES["timestamp"])
 
 
-def failure_mask(rule: RowRule, column: Column, raw: pa.Array, typed: pa.Array, parse_failed: pa.Array) -> pa.Array:
-    """True where ``rule`` fails (never null). ``raw`` is the input as read, ``typed`` the parsed values."""
+def failure_mask(
+    rule: RowRule,
+    column: Column,
+    raw: pa.Array,
+    typed: pa.Array,
+    parse_failed: pa.Array,
+    *,
+    digit_matches: np.ndarray | None = None,
+) -> pa.Array:
+    """True where ``rule`` fails (never null). ``raw`` is the input as read, ``typed`` the parsed values.
+
+    ``digit_matches``: for a regex rule of an id pattern, its byte test of ``typed`` if the caller already ran it.
+    """
     kind = rule.kind
     if kind == "required":
         return pc.is_null(raw) if raw.null_count else _false(len(raw))
@@ -172,10 +190,11 @@ def failure_mask(rule: RowRule, column: Column, raw: pa.Array, typed: pa.Array, 
     elif kind == "regex":
         digits = digit_pattern(rule.value)
         if digits is not None and pa.types.is_string(typed.type):  # an id pattern: a byte test, same answer
-            failed = ~digits.matches(typed)  # True for nulls too: they only fail ``required``
+            matched = digits.matches(typed) if digit_matches is None else digit_matches
+            failed = ~matched  # True for nulls too: they only fail ``required``
             if typed.null_count:
                 failed &= np.asarray(typed.is_valid(), dtype=bool)
-            return pa.array(failed, type=pa.bool_())
+            return bool_array(failed)
         mask = pc.invert(pc.match_substring_regex(typed, rule.value))
     elif kind == "max_length":
         if (pc.max(pc.binary_length(typed)).as_py() or 0) <= rule.value:  # bytes >= characters: none too long
@@ -197,7 +216,7 @@ def failure_mask(rule: RowRule, column: Column, raw: pa.Array, typed: pa.Array, 
             hit = np.isin(first, np.frombuffer("".join(rule.value).encode(), dtype=np.uint8)) & (offsets[1:] > starts)
             if typed.null_count:
                 hit &= np.asarray(typed.is_valid(), dtype=bool)
-            return pa.array(hit, type=pa.bool_())
+            return bool_array(hit)
         mask = pc.is_in(pc.utf8_slice_codeunits(typed, 0, 1), value_set=pa.array(list(rule.value)))
     else:  # pragma: no cover - the rules module defines the kinds
         raise ValueError(f"unknown rule kind {kind!r}")

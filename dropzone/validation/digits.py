@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # A literal prefix of plain ASCII characters (no regex metacharacters), digits as [0-9] or \d, bounded repeat.
 _SHAPE = re.compile(r"^\^([A-Za-z0-9_:/-]*)(?:\[0-9\]|\\d)\{([0-9]+)(?:,([0-9]+))?\}\$$")
@@ -81,9 +82,36 @@ class DigitPattern:
         p = len(self.prefix)
         digits = lengths - p
         n = len(values)
-        key = np.zeros(n, dtype=np.int64)
         if n == 0:
-            return key
+            return np.zeros(0, dtype=np.int64)
+        number = self._parsed(values, data, starts, lengths)
+        if number is None:
+            number = self._by_digit(data, starts, digits)
+        return number + _LENGTH_OFFSETS[self.min_digits][digits]
+
+    def _parsed(self, values: pa.Array, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
+        """The numbers by Arrow's string → int64 cast of a copy of the text with each prefix byte set to ``0``
+        (leading zeros leave a number as it is): ~4x faster than a numpy pass per digit. None if it refuses."""
+        p = len(self.prefix)
+        if self.min_digits == 0 and p == 0:
+            return None  # an empty value would be an empty string: not a number for the cast
+        end = int(starts[-1] + lengths[-1])
+        text = data[:end].copy()
+        for i in range(p):
+            text[starts + i] = 48
+        zeroed = pa.Array.from_buffers(
+            pa.string(), len(values), [None, values.buffers()[1], pa.py_buffer(text)], offset=values.offset
+        )
+        try:
+            return np.asarray(pc.cast(zeroed, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+
+    def _by_digit(self, data: np.ndarray, starts: np.ndarray, digits: np.ndarray) -> np.ndarray:
+        """The numbers, one numpy pass per digit position."""
+        p = len(self.prefix)
+        n = len(digits)
+        key = np.zeros(n, dtype=np.int64)
         width = int(digits.max())
         if width == int(digits.min()):
             stride = p + width
@@ -95,7 +123,7 @@ class DigitPattern:
                 inside = digits > j
                 byte = data[np.where(inside, starts + p + j, 0)]
                 key = np.where(inside, key * 10 + (byte.astype(np.int64) - 48), key)
-        return key + _LENGTH_OFFSETS[self.min_digits][digits]
+        return key
 
 
 # _LENGTH_OFFSETS[a][d] = 10**a + ... + 10**(d-1): how many digit strings of a..d-1 digits there are.

@@ -350,13 +350,17 @@ class UniqueTracker:
             self._store(fresh)
         return repeated
 
-    def add(self, values: pa.Array) -> np.ndarray:
-        """Boolean mask over ``values``: True for every non-null value already seen in this file (or earlier in it)."""
+    def add(self, values: pa.Array, fits: np.ndarray | None = None) -> np.ndarray:
+        """Boolean mask over ``values``: True for every non-null value already seen in this file (or earlier in it).
+
+        ``fits``: the id pattern's :meth:`~dropzone.validation.digits.DigitPattern.matches` of ``values`` when the
+        caller has it already (the regex rule needs it too), so the byte test runs once."""
         if self._digits is None or not pa.types.is_string(values.type):
             repeated = self._add_keys(hash_values(values))
             valid = None if values.null_count == 0 else np.flatnonzero(np.asarray(pc.is_valid(values)))
         else:
-            fits = self._digits.matches(values)  # False for nulls
+            if fits is None:
+                fits = self._digits.matches(values)  # False for nulls
             if fits.all():
                 return self._add_keys(self._digits.keys(values).view(np.uint64))
             mask = np.zeros(len(values), dtype=bool)

@@ -31,7 +31,8 @@ import pyarrow.parquet as pq
 
 from dropzone.contract import Contract
 from dropzone.rules import RowRule, row_rules, unique_rule_name
-from dropzone.validation.compiler import any_of, compatible, failure_mask, false_mask, typed_values
+from dropzone.validation.compiler import any_of, bool_array, compatible, failure_mask, false_mask, typed_values
+from dropzone.validation.digits import digit_pattern
 from dropzone.validation.guard import GuardedStream, human_size
 from dropzone.validation.report import Rejected, SchemaDiff, ValidationReport
 from dropzone.validation.uniqueness import UniqueTracker
@@ -152,14 +153,17 @@ class _Checker:
             if raw is None:
                 raw = pa.nulls(n, pa.string())
             typed, parse_failed = typed_values(raw, column.type)
+            # An id pattern's byte test, once, when both its regex rule and the uniqueness key need it.
+            digits = digit_pattern(column.regex) if column.name in self.unique else None
+            fits = digits.matches(typed) if digits is not None and pa.types.is_string(typed.type) else None
             if column.name in self.unique:
                 # numpy releases the GIL: the uniqueness check of this batch overlaps the other rules.
-                pending[column.name] = self._worker.submit(self.unique[column.name].add, typed)
+                pending[column.name] = self._worker.submit(self.unique[column.name].add, typed, fits)
             for rule in self.rules[column.name]:
-                masks[rule.name] = failure_mask(rule, column, raw, typed, parse_failed)
+                masks[rule.name] = failure_mask(rule, column, raw, typed, parse_failed, digit_matches=fits)
         for name, future in pending.items():
             repeated = future.result()
-            masks[unique_rule_name(name)] = pa.array(repeated, type=pa.bool_()) if repeated.any() else false_mask(n)
+            masks[unique_rule_name(name)] = bool_array(repeated) if repeated.any() else false_mask(n)
         for name, flags in (forced or {}).items():
             forced_mask = pa.array(flags, type=pa.bool_())
             masks[name] = pc.or_(masks[name], forced_mask) if name in masks else forced_mask

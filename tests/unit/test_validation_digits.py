@@ -11,7 +11,7 @@ import pytest
 
 from dropzone.contract import Column
 from dropzone.rules import FORMULA_PREFIXES, RowRule
-from dropzone.validation.compiler import failure_mask
+from dropzone.validation.compiler import bool_array, failure_mask
 from dropzone.validation.digits import digit_pattern
 from dropzone.validation.uniqueness import UniqueTracker
 
@@ -122,3 +122,42 @@ def test_exact_tracker_agrees_with_a_set(monkeypatch: pytest.MonkeyPatch, order:
     assert got == expected
     assert sum(expected) > 300
     assert tracker.exact
+
+
+@pytest.mark.parametrize(
+    "pattern", ["^O[0-9]{6,12}$", "^C[0-9]{6}$", "^[0-9]{0,3}$", "^[0-9]{1,18}$", "^ab-[0-9]{1,18}$"]
+)
+def test_keys_equal_the_number_plus_the_shorter_lengths_by_either_parser(pattern: str) -> None:
+    # GIVEN matching ids, fixed and mixed widths, leading zeros, whole and sliced arrays
+    digits = digit_pattern(pattern)
+    assert digits is not None
+    rng = random.Random(pattern)
+    p = digits.prefix.decode()
+    low, high = digits.min_digits, digits.max_digits
+    mixed = [p + "".join(rng.choice("0123456789") for _ in range(rng.randint(low, high))) for _ in range(3_000)]
+    mixed += [p + "0" * high, p + "9" * high, p + "0" * low]
+    fixed = [p + "".join(rng.choice("0123456789") for _ in range(high)) for _ in range(2_000)]
+    for texts, values in (
+        (mixed, pa.array(mixed)),
+        (fixed, pa.array(fixed)),
+        (mixed[11:1_500], pa.array(mixed)[11:1_500]),
+    ):
+        # THEN each key is the number plus how many shorter digit strings the pattern allows (a Python oracle)
+        expected = [int(t[len(p) :] or "0") + sum(10**k for k in range(low, len(t) - len(p))) for t in texts]
+        assert digits.keys(values).tolist() == expected
+        # and Arrow's parse (when it applies) and the per-digit numpy pass give the same numbers
+        data, starts, lengths = digits._layout(values)
+        parsed = digits._parsed(values, data, starts, lengths)
+        assert parsed is not None or (low == 0 and not p)
+        if parsed is not None:
+            assert parsed.tolist() == digits._by_digit(data, starts, lengths - len(p)).tolist()
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 63, 1_000, 20_001])
+def test_bool_array_packs_the_mask_bit_for_bit(n: int) -> None:
+    mask = np.random.default_rng(n).random(n) < 0.3
+    packed = bool_array(mask)
+    packed.validate(full=True)
+    assert packed.null_count == 0
+    assert packed.to_pylist() == mask.tolist()
+    assert bool_array(mask[1:]).to_pylist() == mask[1:].tolist()  # a numpy view that starts mid-byte
