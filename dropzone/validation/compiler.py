@@ -232,7 +232,10 @@ def failure_mask(
             return bool_array(failed)
         mask = pc.invert(pc.match_substring_regex(typed, rule.value))
     elif kind == "max_length":
-        if (pc.max(pc.binary_length(typed)).as_py() or 0) <= rule.value:  # bytes >= characters: none too long
+        offsets = _offsets(typed)
+        # bytes >= characters (null slots count too), so no value is too long when no slot has more bytes
+        longest = int(np.diff(offsets).max()) if offsets is not None else pc.max(pc.binary_length(typed)).as_py()
+        if (longest or 0) <= rule.value:
             return _false(len(typed))
         mask = pc.greater(pc.utf8_length(typed), rule.value)
     elif kind == "too_old":

@@ -87,3 +87,23 @@ def test_fast_path_answers_as_the_full_path(
         assert (typed.to_pylist(), failed.to_pylist()) == _full_path(text, ctype, monkeypatch)
         taken += compiler._fast_parse(text, ctype) is not None
     assert taken >= 3  # the fast path was really taken on the plain batches
+
+
+def test_max_length_counts_characters_in_slices_and_around_null_slots() -> None:
+    from dropzone.contract import Column
+    from dropzone.rules import RowRule
+
+    rule = RowRule(name="x.max_length", column="x", kind="max_length", value=4)
+    column = Column(name="x", type="string")
+    rng = random.Random(4)
+    alphabet = ["a", "é", "\u20ac", "\U0001f600"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(400)]
+    whole = pa.array(texts)
+    # a null slot that still spans bytes (Arrow allows it): hides a long value behind a null
+    validity = pa.array([i % 7 != 3 for i in range(len(texts))]).buffers()[1]
+    masked = pa.Array.from_buffers(pa.string(), len(texts), [validity, *whole.buffers()[1:]])
+    short = pa.array([t[:4] for t in texts])
+    for values in (whole, whole[13:250], masked, masked[5:300], short, short[1:]):
+        mask = compiler.failure_mask(rule, column, values, values, pa.array([False] * len(values)))
+        expected = [v is not None and len(v) > 4 for v in values.to_pylist()]
+        assert mask.to_pylist() == expected
