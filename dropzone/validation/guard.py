@@ -101,14 +101,15 @@ class GuardedStream:
 
     def peek_line(self) -> bytes:
         """The first line (without consuming it), at most ``max_line_length`` bytes."""
-        searched = 0
-        while True:
-            text = self._peek_all()
-            end = text.find(b"\n", searched)
-            if end >= 0 or self._eof:
-                return text if end < 0 else text[: end + 1]
-            searched = len(text)
+        chunks = self._chunks
+        found = any(c.find(b"\n", self._offset if i == 0 else 0) >= 0 for i, c in enumerate(chunks))
+        while not found and not self._eof:
+            held = len(chunks)
             self._fill()
+            found = len(chunks) > held and b"\n" in chunks[-1]  # only the new chunk is searched
+        text = self._peek_all()
+        end = text.find(b"\n")
+        return text if end < 0 else text[: end + 1]
 
     def readable(self) -> bool:
         return True

@@ -105,3 +105,22 @@ def test_reads_of_any_size_return_the_text_in_order(read_size: int, compress: bo
     assert header == b"order_id,amount\n"
     assert b"".join(pieces) == BODY
     assert guard.exhausted
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_peek_finds_a_header_spread_over_many_chunks_and_refuses_one_too_long(compress: bool) -> None:
+    # GIVEN a 300-byte header read 17 bytes at a time, then the same file with a max_line_length under the header
+    header = b",".join(b"column_%03d" % i for i in range(27)) + b"\n"
+    raw = header + b"1,2\n" * 10
+    data = gzip.compress(raw) if compress else raw
+
+    def guard(max_line_length: int) -> GuardedStream:
+        return GuardedStream(io.BytesIO(data), gzip=None, max_bytes=1 << 20, max_line_length=max_line_length, chunk=17)
+
+    # WHEN peeked THEN the whole header comes back, and a later read still starts at it
+    peeking = guard(1 << 10)
+    assert peeking.peek_line() == header
+    assert peeking.read(len(raw) + 1) == raw
+    # AND a header over the limit is refused while peeking
+    with pytest.raises(Rejected, match="line 1 is longer than max_line_length 200 B"):
+        guard(200).peek_line()
