@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from dropzone.contract import Column
 from dropzone.rules import TEXT_PATTERNS, RowRule
-from dropzone.validation.digits import digit_pattern
+from dropzone.validation.digits import digit_pattern, valid
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -190,10 +190,27 @@ def typed_values(values: pa.Array, ctype: str) -> tuple[pa.Array, pa.Array]:
         return _cast_values(values, ARROW_TYPES[ctype])[0], pc.invert(pc.is_valid(values))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=64)
+def _scalar(value: float | int, arrow_type: pa.DataType) -> pa.Scalar:
+    """An Arrow scalar from the bytes of a one-value numpy array. ``pa.scalar`` converts a Python object, which makes
+    pyarrow import pandas (when installed) to check for pandas types: ~0.17 CPU-s once per process."""
+    width = arrow_type.bit_width
+    dtype = {("f", 64): np.float64, ("i", 64): np.int64, ("i", 32): np.int32}[
+        ("f" if pa.types.is_floating(arrow_type) else "i", width)
+    ]
+    one = np.array([value], dtype=dtype)
+    return pa.Array.from_buffers(arrow_type, 1, [None, pa.py_buffer(one)])[0]
+
+
 def _bound(value: datetime, ctype: str) -> pa.Scalar:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     if ctype == "date":
-        return pa.scalar(value.date(), pa.date32())
-    return pa.scalar(value, ARROW_TYPES["timestamp"])
+        return _scalar((value.date() - _EPOCH.date()).days, pa.date32())
+    return _scalar((value - _EPOCH) // timedelta(microseconds=1), ARROW_TYPES["timestamp"])
 
 
 def failure_mask(
@@ -217,9 +234,9 @@ def failure_mask(
     if kind == "finite":
         mask = pc.invert(pc.is_finite(typed))
     elif kind == "min":
-        mask = pc.less(typed, pa.scalar(rule.value, pa.float64()))
+        mask = pc.less(typed, _scalar(float(rule.value), pa.float64()))
     elif kind == "max":
-        mask = pc.greater(typed, pa.scalar(rule.value, pa.float64()))
+        mask = pc.greater(typed, _scalar(float(rule.value), pa.float64()))
     elif kind == "allowed":
         mask = pc.invert(pc.is_in(typed, value_set=pa.array(list(rule.value), type=typed.type)))
     elif kind == "regex":
@@ -228,7 +245,7 @@ def failure_mask(
             matched = digits.matches(typed) if digit_matches is None else digit_matches
             failed = ~matched  # True for nulls too: they only fail ``required``
             if typed.null_count:
-                failed &= np.asarray(typed.is_valid(), dtype=bool)
+                failed &= valid(typed)
             return bool_array(failed)
         mask = pc.invert(pc.match_substring_regex(typed, rule.value))
     elif kind == "max_length":
@@ -253,7 +270,7 @@ def failure_mask(
             first = data[np.minimum(starts, len(data) - 1)] if len(data) else np.zeros(n, np.uint8)
             hit = np.isin(first, np.frombuffer("".join(rule.value).encode(), dtype=np.uint8)) & (offsets[1:] > starts)
             if typed.null_count:
-                hit &= np.asarray(typed.is_valid(), dtype=bool)
+                hit &= valid(typed)
             return bool_array(hit)
         mask = pc.is_in(pc.utf8_slice_codeunits(typed, 0, 1), value_set=pa.array(list(rule.value)))
     else:  # pragma: no cover - the rules module defines the kinds

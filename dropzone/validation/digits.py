@@ -23,6 +23,28 @@ _SHAPE = re.compile(r"^\^([A-Za-z0-9_:/-]*)(?:\[0-9\]|\\d)\{([0-9]+)(?:,([0-9]+)
 MAX_DIGITS = 18  # 10**18 + ... < 2**63: the key of any length fits a signed 64-bit integer
 
 
+def bools(mask: pa.Array) -> np.ndarray:
+    """An Arrow boolean array (nulls read as False) as a numpy bool array, unpacked from its bitmaps by numpy:
+    ``np.asarray``/``to_numpy`` on Arrow arrays make pyarrow import pandas (when installed), ~0.17 CPU-s."""
+    n = len(mask)
+    validity, values = mask.buffers()[:2]
+    out = np.unpackbits(np.frombuffer(values, dtype=np.uint8), bitorder="little", count=mask.offset + n)[mask.offset :]
+    out = out.astype(bool)
+    if validity is not None and mask.null_count:
+        out &= valid(mask)
+    return out
+
+
+def valid(values: pa.Array) -> np.ndarray:
+    """Per value of any Arrow array: True where it is not null (from the validity bitmap, by numpy)."""
+    n = len(values)
+    validity = values.buffers()[0]
+    if validity is None or values.null_count == 0:
+        return np.ones(n, dtype=bool)
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little", count=values.offset + n)
+    return bits[values.offset :].astype(bool)
+
+
 @dataclass(frozen=True)
 class DigitPattern:
     prefix: bytes
@@ -61,7 +83,7 @@ class DigitPattern:
             return ok
         ok = (lengths >= p + self.min_digits) & (lengths <= p + self.max_digits)
         if values.null_count:
-            ok &= np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            ok &= valid(values)
         if not ok.any():
             return ok
         for i, byte in enumerate(self.prefix):
@@ -103,9 +125,11 @@ class DigitPattern:
             pa.string(), len(values), [None, values.buffers()[1], pa.py_buffer(text)], offset=values.offset
         )
         try:
-            return np.asarray(pc.cast(zeroed, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+            parsed = pc.cast(zeroed, pa.int64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
+        # the values buffer as it is (no nulls here): ``to_numpy`` would make pyarrow import pandas, ~0.17 CPU-s
+        return np.frombuffer(parsed.buffers()[1], dtype=np.int64, count=len(parsed), offset=parsed.offset * 8)
 
     def _by_digit(self, data: np.ndarray, starts: np.ndarray, digits: np.ndarray) -> np.ndarray:
         """The numbers, one numpy pass per digit position."""

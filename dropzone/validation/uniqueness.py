@@ -17,9 +17,9 @@ import mmap
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dropzone.validation.digits import digit_pattern
+from dropzone.validation.digits import valid as valid_mask
 
 _P = np.uint64(0x100000001B3)  # odd, so invertible modulo 2**64
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
@@ -357,7 +357,7 @@ class UniqueTracker:
         caller has it already (the regex rule needs it too), so the byte test runs once."""
         if self._digits is None or not pa.types.is_string(values.type):
             repeated = self._add_keys(hash_values(values))
-            valid = None if values.null_count == 0 else np.flatnonzero(np.asarray(pc.is_valid(values)))
+            valid = None if values.null_count == 0 else np.flatnonzero(valid_mask(values))
         else:
             if fits is None:
                 fits = self._digits.matches(values)  # False for nulls
@@ -367,7 +367,7 @@ class UniqueTracker:
             if fits.any():
                 rows = np.flatnonzero(fits)
                 mask[rows] = self._add_keys(self._digits.keys(values.take(pa.array(rows))).view(np.uint64))
-            others = np.flatnonzero(~fits & np.asarray(pc.is_valid(values)))
+            others = np.flatnonzero(~fits & valid_mask(values))
             if len(others):
                 if self._other is None:
                     self._other = UniqueTracker(self._capacity)

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from dropzone.contract import Contract
 from dropzone.rules import RowRule, row_rules, unique_rule_name
 from dropzone.validation.compiler import any_of, bool_array, compatible, failure_mask, false_mask, typed_values
-from dropzone.validation.digits import digit_pattern
+from dropzone.validation.digits import bools, digit_pattern
 from dropzone.validation.guard import GuardedStream, human_size
 from dropzone.validation.report import Rejected, SchemaDiff, ValidationReport
 from dropzone.validation.uniqueness import UniqueTracker
@@ -179,7 +179,7 @@ class _Checker:
         self.report.bad_rows += n_bad
         if n_bad and len(self.report.samples) < self.max_samples:
             need = self.max_samples - len(self.report.samples)
-            rows = np.flatnonzero(np.asarray(bad.to_numpy(zero_copy_only=False), dtype=bool))[:need]
+            rows = np.flatnonzero(bools(bad))[:need]
             for i in rows.tolist():
                 failed = [name for name, m in masks.items() if self.blocking.get(name, True) and m[i].as_py()]
                 values = {name: _sample_value(arr[i].as_py()) for name, arr in columns.items()}

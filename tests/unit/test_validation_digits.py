@@ -161,3 +161,18 @@ def test_bool_array_packs_the_mask_bit_for_bit(n: int) -> None:
     assert packed.null_count == 0
     assert packed.to_pylist() == mask.tolist()
     assert bool_array(mask[1:]).to_pylist() == mask[1:].tolist()  # a numpy view that starts mid-byte
+
+
+def test_bools_and_valid_read_the_bitmaps_of_slices() -> None:
+    from dropzone.validation.digits import bools, valid
+
+    rng = random.Random(5)
+    flags = [None if rng.random() < 0.2 else rng.random() < 0.5 for _ in range(1_000)]
+    whole = pa.array(flags, type=pa.bool_())
+    for start, stop in ((0, 1_000), (3, 997), (8, 16), (13, 14), (500, 500)):
+        part = whole[start:stop]
+        assert bools(part).tolist() == [bool(f) for f in flags[start:stop]]  # nulls read as False
+        assert valid(part).tolist() == [f is not None for f in flags[start:stop]]
+    no_nulls = pa.array([True, False, True])
+    assert bools(no_nulls).tolist() == [True, False, True]
+    assert valid(pa.array(["a", None, "b"])[1:]).tolist() == [False, True]
