@@ -176,3 +176,28 @@ def test_bools_and_valid_read_the_bitmaps_of_slices() -> None:
     no_nulls = pa.array([True, False, True])
     assert bools(no_nulls).tolist() == [True, False, True]
     assert valid(pa.array(["a", None, "b"])[1:]).tolist() == [False, True]
+
+
+@pytest.mark.parametrize(
+    "pattern", ["^O[0-9]{6,12}$", "^C[0-9]{6}$", "^X1[0-9]{3}$", "^[0-9]{0,3}$", "^ab-[0-9]{1,18}$"]
+)
+def test_byte_test_of_fixed_width_ids_with_one_odd_byte(pattern: str) -> None:
+    # GIVEN fixed-width arrays where every value matches but one, whose one byte is changed anywhere
+    digits = digit_pattern(pattern)
+    assert digits is not None
+    rng = random.Random(pattern + "odd")
+    prefix = digits.prefix.decode()
+    width = max(digits.max_digits, 1)
+    good = [prefix + "".join(rng.choice("0123456789") for _ in range(width)) for _ in range(300)]
+    arrays = [pa.array(good), pa.array(["x" * len(good[0]), *good])[1:]]
+    for odd in ["/", ":", "a", "O", "\n", " ", "1"]:
+        for position in range(len(good[0])):
+            values = list(good)
+            row = rng.randrange(len(values))
+            values[row] = values[row][:position] + odd + values[row][position + 1 :]
+            arrays.append(pa.array(values))
+    for values in arrays:
+        expected = pc.fill_null(pc.match_substring_regex(values, pattern), False).to_numpy(zero_copy_only=False)
+        # THEN the byte test agrees with RE2 on every value
+        assert digits.matches(values).tolist() == expected.tolist()
+    assert digits.matches(arrays[0]).all()
