@@ -45,3 +45,35 @@ def test_rows_are_the_files_rows_whatever_the_block_cuts(block: int, monkeypatch
     # THEN every row is read as written: 300 rows, none bad, no repeated id from a fake row
     assert (report.rows_read, report.bad_rows, report.decision) == (300, 0, "ACCEPTED")
     assert report.rule_counts.get("order_id.unique", 0) == 0
+
+
+def test_bad_and_invalid_rows_carry_their_data_row_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    orders: Contract = load_contract(CONTRACTS / "orders.yaml")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEADER)
+    expected: dict[int, list[str]] = {}
+    for row in range(1, 2_001):
+        if row % 97 == 0:
+            out.write("O1,C1\n")  # wrong field count
+            expected[row] = ["row.columns"]
+            continue
+        amount = "-1" if row % 89 == 0 else "11.9"
+        review = "two\nlines" if row % 7 == 0 else "fine"
+        writer.writerow([f"O{100000 + row}", "C000002", "2025-05-10T00:01:23Z", "P00519", amount, "1", "", review])
+        if row % 89 == 0:
+            expected[row] = ["amount.min"]
+    data = out.getvalue().encode()
+    monkeypatch.setattr(validator_module, "CSV_BLOCK", 4 * 1024)
+    reports = []
+    for per_check in (1, 3, 8):
+        # WHEN checked in small blocks, grouped in several ways, a few times over
+        monkeypatch.setattr(validator_module, "CSV_BATCHES_PER_CHECK", per_check)
+        for _ in range(3):
+            report = validate_stream(
+                io.BytesIO(data), name="o.csv", contract=orders, size=len(data), uploaded_at=UPLOADED, max_samples=100
+            )
+            reports.append({row["row"]: row["rules"] for row in report.samples})
+    # THEN every sample names its own data row (quoted newlines do not shift them) and every report is the same
+    assert reports[0] == expected
+    assert all(r == reports[0] for r in reports)
