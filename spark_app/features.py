@@ -6,6 +6,7 @@ Shape of the computation (one shuffle for everything windowed):
          ─(repartition by entity: the only shuffle, of raw events, not of aggregation buffers)
          ─(window lag per entity: gap to the previous event, when there are sequence features; no shuffle of its own)
          ─(explode: one copy per cutoff, keeping events before the cutoff and, for training cutoffs, the label window)
+         ─(percentiles: each copy's rank among its window's values, by window functions ordered by value: local sorts)
          ─(one group-by per entity+cutoff with conditional aggregates for every window: no second shuffle)
          ─(broadcast join: entity attributes, e.g. customer segment)
 
@@ -30,9 +31,11 @@ CUTOFF = "cutoff"
 ROLE = "_role"  # "train" or "score"
 DAY_US = 86_400 * 1_000_000
 TEXT_FIT_ROWS = 200_000
-# percentile_approx: relative error 1 / accuracy (Spark's doc), i.e. the returned value's rank is within n / 1000 of
-# the exact rank (n = values in the window); exact below accuracy / 2 values, where no two samples are merged.
-PERCENTILE_ACCURACY = 1_000
+# Percentiles are exact, by nearest rank: ``pK`` of the n values in a window is the ceil(K * n / 100)-th smallest, i.e.
+# the smallest value with at least K % of the values at or below it (SQL's percentile_disc: a value of the window,
+# never interpolated). Each event copy gets its rank among the window's values from a window function ordered by the
+# column, on the partitioning of the single shuffle; the group-by then keeps the value whose rank is the target. No
+# per-group object (digest, list) is built, so the group-by stays a hash aggregate of fixed-size buffers.
 # approx_count_distinct (HyperLogLog++, 512 registers at 5 %): relative standard deviation of the estimate; counts
 # of a few distinct values (one customer's products in a window) come out of its linear-counting range.
 DISTINCT_RSD = 0.05
@@ -231,13 +234,24 @@ def compute_features(
     def in_window(w: int) -> Column:
         return F.col(f"_in{w}")
 
+    ranked: dict[str, set[int]] = {}  # column -> windows whose ranks its percentiles need (added before the group-by)
+
+    def percentile(column: str, w: int, k: int) -> Column:
+        """The exact ``k``-th percentile (nearest rank) of ``column`` over window ``w``: the value of the window whose
+        rank among the window's non-null values is ceil(k * n / 100), in integers (no rounding of k * n / 100)."""
+        ranked.setdefault(column, set()).add(w)
+        rank, n = F.col(f"_rank_{column}_{w}"), F.col(f"_n_{column}_{w}")
+        target = F.floor((n * F.lit(k) + F.lit(99)) / F.lit(100))
+        return F.max(F.when(_ranks(in_window(w), column) & (rank == target), F.col(column).cast("double")))
+
     # --- windowed aggregates of the dataset's own columns
     for a in spec.aggregations:
-        pcts = [f for f in a.functions if PERCENTILE.match(f)]
         for w in windows:
             v = F.when(in_window(w), F.col(a.column))
             for fn in a.functions:
-                if fn in pcts:
+                if PERCENTILE.match(fn):
+                    what = f"{fn[1:]}th percentile (exact, nearest rank) of {a.column} over [cutoff - {w}d, cutoff)"
+                    add(window_name(a.column, fn, w), percentile(a.column, w, int(fn[1:])), "double", what)
                     continue
                 expr, type_ = _simple_agg(fn, v)
                 add(
@@ -246,11 +260,6 @@ def compute_features(
                     type_,
                     f"{_DESCRIBE[fn]} {a.column} over [cutoff - {w}d, cutoff)",
                 )
-            if pcts:
-                qs = F.percentile_approx(v.cast("double"), [int(p[1:]) / 100 for p in pcts], PERCENTILE_ACCURACY)
-                for i, p in enumerate(pcts):
-                    what = f"approximate {p[1:]}th percentile of {a.column} over [cutoff - {w}d, cutoff)"
-                    add(window_name(a.column, p, w), qs[i], "double", what)
 
     # --- aggregates over attributes of joined events (e.g. distinct categories, share of spend per category)
     for j in event_joins:
@@ -260,8 +269,11 @@ def compute_features(
                 v = F.when(in_window(w), F.col(f"_{j.dataset}_{a.column}"))
                 for fn in a.functions:
                     name = window_name(a.column, fn, w, prefix=f"{j.dataset}_")
-                    expr, type_ = _simple_agg(fn, v)
-                    what = _DESCRIBE.get(fn, f"approximate {fn[1:]}th percentile of")
+                    if PERCENTILE.match(fn):
+                        expr, type_ = percentile(f"_{j.dataset}_{a.column}", w, int(fn[1:])), "double"
+                    else:
+                        expr, type_ = _simple_agg(fn, v)
+                    what = _DESCRIBE.get(fn, f"{fn[1:]}th percentile (exact, nearest rank) of")
                     add(name, expr, type_, f"{what} {j.dataset}.{a.column} of the events over [cutoff - {w}d, cutoff)")
         for s in j.shares:
             values = ref_contract.column(s.column).allowed or ()
@@ -351,6 +363,22 @@ def compute_features(
         label_type = "double"
     population = F.max(before.cast("int"))  # entities with at least one event before the cutoff
 
+    # Ranks for the percentiles: per entity and cutoff, ordered by the column (one local sort per column: the
+    # partitioning by entity above already groups the rows, so no shuffle), the running and the total count of the
+    # window's non-null values. Running count = the row's rank when the row is in the window.
+    for column, ws in ranked.items():
+        by_value = Window.partitionBy(entity, CUTOFF, ROLE).orderBy(F.col(column))
+        running = by_value.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        whole = by_value.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+        counts = []
+        for w in sorted(ws):
+            one = _ranks(in_window(w), column).cast("int")
+            counts += [
+                F.sum(one).over(running).alias(f"_rank_{column}_{w}"),
+                F.sum(one).over(whole).alias(f"_n_{column}_{w}"),
+            ]
+        exploded = exploded.select("*", *counts)
+
     grouped = exploded.groupBy(entity, CUTOFF, ROLE).agg(
         *aggs, label_expr.cast(label_type).alias(label.name), population.alias("_population")
     )
@@ -417,9 +445,12 @@ def _simple_agg(fn: str, v: Column) -> tuple[Column, str]:
         return F.max(v), "double"
     if fn == "stddev":
         return F.stddev_samp(v), "double"
-    if PERCENTILE.match(fn):
-        return F.percentile_approx(v.cast("double"), int(fn[1:]) / 100, PERCENTILE_ACCURACY), "double"
     raise ValueError(f"unknown aggregation {fn!r}")
+
+
+def _ranks(in_window: Column, column: str) -> Column:
+    """Whether a row counts among the window's values for a percentile: in the window, value not null."""
+    return in_window & F.col(column).isNotNull()
 
 
 def _spark_type(contract: Contract, column: str) -> str:
