@@ -5,8 +5,9 @@ Shape of the computation (one shuffle for everything windowed):
          ─(text: per-event dense vector from a TF-IDF/Word2Vec model fitted before the first cutoff)
          ─(repartition by entity: the only shuffle, of raw events, not of aggregation buffers)
          ─(window lag per entity: gap to the previous event, when there are sequence features; no shuffle of its own)
+         ─(percentiles: each event's rank among each cutoff's window values, window functions per entity ordered by
+           the value; a local sort, no shuffle)
          ─(explode: one copy per cutoff, keeping events before the cutoff and, for training cutoffs, the label window)
-         ─(percentiles: each copy's rank among its window's values, by window functions ordered by value: local sorts)
          ─(one group-by per entity+cutoff with conditional aggregates for every window: no second shuffle)
          ─(broadcast join: entity attributes, e.g. customer segment)
 
@@ -197,13 +198,6 @@ def compute_features(
     if spec.text is not None:
         events, text_fit_rows = _text_vectors(events, contract, min(cutoffs.train))
 
-    # --- one copy of each event per cutoff it can inform (features before the cutoff, label window for training)
-    cut = [
-        F.struct(
-            F.lit(c).alias("c"), F.lit("train").alias("r"), F.lit(c + timedelta(days=label.horizon_days)).alias("e")
-        )
-        for c in cutoffs.train
-    ] + [F.struct(F.lit(cutoffs.score).alias("c"), F.lit("score").alias("r"), F.lit(cutoffs.score).alias("e"))]
     # One shuffle of the raw events by entity, before the copies per cutoff: the lag window and the group-by below
     # both reuse this partitioning, so no aggregation buffer crosses a shuffle. Without it Spark aggregates partially
     # before shuffling, and with a few events per entity and cutoff in each input split that partial step keeps
@@ -220,15 +214,6 @@ def compute_features(
     short = [spec.sequence.short_window_days, 2 * spec.sequence.short_window_days] if spec.sequence else []
     bounds = sorted({*windows, *short})
     age = F.unix_micros(F.col(CUTOFF).cast("timestamp")) - F.unix_micros(F.col(ts))
-    exploded = (
-        events.withColumn("_x", F.explode(F.array(*cut)))
-        .filter(F.col(ts) < F.col("_x.e").cast("timestamp"))
-        .withColumn(CUTOFF, F.col("_x.c"))
-        .withColumn(ROLE, F.col("_x.r"))
-        .drop("_x")
-        .select("*", age.alias(_AGE))
-        .select("*", *[((F.col(_AGE) > 0) & (F.col(_AGE) <= F.lit(w * DAY_US))).alias(f"_in{w}") for w in bounds])
-    )
     before = F.col(_AGE) > 0
 
     def in_window(w: int) -> Column:
@@ -363,21 +348,62 @@ def compute_features(
         label_type = "double"
     population = F.max(before.cast("int"))  # entities with at least one event before the cutoff
 
-    # Ranks for the percentiles: per entity and cutoff, ordered by the column (one local sort per column: the
-    # partitioning by entity above already groups the rows, so no shuffle), the running and the total count of the
-    # window's non-null values. Running count = the row's rank when the row is in the window.
-    for column, ws in ranked.items():
-        by_value = Window.partitionBy(entity, CUTOFF, ROLE).orderBy(F.col(column))
-        running = by_value.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-        whole = by_value.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    # Ranks for the percentiles, once per event before the copies per cutoff (half the rows to sort): per entity,
+    # ordered by the column (a local sort: the partitioning by entity above already groups the rows, no shuffle), for
+    # each cutoff and window the running and the total count of the window's non-null values; the running count is
+    # the event's rank when the event is in the window. Each copy then carries its own cutoff's counts.
+    ends = [(c, "train", c + timedelta(days=label.horizon_days)) for c in cutoffs.train]  # (cutoff, role, end)
+    ends.append((cutoffs.score, "score", cutoffs.score))
+    counted = [(column, w) for column, ws in ranked.items() for w in sorted(ws)]
+    if ranked:
         counts = []
-        for w in sorted(ws):
-            one = _ranks(in_window(w), column).cast("int")
-            counts += [
-                F.sum(one).over(running).alias(f"_rank_{column}_{w}"),
-                F.sum(one).over(whole).alias(f"_n_{column}_{w}"),
-            ]
-        exploded = exploded.select("*", *counts)
+        for column, ws in ranked.items():
+            by_value = Window.partitionBy(entity).orderBy(F.col(column))
+            running = by_value.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+            whole = by_value.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+            for i, (at, _, _) in enumerate(ends):
+                age_c = F.unix_micros(F.lit(at).cast("timestamp")) - F.unix_micros(F.col(ts))
+                for w in sorted(ws):
+                    one = ((age_c > 0) & (age_c <= F.lit(w * DAY_US)) & F.col(column).isNotNull()).cast("int")
+                    counts += [
+                        F.sum(one).over(running).alias(f"_rank_{column}_{w}_{i}"),
+                        F.sum(one).over(whole).alias(f"_n_{column}_{w}_{i}"),
+                    ]
+        events = events.select("*", *counts)
+
+    # --- one copy of each event per cutoff it can inform (features before the cutoff, label window for training)
+    cut = [
+        F.struct(
+            F.lit(c).alias("c"),
+            F.lit(r).alias("r"),
+            F.lit(e).alias("e"),
+            *[
+                F.col(f"_{k}_{column}_{w}_{i}").alias(f"_{k}_{column}_{w}")
+                for column, w in counted
+                for k in ("rank", "n")
+            ],
+        )
+        for i, (c, r, e) in enumerate(ends)
+    ]
+    per_cutoff = [f"_{k}_{column}_{w}_{i}" for column, w in counted for k in ("rank", "n") for i in range(len(ends))]
+    exploded = (
+        events.withColumn("_x", F.explode(F.array(*cut)))
+        .drop(*per_cutoff)
+        .filter(F.col(ts) < F.col("_x.e").cast("timestamp"))
+        .withColumn(CUTOFF, F.col("_x.c"))
+        .withColumn(ROLE, F.col("_x.r"))
+        .select(
+            "*",
+            *[
+                F.col(f"_x._{k}_{column}_{w}").alias(f"_{k}_{column}_{w}")
+                for column, w in counted
+                for k in ("rank", "n")
+            ],
+        )
+        .drop("_x")
+        .select("*", age.alias(_AGE))
+        .select("*", *[((F.col(_AGE) > 0) & (F.col(_AGE) <= F.lit(w * DAY_US))).alias(f"_in{w}") for w in bounds])
+    )
 
     grouped = exploded.groupBy(entity, CUTOFF, ROLE).agg(
         *aggs, label_expr.cast(label_type).alias(label.name), population.alias("_population")
