@@ -268,14 +268,15 @@ LIMITS = (
     "per-partition costs that dominate at 1M and that the bare scan does not pay; at 10M the feature stage's "
     "other parts (reference joins, text vectors, the sequence window, three writes) take most of the time beyond "
     "the windowed pass. In the single windowed pass the percentiles are exact, from ranks given by window "
-    "functions ordered by the value (one local sort of the event copies): about a third of the pass's CPU (1M: "
-    "6.6-8.2 JVM CPU-s without p50/p90 vs 10.3-11.8 with), about what the approximate digests cost before "
-    "(9.8-14.2 in the same runs); the naive version's exact percentile_disc costs it more than its digests did. "
-    "Tried and dropped: one sorted value list per entity and cutoff (collect_list makes the group-by an object "
-    "aggregate with sort fallback, no faster than the digests); raising "
-    "`spark.sql.objectHashAggregate.sortBased.fallbackThreshold` (slower). Not tried yet: ranks computed once per "
-    "event before the copies per cutoff (half the rows to sort), exact distinct counts from a window instead "
-    "of the HyperLogLog sketches, a cheaper curated write."
+    "functions per entity ordered by the value, computed once per event before the copies per cutoff (one local "
+    "sort): 1M, JVM CPU-s in warm sessions under load, 8.3-10.3 with p50/p90 (one run) vs 6.6-8.2 without "
+    "(another), and 10.2-12.1 for the approximate digests they replaced (same run as the first); the naive "
+    "version's exact percentile_disc costs it more than its digests did. Tried and dropped: one sorted value list "
+    "per entity and cutoff (collect_list makes the group-by an object aggregate with sort fallback: no faster "
+    "than the digests), ranks computed after the copies per cutoff (twice the rows to sort: 11.4-13.1), raising "
+    "`spark.sql.objectHashAggregate.sortBased.fallbackThreshold` (slower), exact distinct counts from a window "
+    "(the next event of the same entity and value) instead of the HyperLogLog sketches (slower, 1M CPU-s: 15.0/11.7 vs "
+    "12.5/10.8 in the same run). Not tried yet: a cheaper curated write."
 )
 
 

@@ -142,31 +142,37 @@ def test_percentile_rank_is_counted_in_integers(spark: SparkSession) -> None:
 
 
 def test_percentiles_match_sql_percentile_disc(spark: SparkSession) -> None:
-    """On pseudo-random amounts with ties and nulls, every window's percentiles equal Spark's own percentile_disc
-    (SQL's discrete percentile: the nearest rank) computed with one filtered group-by per window."""
+    """On pseudo-random amounts with ties and nulls, over a training and a scoring cutoff, every window's percentiles
+    equal Spark's own percentile_disc (SQL's discrete percentile: the nearest rank) computed with one filtered
+    group-by per cutoff and window."""
     contracts = load_contracts(CONTRACTS)
     orders = contracts["orders"]
     assert orders.features is not None
     ks = (5, 25, 50, 75, 90, 99)
-    pcts = (Aggregation("amount", tuple(f"p{k}" for k in ks)),)
-    contract = replace(orders, features=replace(orders.features, joins=(), text=None, sequence=None, aggregations=pcts))
-    cutoff = datetime(2026, 2, 1)
+    aggregations = (Aggregation("amount", tuple(f"p{k}" for k in ks)),)
+    features = replace(orders.features, joins=(), text=None, sequence=None, aggregations=aggregations)
+    contract = replace(orders, features=features)
+    cutoffs = Cutoffs((date(2026, 1, 2),), date(2026, 2, 1))
+    end = datetime(2026, 2, 1)
     rng = random.Random(7)
     rows = []
     for c in range(1, 7):
         for i in range(rng.randint(1, 60)):
             amount = None if rng.random() < 0.1 else float(rng.randint(1, 15))
-            age = timedelta(days=rng.randint(0, 400), seconds=rng.randint(1, 86_399))
-            rows.append((f"O{c}-{i}", f"C{c:06d}", cutoff - age, "P1", amount, 1, False, None))
+            age = timedelta(days=rng.randint(0, 400), seconds=rng.randint(0, 2) * 43_200)  # some at midnight
+            rows.append((f"O{c}-{i}", f"C{c:06d}", end - age, "P1", amount, 1, False, None))
     events = spark.createDataFrame(rows, COLUMNS)
-    result = compute_features(contract, events, {}, contracts, Cutoffs((), cutoff.date()))
-    got = {r["customer_id"]: r for r in result.frame.collect()}
+    result = compute_features(contract, events, {}, contracts, cutoffs)
+    got = {(r["customer_id"], r["cutoff"]): r for r in result.frame.collect()}
     checked = 0
-    for w in (30, 90, 365):
-        inside = events.filter(F.col("order_ts") >= F.lit(cutoff - timedelta(days=w)))
-        disc = [F.expr(f"percentile_disc({k / 100}) WITHIN GROUP (ORDER BY amount)").alias(f"p{k}") for k in ks]
-        for r in inside.groupBy("customer_id").agg(*disc).collect():
-            for k in ks:
-                assert got[r["customer_id"]][f"amount_p{k}_{w}d"] == r[f"p{k}"], (r["customer_id"], w, k)
-                checked += r[f"p{k}"] is not None
-    assert checked > 50
+    for cutoff in (*cutoffs.train, cutoffs.score):
+        at = datetime.combine(cutoff, datetime.min.time())
+        for w in (30, 90, 365):
+            inside = events.filter((F.col("order_ts") >= F.lit(at - timedelta(days=w))) & (F.col("order_ts") < at))
+            disc = [F.expr(f"percentile_disc({k / 100}) WITHIN GROUP (ORDER BY amount)").alias(f"p{k}") for k in ks]
+            for r in inside.groupBy("customer_id").agg(*disc).collect():
+                mine = got[(r["customer_id"], cutoff)]
+                for k in ks:
+                    assert mine[f"amount_p{k}_{w}d"] == r[f"p{k}"], (r["customer_id"], cutoff, w, k)
+                    checked += r[f"p{k}"] is not None
+    assert checked > 100
