@@ -34,9 +34,10 @@ DAY_US = 86_400 * 1_000_000
 TEXT_FIT_ROWS = 200_000
 # Percentiles are exact, by nearest rank: ``pK`` of the n values in a window is the ceil(K * n / 100)-th smallest, i.e.
 # the smallest value with at least K % of the values at or below it (SQL's percentile_disc: a value of the window,
-# never interpolated). Each event copy gets its rank among the window's values from a window function ordered by the
-# column, on the partitioning of the single shuffle; the group-by then keeps the value whose rank is the target. No
-# per-group object (digest, list) is built, so the group-by stays a hash aggregate of fixed-size buffers.
+# never interpolated). Each event gets, per cutoff and window, its rank among the window's values from window functions
+# per entity ordered by the column (on the partitioning of the single shuffle, before the copies per cutoff); the
+# group-by then keeps the value whose rank is the target. No per-group object (digest, list) is built, so the
+# group-by stays a hash aggregate of fixed-size buffers.
 # approx_count_distinct (HyperLogLog++, 512 registers at 5 %): relative standard deviation of the estimate; counts
 # of a few distinct values (one customer's products in a window) come out of its linear-counting range.
 DISTINCT_RSD = 0.05
