@@ -5,6 +5,8 @@ Shape of the computation (one shuffle for everything windowed):
          ─(text: per-event dense vector from a TF-IDF/Word2Vec model fitted before the first cutoff)
          ─(repartition by entity: the only shuffle, of raw events, not of aggregation buffers)
          ─(window lag per entity: gap to the previous event, when there are sequence features; no shuffle of its own)
+         ─(percentiles: each event's rank among each cutoff's window values, window functions per entity ordered by
+           the value; a local sort, no shuffle)
          ─(explode: one copy per cutoff, keeping events before the cutoff and, for training cutoffs, the label window)
          ─(one group-by per entity+cutoff with conditional aggregates for every window: no second shuffle)
          ─(broadcast join: entity attributes, e.g. customer segment)
@@ -30,9 +32,12 @@ CUTOFF = "cutoff"
 ROLE = "_role"  # "train" or "score"
 DAY_US = 86_400 * 1_000_000
 TEXT_FIT_ROWS = 200_000
-# percentile_approx: relative error 1 / accuracy (Spark's doc), i.e. the returned value's rank is within n / 1000 of
-# the exact rank (n = values in the window); exact below accuracy / 2 values, where no two samples are merged.
-PERCENTILE_ACCURACY = 1_000
+# Percentiles are exact, by nearest rank: ``pK`` of the n values in a window is the ceil(K * n / 100)-th smallest, i.e.
+# the smallest value with at least K % of the values at or below it (SQL's percentile_disc: a value of the window,
+# never interpolated). Each event gets, per cutoff and window, its rank among the window's values from window functions
+# per entity ordered by the column (on the partitioning of the single shuffle, before the copies per cutoff); the
+# group-by then keeps the value whose rank is the target. No per-group object (digest, list) is built, so the
+# group-by stays a hash aggregate of fixed-size buffers.
 # approx_count_distinct (HyperLogLog++, 512 registers at 5 %): relative standard deviation of the estimate; counts
 # of a few distinct values (one customer's products in a window) come out of its linear-counting range.
 DISTINCT_RSD = 0.05
@@ -194,13 +199,6 @@ def compute_features(
     if spec.text is not None:
         events, text_fit_rows = _text_vectors(events, contract, min(cutoffs.train))
 
-    # --- one copy of each event per cutoff it can inform (features before the cutoff, label window for training)
-    cut = [
-        F.struct(
-            F.lit(c).alias("c"), F.lit("train").alias("r"), F.lit(c + timedelta(days=label.horizon_days)).alias("e")
-        )
-        for c in cutoffs.train
-    ] + [F.struct(F.lit(cutoffs.score).alias("c"), F.lit("score").alias("r"), F.lit(cutoffs.score).alias("e"))]
     # One shuffle of the raw events by entity, before the copies per cutoff: the lag window and the group-by below
     # both reuse this partitioning, so no aggregation buffer crosses a shuffle. Without it Spark aggregates partially
     # before shuffling, and with a few events per entity and cutoff in each input split that partial step keeps
@@ -217,27 +215,29 @@ def compute_features(
     short = [spec.sequence.short_window_days, 2 * spec.sequence.short_window_days] if spec.sequence else []
     bounds = sorted({*windows, *short})
     age = F.unix_micros(F.col(CUTOFF).cast("timestamp")) - F.unix_micros(F.col(ts))
-    exploded = (
-        events.withColumn("_x", F.explode(F.array(*cut)))
-        .filter(F.col(ts) < F.col("_x.e").cast("timestamp"))
-        .withColumn(CUTOFF, F.col("_x.c"))
-        .withColumn(ROLE, F.col("_x.r"))
-        .drop("_x")
-        .select("*", age.alias(_AGE))
-        .select("*", *[((F.col(_AGE) > 0) & (F.col(_AGE) <= F.lit(w * DAY_US))).alias(f"_in{w}") for w in bounds])
-    )
     before = F.col(_AGE) > 0
 
     def in_window(w: int) -> Column:
         return F.col(f"_in{w}")
 
+    ranked: dict[str, set[int]] = {}  # column -> windows whose ranks its percentiles need (added before the group-by)
+
+    def percentile(column: str, w: int, k: int) -> Column:
+        """The exact ``k``-th percentile (nearest rank) of ``column`` over window ``w``: the value of the window whose
+        rank among the window's non-null values is ceil(k * n / 100), in integers (no rounding of k * n / 100)."""
+        ranked.setdefault(column, set()).add(w)
+        rank, n = F.col(f"_rank_{column}_{w}"), F.col(f"_n_{column}_{w}")
+        target = F.floor((n * F.lit(k) + F.lit(99)) / F.lit(100))
+        return F.max(F.when(_ranks(in_window(w), column) & (rank == target), F.col(column).cast("double")))
+
     # --- windowed aggregates of the dataset's own columns
     for a in spec.aggregations:
-        pcts = [f for f in a.functions if PERCENTILE.match(f)]
         for w in windows:
             v = F.when(in_window(w), F.col(a.column))
             for fn in a.functions:
-                if fn in pcts:
+                if PERCENTILE.match(fn):
+                    what = f"{fn[1:]}th percentile (exact, nearest rank) of {a.column} over [cutoff - {w}d, cutoff)"
+                    add(window_name(a.column, fn, w), percentile(a.column, w, int(fn[1:])), "double", what)
                     continue
                 expr, type_ = _simple_agg(fn, v)
                 add(
@@ -246,11 +246,6 @@ def compute_features(
                     type_,
                     f"{_DESCRIBE[fn]} {a.column} over [cutoff - {w}d, cutoff)",
                 )
-            if pcts:
-                qs = F.percentile_approx(v.cast("double"), [int(p[1:]) / 100 for p in pcts], PERCENTILE_ACCURACY)
-                for i, p in enumerate(pcts):
-                    what = f"approximate {p[1:]}th percentile of {a.column} over [cutoff - {w}d, cutoff)"
-                    add(window_name(a.column, p, w), qs[i], "double", what)
 
     # --- aggregates over attributes of joined events (e.g. distinct categories, share of spend per category)
     for j in event_joins:
@@ -260,8 +255,11 @@ def compute_features(
                 v = F.when(in_window(w), F.col(f"_{j.dataset}_{a.column}"))
                 for fn in a.functions:
                     name = window_name(a.column, fn, w, prefix=f"{j.dataset}_")
-                    expr, type_ = _simple_agg(fn, v)
-                    what = _DESCRIBE.get(fn, f"approximate {fn[1:]}th percentile of")
+                    if PERCENTILE.match(fn):
+                        expr, type_ = percentile(f"_{j.dataset}_{a.column}", w, int(fn[1:])), "double"
+                    else:
+                        expr, type_ = _simple_agg(fn, v)
+                    what = _DESCRIBE.get(fn, f"{fn[1:]}th percentile (exact, nearest rank) of")
                     add(name, expr, type_, f"{what} {j.dataset}.{a.column} of the events over [cutoff - {w}d, cutoff)")
         for s in j.shares:
             values = ref_contract.column(s.column).allowed or ()
@@ -351,6 +349,63 @@ def compute_features(
         label_type = "double"
     population = F.max(before.cast("int"))  # entities with at least one event before the cutoff
 
+    # Ranks for the percentiles, once per event before the copies per cutoff (half the rows to sort): per entity,
+    # ordered by the column (a local sort: the partitioning by entity above already groups the rows, no shuffle), for
+    # each cutoff and window the running and the total count of the window's non-null values; the running count is
+    # the event's rank when the event is in the window. Each copy then carries its own cutoff's counts.
+    ends = [(c, "train", c + timedelta(days=label.horizon_days)) for c in cutoffs.train]  # (cutoff, role, end)
+    ends.append((cutoffs.score, "score", cutoffs.score))
+    counted = [(column, w) for column, ws in ranked.items() for w in sorted(ws)]
+    if ranked:
+        counts = []
+        for column, ws in ranked.items():
+            by_value = Window.partitionBy(entity).orderBy(F.col(column))
+            running = by_value.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+            whole = by_value.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+            for i, (at, _, _) in enumerate(ends):
+                age_c = F.unix_micros(F.lit(at).cast("timestamp")) - F.unix_micros(F.col(ts))
+                for w in sorted(ws):
+                    one = ((age_c > 0) & (age_c <= F.lit(w * DAY_US)) & F.col(column).isNotNull()).cast("int")
+                    counts += [
+                        F.sum(one).over(running).alias(f"_rank_{column}_{w}_{i}"),
+                        F.sum(one).over(whole).alias(f"_n_{column}_{w}_{i}"),
+                    ]
+        events = events.select("*", *counts)
+
+    # --- one copy of each event per cutoff it can inform (features before the cutoff, label window for training)
+    cut = [
+        F.struct(
+            F.lit(c).alias("c"),
+            F.lit(r).alias("r"),
+            F.lit(e).alias("e"),
+            *[
+                F.col(f"_{k}_{column}_{w}_{i}").alias(f"_{k}_{column}_{w}")
+                for column, w in counted
+                for k in ("rank", "n")
+            ],
+        )
+        for i, (c, r, e) in enumerate(ends)
+    ]
+    per_cutoff = [f"_{k}_{column}_{w}_{i}" for column, w in counted for k in ("rank", "n") for i in range(len(ends))]
+    exploded = (
+        events.withColumn("_x", F.explode(F.array(*cut)))
+        .drop(*per_cutoff)
+        .filter(F.col(ts) < F.col("_x.e").cast("timestamp"))
+        .withColumn(CUTOFF, F.col("_x.c"))
+        .withColumn(ROLE, F.col("_x.r"))
+        .select(
+            "*",
+            *[
+                F.col(f"_x._{k}_{column}_{w}").alias(f"_{k}_{column}_{w}")
+                for column, w in counted
+                for k in ("rank", "n")
+            ],
+        )
+        .drop("_x")
+        .select("*", age.alias(_AGE))
+        .select("*", *[((F.col(_AGE) > 0) & (F.col(_AGE) <= F.lit(w * DAY_US))).alias(f"_in{w}") for w in bounds])
+    )
+
     grouped = exploded.groupBy(entity, CUTOFF, ROLE).agg(
         *aggs, label_expr.cast(label_type).alias(label.name), population.alias("_population")
     )
@@ -417,9 +472,12 @@ def _simple_agg(fn: str, v: Column) -> tuple[Column, str]:
         return F.max(v), "double"
     if fn == "stddev":
         return F.stddev_samp(v), "double"
-    if PERCENTILE.match(fn):
-        return F.percentile_approx(v.cast("double"), int(fn[1:]) / 100, PERCENTILE_ACCURACY), "double"
     raise ValueError(f"unknown aggregation {fn!r}")
+
+
+def _ranks(in_window: Column, column: str) -> Column:
+    """Whether a row counts among the window's values for a percentile: in the window, value not null."""
+    return in_window & F.col(column).isNotNull()
 
 
 def _spark_type(contract: Contract, column: str) -> str:

@@ -1,16 +1,19 @@
-"""compute_features with the other contract options: a regression label and Word2Vec text features."""
+"""compute_features with the other contract options: a regression label, Word2Vec text features, gaps per cutoff
+and exact percentiles per window."""
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from dropzone.contract import Label, load_contracts
+from dropzone.contract import Aggregation, Label, load_contracts
 from spark_app.features import Cutoffs, compute_features
 
 pytestmark = pytest.mark.spark
@@ -75,3 +78,101 @@ def test_gaps_per_cutoff_use_only_earlier_events(spark: SparkSession) -> None:
     assert (first["product_id_distinct_30d"], second["product_id_distinct_30d"]) == (1, 2)
     assert first["active_next_30d"] == 1
     assert score["active_next_30d"] is None
+
+
+def test_exact_percentiles_by_nearest_rank_per_window(spark: SparkSession) -> None:
+    """pK is the ceil(K * n / 100)-th smallest value of the window (never interpolated), nulls ignored, each window
+    its own values."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    pcts = (Aggregation("amount", ("p50", "p70", "p90")),)
+    contract = replace(orders, features=replace(orders.features, joins=(), text=None, sequence=None, aggregations=pcts))
+    cutoff = datetime(2026, 2, 1)
+    # C000001, 30-day window: 1..10 (10 exactly 30 days before the cutoff, so inside), in an order unrelated to their
+    # times, and a null amount. 90 days: also 100 (one second outside 30 days) and 0.5. 365 days: also 1000.
+    in_30 = [(7, 1), (3, 2), (9, 3), (1, 4), (4, 5), (2, 6), (8, 7), (5, 8), (6, 9)]
+    rows = [(f"O{v}", "C000001", cutoff - timedelta(days=d), "P1", float(v), 1, False, None) for v, d in in_30]
+    rows += [
+        ("O10", "C000001", cutoff - timedelta(days=30), "P1", 10.0, 1, False, None),
+        ("O11", "C000001", cutoff - timedelta(days=12), "P1", None, 1, False, None),
+        ("O12", "C000001", cutoff - timedelta(days=30, seconds=1), "P1", 100.0, 1, False, None),
+        ("O13", "C000001", cutoff - timedelta(days=60), "P1", 0.5, 1, False, None),
+        ("O14", "C000001", cutoff - timedelta(days=200), "P1", 1000.0, 1, False, None),
+        ("O15", "C000002", cutoff - timedelta(days=100), "P1", 42.0, 1, False, None),  # 365-day window only
+    ]
+    events = spark.createDataFrame(rows, COLUMNS)
+    result = compute_features(contract, events, {}, contracts, Cutoffs((cutoff.date(),), date(2026, 3, 3)))
+    got = {(r["customer_id"], r["_role"]): r for r in result.frame.collect()}
+    c1, c2 = got[("C000001", "train")], got[("C000002", "train")]
+    # 30 days: 1..10 -> 5th, 7th, 9th.
+    assert (c1["amount_p50_30d"], c1["amount_p70_30d"], c1["amount_p90_30d"]) == (5.0, 7.0, 9.0)
+    # 90 days: 0.5, 1..10, 100 (n = 12) -> 6th, 9th (ceil 8.4), 11th (ceil 10.8).
+    assert (c1["amount_p50_90d"], c1["amount_p70_90d"], c1["amount_p90_90d"]) == (5.0, 8.0, 10.0)
+    # 365 days: 0.5, 1..10, 100, 1000 (n = 13) -> 7th (ceil 6.5), 10th (ceil 9.1), 12th (ceil 11.7).
+    assert (c1["amount_p50_365d"], c1["amount_p70_365d"], c1["amount_p90_365d"]) == (6.0, 9.0, 100.0)
+    assert (c2["amount_p50_30d"], c2["amount_p90_90d"], c2["amount_p50_365d"], c2["amount_p90_365d"]) == (
+        None,
+        None,
+        42.0,
+        42.0,
+    )
+    # Scoring cutoff 2026-03-03: 30 days hold nothing, 90 days (from 2025-12-03) hold 1..10, 100 and 0.5.
+    s1 = got[("C000001", "score")]
+    assert (s1["amount_p50_30d"], s1["amount_p90_90d"], s1["amount_p90_365d"]) == (None, 10.0, 100.0)
+    descriptions = {f.name: f.description for f in result.features}
+    assert (
+        descriptions["amount_p70_90d"] == "70th percentile (exact, nearest rank) of amount over [cutoff - 90d, cutoff)"
+    )
+
+
+def test_percentile_rank_is_counted_in_integers(spark: SparkSession) -> None:
+    """0.28 * 25 is 7.000000000000001 in floating point: p28 of 25 values must still be the 7th, not the 8th."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    pcts = (Aggregation("amount", ("p28", "p1", "p99")),)
+    contract = replace(orders, features=replace(orders.features, joins=(), text=None, sequence=None, aggregations=pcts))
+    cutoff = datetime(2026, 2, 1)
+    # 25 values 10, 20, ..., 250 on the 25 days before the cutoff, the largest first.
+    rows = [(f"O{d}", "C000001", cutoff - timedelta(days=d), "P1", 10.0 * d, 1, False, None) for d in range(1, 26)]
+    result = compute_features(contract, spark.createDataFrame(rows, COLUMNS), {}, contracts, Cutoffs((), cutoff.date()))
+    row = result.frame.collect()[0]
+    assert (row["amount_p28_30d"], row["amount_p1_30d"], row["amount_p99_30d"]) == (70.0, 10.0, 250.0)
+
+
+def test_percentiles_match_sql_percentile_disc(spark: SparkSession) -> None:
+    """On pseudo-random amounts with ties and nulls, over a training and a scoring cutoff, every window's percentiles
+    equal Spark's own percentile_disc (SQL's discrete percentile: the nearest rank) computed with one filtered
+    group-by per cutoff and window."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    ks = (5, 25, 50, 75, 90, 99)
+    aggregations = (Aggregation("amount", tuple(f"p{k}" for k in ks)),)
+    features = replace(orders.features, joins=(), text=None, sequence=None, aggregations=aggregations)
+    contract = replace(orders, features=features)
+    cutoffs = Cutoffs((date(2026, 1, 2),), date(2026, 2, 1))
+    end = datetime(2026, 2, 1)
+    rng = random.Random(7)
+    rows = []
+    for c in range(1, 7):
+        for i in range(rng.randint(1, 60)):
+            amount = None if rng.random() < 0.1 else float(rng.randint(1, 15))
+            age = timedelta(days=rng.randint(0, 400), seconds=rng.randint(0, 2) * 43_200)  # some at midnight
+            rows.append((f"O{c}-{i}", f"C{c:06d}", end - age, "P1", amount, 1, False, None))
+    events = spark.createDataFrame(rows, COLUMNS)
+    result = compute_features(contract, events, {}, contracts, cutoffs)
+    got = {(r["customer_id"], r["cutoff"]): r for r in result.frame.collect()}
+    checked = 0
+    for cutoff in (*cutoffs.train, cutoffs.score):
+        at = datetime.combine(cutoff, datetime.min.time())
+        for w in (30, 90, 365):
+            inside = events.filter((F.col("order_ts") >= F.lit(at - timedelta(days=w))) & (F.col("order_ts") < at))
+            disc = [F.expr(f"percentile_disc({k / 100}) WITHIN GROUP (ORDER BY amount)").alias(f"p{k}") for k in ks]
+            for r in inside.groupBy("customer_id").agg(*disc).collect():
+                mine = got[(r["customer_id"], cutoff)]
+                for k in ks:
+                    assert mine[f"amount_p{k}_{w}d"] == r[f"p{k}"], (r["customer_id"], cutoff, w, k)
+                    checked += r[f"p{k}"] is not None
+    assert checked > 100
