@@ -163,8 +163,10 @@ def build_features(
         references[d] = read_table(spark, table_uri(args.curated, d))
     # Events on or after the score cutoff are never used (features and labels end there): prune partitions.
     events = events.filter(F.col(EVENT_DATE) < F.lit(as_of)).drop(BATCH_ID)
-    # The text model is fitted before the main pass: keep the events for the passes that follow.
-    if contract.features is not None and contract.features.text is not None:
+    # Word2Vec is fitted before the main pass: keep the events for the passes that follow (TF-IDF needs no pass of
+    # its own: its weights come from counts the main pass takes).
+    text = contract.features.text if contract.features is not None else None
+    if text is not None and text.method == "word2vec":
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
     result = compute_features(contract, events, references, contracts, cutoffs)
     vf = contract.training.validation_fraction
@@ -174,7 +176,9 @@ def build_features(
         .when(bucket < F.lit(round(vf * SPLIT_BUCKETS)), "validation")
         .otherwise("train")
     )
-    frame = result.frame.withColumn("_split", split).persist()
+    frame = result.frame.withColumn("_split", split)
+    if result.cached is None:  # else the frame is already read from a cache (see compute_features)
+        frame = frame.persist()
     out = run_dir(args)
     outputs = {}
     feature_cols = [f.name for f in result.features]
@@ -186,6 +190,8 @@ def build_features(
         outputs[name] = uri
     stats, overall = _feature_stats(frame, result, contract.label.name)
     frame.unpersist()
+    if result.cached is not None:
+        result.cached.unpersist()
     events.unpersist()
     label_info: dict[str, Any] = {"name": contract.label.name, "kind": contract.label.kind}
     if contract.label.is_classification:
