@@ -13,11 +13,12 @@ Reference datasets (no timestamp) are small: the whole table is merged the same 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from dropzone.contract import Contract
@@ -37,6 +38,7 @@ class CurateResult:
     replaced_rows: int  # existing rows replaced by a newer delivery of the same key
     rows_written: int  # rows of the batch now in the table
     partitions: list[str]
+    counts: tuple[Any, ...] = ()  # values of the caller's ``counts`` aggregates
 
 
 def table_uri(curated_root: str, dataset: str) -> str:
@@ -85,11 +87,14 @@ def latest_partition(table: DataFrame) -> date | None:
     return date.fromisoformat(max(dates)) if dates else None
 
 
-def _rank_per_key(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
-    """``_rn`` = 1 for the row kept per key: highest priority (newest delivery), then latest file, then a content
-    hash (deterministic)."""
-    content = F.xxhash64(*[F.col(c) for c in df.columns if c not in (_PRIORITY, FILE_INDEX)])
-    order = Window.partitionBy(*keys).orderBy(F.col(_PRIORITY).desc(), F.col(FILE_INDEX).desc(), content.desc())
+def _rank_per_key(
+    df: DataFrame, keys: tuple[str, ...], content_columns: list[str] | None = None, group: tuple[str, ...] = ()
+) -> DataFrame:
+    """``_rn`` = 1 for the row kept per key (and ``group`` value): highest priority (newest delivery), then latest
+    file, then a hash of ``content_columns`` (default: every column but the priority and file; deterministic)."""
+    content_columns = content_columns or [c for c in df.columns if c not in (_PRIORITY, FILE_INDEX)]
+    content = F.xxhash64(*[F.col(c) for c in content_columns])
+    order = Window.partitionBy(*keys, *group).orderBy(F.col(_PRIORITY).desc(), F.col(FILE_INDEX).desc(), content.desc())
     return df.withColumn("_rn", F.row_number().over(order))
 
 
@@ -98,27 +103,47 @@ def _latest_per_key(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
     return _rank_per_key(df, keys).filter(F.col("_rn") == 1).drop("_rn")
 
 
-def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: str, curated_root: str) -> CurateResult:
-    """Merge the batch's valid rows (contract columns + ``_file_index``) into the curated table."""
+def curate(
+    spark: SparkSession,
+    contract: Contract,
+    rows: DataFrame,
+    batch_id: str,
+    curated_root: str,
+    *,
+    bad: str | None = None,
+    counts: Sequence[Column] = (),
+) -> CurateResult:
+    """Merge the batch's valid rows (contract columns + ``_file_index``) into the curated table.
+
+    With ``bad`` (a boolean column), ``rows`` is the whole checked batch and rows where it is true are left out;
+    ``counts`` are aggregates over every row of ``rows`` (e.g. rule failures), taken in the pass that counts the
+    merge's own rows (``CurateResult.counts``), so the batch is parsed and checked once, cached once."""
     uri = table_uri(curated_root, contract.dataset)
     keys = contract.unique_columns
     columns = list(contract.column_names)
-    new = rows.select(*columns, FILE_INDEX).withColumn(BATCH_ID, F.lit(batch_id)).withColumn(_PRIORITY, F.lit(1))
+    extra = [c for c in rows.columns if c not in (*columns, FILE_INDEX)] if bad or counts else []
+    new = rows.select(*columns, FILE_INDEX, *extra)
+    new = new.withColumn(BATCH_ID, F.lit(batch_id)).withColumn(_PRIORITY, F.lit(1))
     partitioned = contract.timestamp is not None
     if partitioned:
         assert contract.timestamp is not None
         new = new.withColumn(EVENT_DATE, F.to_date(F.col(contract.timestamp)))
-    # One window over the batch's keys ranks every row (rank 1 = the row kept); the ranked batch is cached, and one
-    # aggregate gives the row counts and the touched dates.
-    ranked = (_rank_per_key(new, keys) if keys else new.withColumn("_rn", F.lit(1))).persist()
+    good = ~F.col(bad) if bad else F.lit(True)
+    # One window over the batch's keys ranks every row (rank 1 = the row kept; bad rows are ranked apart and never
+    # kept); the ranked batch is cached, and one aggregate gives the row counts, the touched dates and ``counts``.
+    content = [*columns, BATCH_ID, *([EVENT_DATE] if partitioned else [])]
+    group = (bad,) if bad else ()
+    ranked = (_rank_per_key(new, keys, content, group) if keys else new.withColumn("_rn", F.lit(1))).persist()
+    dates = F.collect_set(F.when(good, F.col(EVENT_DATE).cast("string"))) if partitioned else F.lit(None)
     counted = ranked.agg(
-        F.count(F.lit(1)),
-        F.count_if(F.col("_rn") == 1),
-        F.collect_set(F.col(EVENT_DATE).cast("string")) if partitioned else F.lit(None).cast("array<string>"),
+        F.count_if(good),
+        F.count_if(good & (F.col("_rn") == 1)),
+        dates.cast("array<string>"),
+        *counts,
     ).collect()[0]
     rows_in, rows_written = int(counted[0]), int(counted[1])
     duplicate_rows = rows_in - rows_written
-    deduped = ranked.filter(F.col("_rn") == 1).drop("_rn")
+    deduped = ranked.filter(good & (F.col("_rn") == 1)).drop("_rn", *extra)
     partitions = sorted(counted[2] or []) if partitioned else []
     out_columns = [*columns, BATCH_ID, *([EVENT_DATE] if partitioned else [])]
 
@@ -161,7 +186,7 @@ def curate(spark: SparkSession, contract: Contract, rows: DataFrame, batch_id: s
         # The whole (small) dimension is rewritten: cut the lineage so Spark is not reading the path it overwrites.
         merged.localCheckpoint(eager=True).coalesce(1).write.mode("overwrite").parquet(spark_path(uri))
     ranked.unpersist()
-    return CurateResult(uri, rows_in, duplicate_rows, replaced, rows_written, partitions)
+    return CurateResult(uri, rows_in, duplicate_rows, replaced, rows_written, partitions, tuple(counted[3:]))
 
 
 def _partition_uri(uri: str, event_date: str) -> str:

@@ -2,7 +2,7 @@
 
 Shape of the computation (one shuffle for everything windowed):
   events ─(broadcast join: reference attributes of each event, e.g. product category)
-         ─(text: per-event dense vector from a TF-IDF/Word2Vec model fitted before the first cutoff)
+         ─(text: per-event term counts (TF-IDF) or Word2Vec vector; Word2Vec is fitted before the first cutoff)
          ─(repartition by entity: the only shuffle, of raw events, not of aggregation buffers)
          ─(window lag per entity: gap to the previous event, when there are sequence features; no shuffle of its own)
          ─(percentiles: each event's rank among each cutoff's window values, window functions per entity ordered by
@@ -10,6 +10,7 @@ Shape of the computation (one shuffle for everything windowed):
          ─(explode: one copy per cutoff, keeping events before the cutoff and, for training cutoffs, the label window)
          ─(one group-by per entity+cutoff with conditional aggregates for every window: no second shuffle)
          ─(broadcast join: entity attributes, e.g. customer segment)
+         ─(TF-IDF: the IDF weights from document counts the group-by also took, applied to the cached result)
 
 Features for a cutoff use only events strictly before it; window ``w`` is ``[cutoff - w days, cutoff)``; the
 label uses ``[cutoff, cutoff + horizon)``. Column names follow the rule in docs/features.md.
@@ -17,11 +18,12 @@ label uses ``[cutoff, cutoff + horizon)``. Column names follow the rule in docs/
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from pyspark.ml.feature import IDF, HashingTF, NGram, RegexTokenizer, Word2Vec
+from pyspark.ml.feature import HashingTF, NGram, RegexTokenizer, Word2Vec
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -54,6 +56,8 @@ _DESCRIBE = {
 _AGE = "_age_us"  # microseconds from the event to the cutoff: > 0 means strictly before the cutoff
 _GAP = "_gap_days"
 _TEXT = "_text_vec"
+_TEXT_FIT = "_text_fit"  # TF-IDF: the event's text is one of the documents the IDF weights are fitted on
+_IDF_DOCS = "_idf_docs"
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class FeatureResult:
     missing_references: list[str] = field(default_factory=list)
     counters: list[str] = field(default_factory=list)  # internal per-row counter columns, summed into the manifest
     text_fit_rows: int = 0  # events the text model was fitted on
+    cached: DataFrame | None = None  # persisted frame ``frame`` is read from (TF-IDF): unpersist it when done
 
 
 @dataclass(frozen=True)
@@ -105,12 +110,16 @@ def latest_per_key(ref: DataFrame, key: str) -> DataFrame:
 
 
 def _text_vectors(events: DataFrame, contract: Contract, fit_before: date) -> tuple[DataFrame, int]:
-    """Adds a dense per-event text vector (array<double>) whose IDF weights are fitted only on events before
-    ``fit_before``.
+    """Adds a per-event text vector (array<double>, null for an empty text); only events before ``fit_before``
+    inform the text model.
 
-    ``tfidf``: the words and n-grams are hashed straight into ``num_features`` buckets (HashingTF) and weighted by
-    an IDF fitted on every non-empty text before ``fit_before``: one aggregation pass, no sample, no PCA. ``word2vec``:
-    the Word2Vec document vector, fitted on a deterministic sample of at most ``TEXT_FIT_ROWS`` of those texts.
+    ``tfidf``: the words and n-grams hashed straight into ``num_features`` buckets (HashingTF): the vector holds the
+    term counts, and ``_text_fit`` flags the texts the IDF is fitted on (every non-empty text before
+    ``fit_before``). The IDF weights are per bucket, so the mean of the weighted vectors is the weight times the mean
+    of the counts: the weights are applied after the feature pass (``_apply_idf``), from document counts that pass
+    takes too, rather than fitted in a pass of their own (no second scan and tokenization of the events). The
+    returned fit rows are 0 then. ``word2vec``: the Word2Vec document vector, fitted on a deterministic sample of at
+    most ``TEXT_FIT_ROWS`` of those texts.
     """
     assert contract.features is not None
     assert contract.features.text is not None
@@ -125,8 +134,10 @@ def _text_vectors(events: DataFrame, contract: Contract, fit_before: date) -> tu
         prepared = NGram(n=n, inputCol="_tokens", outputCol=f"_g{n}").transform(prepared)
         grams.append(F.col(f"_g{n}"))
     prepared = prepared.withColumn("_terms", F.concat(*grams) if len(grams) > 1 else grams[0])
-    history = prepared.filter(has_text & (F.col(contract.timestamp) < F.lit(fit_before).cast("timestamp")))
+    fit = has_text & (F.col(contract.timestamp) < F.lit(fit_before).cast("timestamp"))
+    fit_rows = 0
     if text.method == "word2vec":
+        history = prepared.filter(fit)
         fit_rows = history.count()
         if fit_rows < 2:  # too little text to fit: text features stay null
             return events.withColumn(_TEXT, F.lit(None).cast("array<double>")), fit_rows
@@ -139,17 +150,30 @@ def _text_vectors(events: DataFrame, contract: Contract, fit_before: date) -> tu
         w2v = Word2Vec(vectorSize=k, minCount=1, seed=42, inputCol="_terms", outputCol="_vec", maxIter=1)
         vectors = w2v.fit(sample.coalesce(1)).transform(prepared)
     else:
-        tf = HashingTF(numFeatures=k, inputCol="_terms", outputCol="_tf")
-        # The IDF fit is one aggregation over the history; its document count is the number of texts it saw.
-        idf = IDF(inputCol="_tf", outputCol="_vec").fit(tf.transform(history.select("_terms")))
-        fit_rows = int(idf.numDocs)
-        if fit_rows < 2:  # too little text to weigh terms: text features stay null
-            return events.withColumn(_TEXT, F.lit(None).cast("array<double>")), fit_rows
-        vectors = idf.transform(tf.transform(prepared))
+        vectors = HashingTF(numFeatures=k, inputCol="_terms", outputCol="_vec").transform(prepared)
+        vectors = vectors.withColumn(_TEXT_FIT, fit)
     vectors = vectors.withColumn(_TEXT, F.when(has_text, vector_to_array(F.col("_vec"))))
-    return vectors.drop(
-        "_t", "_tokens", "_terms", "_tf", "_vec", *[f"_g{n}" for n in range(2, text.ngrams + 1)]
-    ), fit_rows
+    return vectors.drop("_t", "_tokens", "_terms", "_vec", *[f"_g{n}" for n in range(2, text.ngrams + 1)]), fit_rows
+
+
+def _apply_idf(frame: DataFrame, names: list[str]) -> tuple[DataFrame, int, DataFrame]:
+    """The TF-IDF features: each bucket's mean term count (column of ``names``) times MLlib's IDF weight
+    ``log((m + 1) / (df + 1))``, m the fitted texts and df those with a term in the bucket (Spark's IDF doc), from the
+    counts in ``_idf_docs`` / ``_idf_df<i>``; null when fewer than two texts were fitted. Persists the frame (the
+    feature pass runs once, here) and returns (weighted frame without the counts, m, the persisted frame)."""
+    counts = [_IDF_DOCS, *[f"_idf_df{i}" for i in range(len(names))]]
+    cached = frame.persist()
+    sums = cached.agg(*[F.coalesce(F.sum(c), F.lit(0)) for c in counts]).collect()[0]
+    docs = int(sums[0])
+    weights = {n: math.log((docs + 1) / (int(df) + 1)) for n, df in zip(names, sums[1:], strict=True)}
+
+    def weighted(n: str) -> Column:
+        if docs < 2:  # too little text to weigh terms: text features stay null
+            return F.lit(None).cast("double").alias(n)
+        return (F.col(n) * F.lit(weights[n])).alias(n)
+
+    out = cached.select(*[weighted(c) if c in weights else F.col(c) for c in frame.columns if c not in counts])
+    return out, docs, cached
 
 
 def compute_features(
@@ -194,7 +218,7 @@ def compute_features(
             )
             events = events.join(F.broadcast(small), on=j.key, how="left")
 
-    # --- text: dense per-event vector, fitted before the first cutoff (no leakage into the transform)
+    # --- text: per-event vector; the model (IDF weights or Word2Vec) sees only events before the first cutoff
     text_fit_rows = 0
     if spec.text is not None:
         events, text_fit_rows = _text_vectors(events, contract, min(cutoffs.train))
@@ -326,10 +350,12 @@ def compute_features(
         )
 
     # --- text features: mean of the per-event vectors over the longest window
+    text_names: list[str] = []
     if spec.text is not None:
         tw = windows[-1]
         for i in range(spec.text.num_features):
             name = f"{spec.text.column}_{spec.text.method}_{i}"
+            text_names.append(name)
             add(
                 name,
                 F.avg(F.when(in_window(tw), F.col(_TEXT)[i])),
@@ -337,6 +363,14 @@ def compute_features(
                 f"component {i} of the mean {spec.text.method} vector of non-empty {spec.text.column}"
                 f" over [cutoff - {tw}d, cutoff)",
             )
+    idf_counts: list[str] = []
+    if spec.text is not None and spec.text.method == "tfidf":
+        # IDF document counts, from the scoring cutoff's copy of each event: every event before the first training
+        # cutoff has one (in the scoring population), so summing these over the result counts each fitted text once.
+        fitted = (F.col(ROLE) == "score") & F.col(_TEXT_FIT)
+        idf_counts = [_IDF_DOCS, *[f"_idf_df{i}" for i in range(spec.text.num_features)]]
+        aggs.append(F.count_if(fitted).alias(_IDF_DOCS))
+        aggs += [F.count_if(fitted & (F.col(_TEXT)[i] > 0)).alias(f"_idf_df{i}") for i in range(len(text_names))]
 
     # --- label
     in_label = F.col(_AGE) <= 0
@@ -450,9 +484,12 @@ def compute_features(
             )
 
     ordered = [entity, CUTOFF, ROLE, *[f.name for f in features], label.name, *counters]
-    frame = result.select(*ordered)
+    frame = result.select(*ordered, *idf_counts)
     frame_counters = list(dict.fromkeys(counters))
-    return FeatureResult(frame, features, sorted(set(missing)), frame_counters, text_fit_rows)
+    cached = None
+    if idf_counts:
+        frame, text_fit_rows, cached = _apply_idf(frame, text_names)
+    return FeatureResult(frame, features, sorted(set(missing)), frame_counters, text_fit_rows, cached)
 
 
 def _simple_agg(fn: str, v: Column) -> tuple[Column, str]:

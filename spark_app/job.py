@@ -27,7 +27,7 @@ from spark_app.io import (
     spark_path,
     write_text,
 )
-from spark_app.rules import BAD, compile_rules, rule_failure_counts
+from spark_app.rules import BAD, compile_rules, failure_count_columns, failure_counts
 
 SPLIT_BUCKETS = 10_000
 STATS_CHUNK = 64  # aggregate expressions per manifest-statistics job
@@ -84,16 +84,19 @@ def run_dir(args: JobArgs) -> str:
     return join_uri(args.features, args.dataset, f"run={args.run_id}")
 
 
-def _validate(spark: SparkSession, contract: Contract, batch: Batch) -> tuple[DataFrame, RuleCounts, DataFrame]:
-    """Typed rows of the batch that pass every blocking row rule, the rule counts, and the cached checked batch
-    (the caller unpersists it once the good rows are curated)."""
+def _validate_and_curate(
+    spark: SparkSession, contract: Contract, batch: Batch, curated_root: str
+) -> tuple[RuleCounts, CurateResult]:
+    """Merges the rows of the batch that pass every blocking row rule into the curated table; the rule counts are
+    taken in the merge's counting pass (the batch is read and checked once)."""
     compiled = compile_rules(read_batch(spark, contract, batch), contract)
-    checked = compiled.frame.persist()
-    rows, bad, failures = rule_failure_counts(checked, compiled)
-    good = checked.filter(~F.col(BAD)).drop(BAD, *compiled.flags.values())
+    curated = curate(
+        spark, contract, compiled.frame, batch.batch_id, curated_root, bad=BAD, counts=failure_count_columns(compiled)
+    )
+    rows, bad, failures = failure_counts(curated.counts, compiled)
     blocking = {k: v for k, v in failures.items() if k in compiled.blocking}
     flagged = {k: v for k, v in failures.items() if k not in compiled.blocking}
-    return good, RuleCounts(rows, bad, blocking, flagged), checked
+    return RuleCounts(rows, bad, blocking, flagged), curated
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,10 @@ def build_features(
         references[d] = read_table(spark, table_uri(args.curated, d))
     # Events on or after the score cutoff are never used (features and labels end there): prune partitions.
     events = events.filter(F.col(EVENT_DATE) < F.lit(as_of)).drop(BATCH_ID)
-    # The text model is fitted before the main pass: keep the events for the passes that follow.
-    if contract.features is not None and contract.features.text is not None:
+    # Word2Vec is fitted before the main pass: keep the events for the passes that follow (TF-IDF needs no pass of
+    # its own: its weights come from counts the main pass takes).
+    text = contract.features.text if contract.features is not None else None
+    if text is not None and text.method == "word2vec":
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
     result = compute_features(contract, events, references, contracts, cutoffs)
     vf = contract.training.validation_fraction
@@ -174,7 +179,9 @@ def build_features(
         .when(bucket < F.lit(round(vf * SPLIT_BUCKETS)), "validation")
         .otherwise("train")
     )
-    frame = result.frame.withColumn("_split", split).persist()
+    frame = result.frame.withColumn("_split", split)
+    if result.cached is None:  # else the frame is already read from a cache (see compute_features)
+        frame = frame.persist()
     out = run_dir(args)
     outputs = {}
     feature_cols = [f.name for f in result.features]
@@ -186,6 +193,8 @@ def build_features(
         outputs[name] = uri
     stats, overall = _feature_stats(frame, result, contract.label.name)
     frame.unpersist()
+    if result.cached is not None:
+        result.cached.unpersist()
     events.unpersist()
     label_info: dict[str, Any] = {"name": contract.label.name, "kind": contract.label.kind}
     if contract.label.is_classification:
@@ -218,9 +227,7 @@ def run(spark: SparkSession, args: JobArgs) -> dict[str, Any]:
         raise JobInputError(f"{args.manifest}: manifest dataset {batch.dataset!r} is not --dataset {args.dataset!r}")
     contracts = load_job_contracts(args.contracts, args.dataset)
     contract = contracts[args.dataset]
-    good, rule_counts, checked = _validate(spark, contract, batch)
-    curated: CurateResult = curate(spark, contract, good, batch.batch_id, args.curated)
-    checked.unpersist()
+    rule_counts, curated = _validate_and_curate(spark, contract, batch, args.curated)
     manifest: dict[str, Any] = {
         "run_id": args.run_id,
         "dataset": args.dataset,

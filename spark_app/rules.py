@@ -7,8 +7,10 @@ typed columns, one boolean flag per rule and ``_bad`` (any blocking rule failed)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -91,12 +93,22 @@ def compile_rules(text_rows: DataFrame, contract: Contract, uploaded_at: datetim
     return CompiledRules(frame, names, blocking)
 
 
-def rule_failure_counts(frame: DataFrame, compiled: CompiledRules) -> tuple[int, int, dict[str, int]]:
-    """(rows, bad rows, failures per rule name) in one pass; a row can fail several rules."""
-    row = frame.agg(
+def failure_count_columns(compiled: CompiledRules) -> list[Column]:
+    """Aggregates over the checked rows: rows, bad rows, then rows failing each rule (``failure_counts`` reads them)."""
+    return [
         F.count(F.lit(1)).alias("_rows"),
         F.count_if(F.col(BAD)).alias("_bad_rows"),
         *[F.count_if(F.col(col)).alias(col) for col in compiled.flags.values()],
-    ).collect()[0]
-    failures = {name: int(row[col]) for name, col in compiled.flags.items() if row[col]}
-    return int(row["_rows"]), int(row["_bad_rows"]), failures
+    ]
+
+
+def failure_counts(values: Sequence[Any], compiled: CompiledRules) -> tuple[int, int, dict[str, int]]:
+    """(rows, bad rows, failures per rule name) from the values of ``failure_count_columns``."""
+    rows, bad, *per_rule = values
+    failures = {name: int(n) for name, n in zip(compiled.flags, per_rule, strict=True) if n}
+    return int(rows), int(bad), failures
+
+
+def rule_failure_counts(frame: DataFrame, compiled: CompiledRules) -> tuple[int, int, dict[str, int]]:
+    """(rows, bad rows, failures per rule name) in one pass; a row can fail several rules."""
+    return failure_counts(frame.agg(*failure_count_columns(compiled)).collect()[0], compiled)

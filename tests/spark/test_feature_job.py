@@ -9,11 +9,15 @@ import json
 import math
 import shutil
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pyspark.ml.feature import IDF, HashingTF, NGram, RegexTokenizer
+from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
 
 from spark_app.job import parse_args, run
 
@@ -177,6 +181,32 @@ def test_text_features(spark: SparkSession, job: dict[str, Any]) -> None:
     assert all(train["C000002"][n] is None for n in names)  # no review at all
     assert all(train["C000004"][n] is None for n in names)  # only an empty review
     assert job["manifest"]["text_fit_rows"] == 2  # the two non-empty reviews before the training cutoff
+
+
+def test_text_features_are_mllib_tfidf_means(spark: SparkSession, job: dict[str, Any]) -> None:
+    """Oracle: MLlib's own pipeline (tokens and bigrams, HashingTF, IDF fitted on the texts before the training
+    cutoff, then each text's TF-IDF vector) averaged per entity over the 365-day window before each cutoff."""
+    events = spark.read.parquet(str(job["root"] / "curated" / "orders"))
+    texts = events.filter(F.length(F.trim(F.col("review_text"))) > 0)
+    words = RegexTokenizer(inputCol="review_text", outputCol="w", pattern="[^\\p{L}\\p{N}']+").transform(texts)
+    terms = NGram(n=2, inputCol="w", outputCol="g").transform(words).withColumn("terms", F.concat("w", "g"))
+    tf = HashingTF(numFeatures=8, inputCol="terms", outputCol="tf").transform(terms)
+    idf = IDF(inputCol="tf", outputCol="v").fit(tf.filter(F.col("order_ts") < F.lit("2026-01-30").cast("timestamp")))
+    vectors = idf.transform(tf).select("customer_id", "order_ts", vector_to_array("v").alias("v")).collect()
+
+    def expected(entity: str, cutoff: datetime) -> list[float]:
+        start = cutoff - timedelta(days=365)
+        vs = [r["v"] for r in vectors if r["customer_id"] == entity and start <= r["order_ts"] < cutoff]
+        return [sum(v[i] for v in vs) / len(vs) for i in range(8)]
+
+    names = [f"review_text_tfidf_{i}" for i in range(8)]
+    train, score = training_rows(spark, job["manifest"]), features_of(spark, job["manifest"], "score")
+    c1_train = expected("C000001", datetime(2026, 1, 30))
+    assert any(x != 0 for x in c1_train)  # some bucket has a term of one text only: a non-zero weight
+    assert [train["C000001"][n] for n in names] == pytest.approx(c1_train)
+    assert [score["C000001"][n] for n in names] == pytest.approx(expected("C000001", datetime(2026, 3, 1)))
+    # C000003's text is after the training cutoff: weighed by the IDF fitted before it, never part of that fit.
+    assert [score["C000003"][n] for n in names] == pytest.approx(expected("C000003", datetime(2026, 3, 1)))
 
 
 def test_label(spark: SparkSession, job: dict[str, Any]) -> None:
