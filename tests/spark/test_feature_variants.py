@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from dropzone.contract import Aggregation, Label, load_contracts
+from dropzone.contract import Aggregation, Contract, Label, load_contracts
 from spark_app.features import Cutoffs, compute_features
 
 pytestmark = pytest.mark.spark
@@ -80,14 +80,20 @@ def test_gaps_per_cutoff_use_only_earlier_events(spark: SparkSession) -> None:
     assert score["active_next_30d"] is None
 
 
-def test_exact_percentiles_by_nearest_rank_per_window(spark: SparkSession) -> None:
-    """pK is the ceil(K * n / 100)-th smallest value of the window (never interpolated), nulls ignored, each window
-    its own values."""
+def _amount_percentiles(*functions: str) -> tuple[dict[str, Contract], Contract]:
+    """The shipped contracts, and orders with only these percentiles of amount as features."""
     contracts = load_contracts(CONTRACTS)
     orders = contracts["orders"]
     assert orders.features is not None
-    pcts = (Aggregation("amount", ("p50", "p70", "p90")),)
-    contract = replace(orders, features=replace(orders.features, joins=(), text=None, sequence=None, aggregations=pcts))
+    pcts = (Aggregation("amount", functions),)
+    features = replace(orders.features, joins=(), text=None, sequence=None, aggregations=pcts)
+    return contracts, replace(orders, features=features)
+
+
+def test_exact_percentiles_by_nearest_rank_per_window(spark: SparkSession) -> None:
+    """pK is the ceil(K * n / 100)-th smallest value of the window (never interpolated), nulls ignored, each window
+    its own values."""
+    contracts, contract = _amount_percentiles("p50", "p70", "p90")
     cutoff = datetime(2026, 2, 1)
     # C000001, 30-day window: 1..10 (10 exactly 30 days before the cutoff, so inside), in an order unrelated to their
     # times, and a null amount. 90 days: also 100 (one second outside 30 days) and 0.5. 365 days: also 1000.
@@ -128,11 +134,7 @@ def test_exact_percentiles_by_nearest_rank_per_window(spark: SparkSession) -> No
 
 def test_percentile_rank_is_counted_in_integers(spark: SparkSession) -> None:
     """0.28 * 25 is 7.000000000000001 in floating point: p28 of 25 values must still be the 7th, not the 8th."""
-    contracts = load_contracts(CONTRACTS)
-    orders = contracts["orders"]
-    assert orders.features is not None
-    pcts = (Aggregation("amount", ("p28", "p1", "p99")),)
-    contract = replace(orders, features=replace(orders.features, joins=(), text=None, sequence=None, aggregations=pcts))
+    contracts, contract = _amount_percentiles("p28", "p1", "p99")
     cutoff = datetime(2026, 2, 1)
     # 25 values 10, 20, ..., 250 on the 25 days before the cutoff, the largest first.
     rows = [(f"O{d}", "C000001", cutoff - timedelta(days=d), "P1", 10.0 * d, 1, False, None) for d in range(1, 26)]
