@@ -134,6 +134,10 @@ def parse_text(text: pa.Array, ctype: str) -> tuple[pa.Array, pa.Array]:
     fast = _fast_parse(text, ctype)
     if fast is not None:
         return fast, _false(len(text))
+    if text.offset:
+        # if_else with a null scalar misreads a sliced string array before the fix of apache/arrow#49410 (pyarrow 20,
+        # the Lambda pin, has the bug): one copy at offset 0
+        text = pa.concat_arrays([text])
     matches = pc.match_substring_regex(text, TEXT_PATTERNS[ctype])
     candidates = pc.if_else(matches, text, pa.scalar(None, pa.string()))
     if ctype == "bool":
