@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from dropzone.contract import Column
 from dropzone.rules import TEXT_PATTERNS, RowRule
-from dropzone.validation.digits import digit_pattern, valid
+from dropzone.validation.digits import digit_pattern, offsets, valid
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -68,26 +68,19 @@ def _cast_values(candidates: pa.Array, target: pa.DataType) -> tuple[pa.Array, p
     return pa.array(values, type=target), pa.array(failed, type=pa.bool_())
 
 
-def _offsets(text: pa.Array) -> np.ndarray | None:
-    """The value offsets of a string array (nulls included), or None for another layout."""
-    if not pa.types.is_string(text.type) or len(text) == 0:
-        return None
-    return np.frombuffer(text.buffers()[1], dtype=np.int32, count=len(text) + 1, offset=text.offset * 4)
-
-
 def _all_width(text: pa.Array, width: int, last: bytes | None) -> bool:
     """Is every value non-null, exactly ``width`` bytes long and (``last``) ending with that byte? Read from the
     offsets and data buffers: ~10x cheaper than ``utf8_length`` and ``ends_with`` kernels. A value of ``width``
     bytes that the strict ISO casts below accept is ASCII, so bytes and characters agree there."""
-    offsets = _offsets(text)
-    if offsets is None or text.null_count:
+    bounds = offsets(text)
+    if bounds is None or text.null_count:
         return False
-    if not bool((np.diff(offsets) == width).all()):
+    if not bool((np.diff(bounds) == width).all()):
         return False
     if last is None:
         return True
     data = np.frombuffer(text.buffers()[2], dtype=np.uint8)
-    ends = data[offsets[1:].astype(np.intp) - 1]
+    ends = data[bounds[1:].astype(np.intp) - 1]
     return bool((ends == last[0]).all())
 
 
@@ -103,9 +96,9 @@ def _fast_parse(text: pa.Array, ctype: str) -> pa.Array | None:
         if ctype in ("double", "bool"):
             return pc.cast(text, ARROW_TYPES[ctype])
         if ctype == "int":
-            offsets = _offsets(text)
+            bounds = offsets(text)
             # bytes >= characters (null slots count too): never lets a longer value through
-            longest = int(np.diff(offsets).max()) if offsets is not None else pc.max(pc.utf8_length(text)).as_py()
+            longest = int(np.diff(bounds).max()) if bounds is not None else pc.max(pc.utf8_length(text)).as_py()
             if (longest or 0) <= 19:
                 return pc.cast(text, ARROW_TYPES[ctype])
             return None
@@ -253,9 +246,9 @@ def failure_mask(
             return bool_array(failed)
         mask = pc.invert(pc.match_substring_regex(typed, rule.value))
     elif kind == "max_length":
-        offsets = _offsets(typed)
+        bounds = offsets(typed)
         # bytes >= characters (null slots count too), so no value is too long when no slot has more bytes
-        longest = int(np.diff(offsets).max()) if offsets is not None else pc.max(pc.binary_length(typed)).as_py()
+        longest = int(np.diff(bounds).max()) if bounds is not None else pc.max(pc.binary_length(typed)).as_py()
         if (longest or 0) <= rule.value:
             return _false(len(typed))
         mask = pc.greater(pc.utf8_length(typed), rule.value)
@@ -266,13 +259,15 @@ def failure_mask(
     elif kind == "formula":
         if pa.types.is_string(typed.type) and all(len(p) == 1 and p.isascii() for p in rule.value):
             # an ASCII character starts a UTF-8 string iff its first byte is that character
-            _, offsets_buf, data_buf = typed.buffers()
+            bounds = offsets(typed)
+            if bounds is None:  # no values
+                return _false(0)
+            data_buf = typed.buffers()[2]
             n = len(typed)
-            offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1, offset=typed.offset * 4)
             data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
-            starts = offsets[:-1]
+            starts = bounds[:-1]
             first = data[np.minimum(starts, len(data) - 1)] if len(data) else np.zeros(n, np.uint8)
-            hit = np.isin(first, np.frombuffer("".join(rule.value).encode(), dtype=np.uint8)) & (offsets[1:] > starts)
+            hit = np.isin(first, np.frombuffer("".join(rule.value).encode(), dtype=np.uint8)) & (bounds[1:] > starts)
             if typed.null_count:
                 hit &= valid(typed)
             return bool_array(hit)

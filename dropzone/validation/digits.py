@@ -35,6 +35,13 @@ def bools(mask: pa.Array) -> np.ndarray:
     return out
 
 
+def offsets(values: pa.Array) -> np.ndarray | None:
+    """The value offsets (int32, ``len + 1`` of them, nulls included) of a non-empty string array, else None."""
+    if not pa.types.is_string(values.type) or len(values) == 0:
+        return None
+    return np.frombuffer(values.buffers()[1], dtype=np.int32, count=len(values) + 1, offset=values.offset * 4)
+
+
 def valid(values: pa.Array) -> np.ndarray:
     """Per value of any Arrow array: True where it is not null (from the validity bitmap, by numpy)."""
     n = len(values)
@@ -55,11 +62,11 @@ class DigitPattern:
         """(data bytes, value start offsets, value byte lengths) of a string array, nulls included."""
         if not pa.types.is_string(values.type):
             raise TypeError(f"expected a string array, got {values.type}")
-        n = len(values)
-        _, offsets_buf, data_buf = values.buffers()
-        offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=n + 1, offset=values.offset * 4).astype(np.intp)
+        data_buf = values.buffers()[2]
+        found = offsets(values)
+        bounds = found.astype(np.intp) if found is not None else np.zeros(1, np.intp)
         data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-        return data, offsets[:-1], np.diff(offsets)
+        return data, bounds[:-1], np.diff(bounds)
 
     def matches(self, values: pa.Array) -> np.ndarray:
         """Boolean per value: True where the pattern matches (False for nulls)."""
