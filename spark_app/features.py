@@ -156,12 +156,12 @@ def _text_vectors(events: DataFrame, contract: Contract, fit_before: date) -> tu
     return vectors.drop("_t", "_tokens", "_terms", "_vec", *[f"_g{n}" for n in range(2, text.ngrams + 1)]), fit_rows
 
 
-def _apply_idf(frame: DataFrame, names: list[str]) -> tuple[DataFrame, int, DataFrame]:
+def _apply_idf(frame: DataFrame, names: list[str], counts: list[str]) -> tuple[DataFrame, int, DataFrame]:
     """The TF-IDF features: each bucket's mean term count (column of ``names``) times MLlib's IDF weight
-    ``log((m + 1) / (df + 1))``, m the fitted texts and df those with a term in the bucket (Spark's IDF doc), from the
-    counts in ``_idf_docs`` / ``_idf_df<i>``; null when fewer than two texts were fitted. Persists the frame (the
-    feature pass runs once, here) and returns (weighted frame without the counts, m, the persisted frame)."""
-    counts = [_IDF_DOCS, *[f"_idf_df{i}" for i in range(len(names))]]
+    ``log((m + 1) / (df + 1))``, m the fitted texts and df those with a term in the bucket (Spark's IDF doc), from
+    the ``counts`` columns (``_idf_docs``, then ``_idf_df<i>`` per name); null when fewer than two texts were
+    fitted. Persists the frame (the feature pass runs once, here) and returns (weighted frame without the counts,
+    m, the persisted frame)."""
     cached = frame.persist()
     sums = cached.agg(*[F.coalesce(F.sum(c), F.lit(0)) for c in counts]).collect()[0]
     docs = int(sums[0])
@@ -368,9 +368,9 @@ def compute_features(
         # IDF document counts, from the scoring cutoff's copy of each event: every event before the first training
         # cutoff has one (in the scoring population), so summing these over the result counts each fitted text once.
         fitted = (F.col(ROLE) == "score") & F.col(_TEXT_FIT)
-        idf_counts = [_IDF_DOCS, *[f"_idf_df{i}" for i in range(spec.text.num_features)]]
+        idf_counts = [_IDF_DOCS, *[f"_idf_df{i}" for i in range(len(text_names))]]
         aggs.append(F.count_if(fitted).alias(_IDF_DOCS))
-        aggs += [F.count_if(fitted & (F.col(_TEXT)[i] > 0)).alias(f"_idf_df{i}") for i in range(len(text_names))]
+        aggs += [F.count_if(fitted & (F.col(_TEXT)[i] > 0)).alias(c) for i, c in enumerate(idf_counts[1:])]
 
     # --- label
     in_label = F.col(_AGE) <= 0
@@ -390,6 +390,7 @@ def compute_features(
     ends = [(c, "train", c + timedelta(days=label.horizon_days)) for c in cutoffs.train]  # (cutoff, role, end)
     ends.append((cutoffs.score, "score", cutoffs.score))
     counted = [(column, w) for column, ws in ranked.items() for w in sorted(ws)]
+    rank_columns = [f"_{k}_{column}_{w}" for column, w in counted for k in ("rank", "n")]  # each cutoff's copy
     if ranked:
         counts = []
         for column, ws in ranked.items():
@@ -399,7 +400,7 @@ def compute_features(
             for i, (at, _, _) in enumerate(ends):
                 age_c = F.unix_micros(F.lit(at).cast("timestamp")) - F.unix_micros(F.col(ts))
                 for w in sorted(ws):
-                    one = ((age_c > 0) & (age_c <= F.lit(w * DAY_US)) & F.col(column).isNotNull()).cast("int")
+                    one = _ranks(_within(age_c, w), column).cast("int")
                     counts += [
                         F.sum(one).over(running).alias(f"_rank_{column}_{w}_{i}"),
                         F.sum(one).over(whole).alias(f"_n_{column}_{w}_{i}"),
@@ -412,32 +413,21 @@ def compute_features(
             F.lit(c).alias("c"),
             F.lit(r).alias("r"),
             F.lit(e).alias("e"),
-            *[
-                F.col(f"_{k}_{column}_{w}_{i}").alias(f"_{k}_{column}_{w}")
-                for column, w in counted
-                for k in ("rank", "n")
-            ],
+            *[F.col(f"{name}_{i}").alias(name) for name in rank_columns],
         )
         for i, (c, r, e) in enumerate(ends)
     ]
-    per_cutoff = [f"_{k}_{column}_{w}_{i}" for column, w in counted for k in ("rank", "n") for i in range(len(ends))]
+    per_cutoff = [f"{name}_{i}" for name in rank_columns for i in range(len(ends))]
     exploded = (
         events.withColumn("_x", F.explode(F.array(*cut)))
         .drop(*per_cutoff)
         .filter(F.col(ts) < F.col("_x.e").cast("timestamp"))
         .withColumn(CUTOFF, F.col("_x.c"))
         .withColumn(ROLE, F.col("_x.r"))
-        .select(
-            "*",
-            *[
-                F.col(f"_x._{k}_{column}_{w}").alias(f"_{k}_{column}_{w}")
-                for column, w in counted
-                for k in ("rank", "n")
-            ],
-        )
+        .select("*", *[F.col(f"_x.{name}").alias(name) for name in rank_columns])
         .drop("_x")
         .select("*", age.alias(_AGE))
-        .select("*", *[((F.col(_AGE) > 0) & (F.col(_AGE) <= F.lit(w * DAY_US))).alias(f"_in{w}") for w in bounds])
+        .select("*", *[_within(F.col(_AGE), w).alias(f"_in{w}") for w in bounds])
     )
 
     grouped = exploded.groupBy(entity, CUTOFF, ROLE).agg(
@@ -488,7 +478,7 @@ def compute_features(
     frame_counters = list(dict.fromkeys(counters))
     cached = None
     if idf_counts:
-        frame, text_fit_rows, cached = _apply_idf(frame, text_names)
+        frame, text_fit_rows, cached = _apply_idf(frame, text_names, idf_counts)
     return FeatureResult(frame, features, sorted(set(missing)), frame_counters, text_fit_rows, cached)
 
 
@@ -510,6 +500,11 @@ def _simple_agg(fn: str, v: Column) -> tuple[Column, str]:
     if fn == "stddev":
         return F.stddev_samp(v), "double"
     raise ValueError(f"unknown aggregation {fn!r}")
+
+
+def _within(age_us: Column, w: int) -> Column:
+    """Whether an event ``age_us`` microseconds before the cutoff is in window ``w``: ``[cutoff - w days, cutoff)``."""
+    return (age_us > 0) & (age_us <= F.lit(w * DAY_US))
 
 
 def _ranks(in_window: Column, column: str) -> Column:
