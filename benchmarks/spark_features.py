@@ -143,6 +143,16 @@ def duckdb_windowed(table: Path, cutoffs: list[date], windows: list[int]) -> int
 VARIANTS = ("naive", "windowed", "duckdb")
 
 
+def run_job(spark: SparkSession, out: Path, dataset: str, files: list[str], run_id: str) -> dict[str, Any]:
+    """spark_app's job on ``files`` (a manifest written under ``out``), curated table and features under ``out``."""
+    manifest = out / f"{run_id}.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(files))
+    argv = ["--manifest", str(manifest), "--contracts", str(CONTRACTS), "--dataset", dataset]
+    argv += ["--curated", str(out / "curated"), "--features", str(out / "features"), "--run-id", run_id]
+    return run(spark, parse_args(argv))
+
+
 def jvm_cpu_s(spark: SparkSession) -> float:
     """CPU seconds (user + system) used so far by the local Spark JVM (all its threads), from /proc."""
     pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()  # type: ignore[union-attr]
@@ -187,12 +197,9 @@ def bench_only(
         data, out = work / f"data-{rows}", work / f"out-{rows}"
         curated = out / "curated"
         if not (curated / "orders").exists():  # the orders job alone (its features are not used here)
-            manifest = out / "orders.json"
-            manifest.parent.mkdir(parents=True, exist_ok=True)
-            manifest.write_text(json.dumps(sorted(str(p) for p in (data / "orders").glob("*.csv"))))
-            argv = ["--manifest", str(manifest), "--contracts", str(CONTRACTS), "--dataset", "orders"]
-            argv += ["--curated", str(curated), "--features", str(out / "features"), "--run-id", "orders"]
-            run(spark, parse_args(argv))
+            if not (data / "orders").exists():
+                raise SystemExit(f"--only: no generated events in {data}; run once without --only (or pass --curated)")
+            run_job(spark, out, "orders", sorted(str(p) for p in (data / "orders").glob("*.csv")), "orders")
     table = curated / "orders"
     last = latest_partition(spark.read.parquet(spark_path(str(table))))
     assert last is not None
@@ -224,12 +231,7 @@ def bench(rows: int, work: Path, spark: SparkSession) -> dict[str, Any]:
     orders = sorted(str(p) for p in (data / "orders").glob("*.csv"))
 
     def job(dataset: str, files: list[str], run_id: str) -> dict[str, Any]:
-        manifest = out / f"{run_id}.json"
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        manifest.write_text(json.dumps(files))
-        argv = ["--manifest", str(manifest), "--contracts", str(CONTRACTS), "--dataset", dataset]
-        argv += ["--curated", str(out / "curated"), "--features", str(out / "features"), "--run-id", run_id]
-        return run(spark, parse_args(argv))
+        return run_job(spark, out, dataset, files, run_id)
 
     job("products", [str(data / "products" / "products.csv")], "products")
     job("customers", [str(data / "customers" / "customers.csv")], "customers")
