@@ -178,3 +178,41 @@ def test_percentiles_match_sql_percentile_disc(spark: SparkSession) -> None:
                     assert mine[f"amount_p{k}_{w}d"] == r[f"p{k}"], (r["customer_id"], cutoff, w, k)
                     checked += r[f"p{k}"] is not None
     assert checked > 100
+
+
+def test_distinct_counts_are_exact_per_window_and_cutoff(spark: SparkSession) -> None:
+    """A value counts once in a window when any of its events before the cutoff is in it; events on or after the
+    cutoff and null values count for nothing."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    features = replace(
+        orders.features, joins=(), text=None, sequence=None, aggregations=(Aggregation("product_id", ("distinct",)),)
+    )
+    contract = replace(orders, features=features)
+    cutoff = datetime(2026, 2, 1)
+    placed = [
+        ("P1", 1),  # three times in 30 days: one value
+        ("P1", 5),
+        ("P1", 29),
+        ("P2", 30),  # exactly 30 days before: inside the 30-day window
+        ("P3", 40),  # latest before the cutoff 40 days back, earlier ones too: 90 and 365 days
+        ("P3", 200),
+        ("P4", 200),  # 365 days only
+        ("P5", 400),  # no window
+        (None, 3),  # null: never a value
+    ]
+    rows = [(f"O{i}", "C000001", cutoff - timedelta(days=d), p, 1.0, 1, False, None) for i, (p, d) in enumerate(placed)]
+    # On and after the training cutoff (its label window): new P6 and a repeat of P4, seen only by the scoring cutoff.
+    rows += [("O90", "C000001", cutoff, "P6", 1.0, 1, False, None)]
+    rows += [("O91", "C000001", cutoff + timedelta(days=10), "P4", 1.0, 1, False, None)]
+    events = spark.createDataFrame(rows, COLUMNS)
+    result = compute_features(contract, events, {}, contracts, Cutoffs((cutoff.date(),), date(2026, 2, 21)))
+    got = {r["_role"]: r for r in result.frame.collect()}
+    train, score = got["train"], got["score"]
+    assert [train[f"product_id_distinct_{w}d"] for w in (30, 90, 365)] == [2, 3, 4]  # P1 P2 | +P3 | +P4
+    # Scoring cutoff 2026-02-21. 30 days (from 2026-01-22): P1 (5 and 1 days before the first cutoff), P6, P4 (its
+    # repeat). 90 days: also P2 and P3 (2025-12-23). 365 days: the same five; P5 (2024-12-28) is still outside.
+    assert [score[f"product_id_distinct_{w}d"] for w in (30, 90, 365)] == [3, 5, 5]
+    description = {f.name: f.description for f in result.features}["product_id_distinct_90d"]
+    assert description == "number of distinct product_id over [cutoff - 90d, cutoff)"
