@@ -76,6 +76,11 @@ def build_session(app_name: str = "dropzone-features") -> SparkSession:
         # Listing the curated table's daily partitions (hundreds of folders) runs as a Spark job above 32 folders;
         # a few tasks of many folders each instead of one task per folder.
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "8")
+        # The feature group-by's partial buffers hold more than 100 fields for the shipped contract (a mean is a sum
+        # and a count, a standard deviation three); above this limit Spark runs a stage without generated code.
+        # Spark splits the generated aggregate code per function, so the methods stay small. 10M events: the feature
+        # stage 84.5 s with 1000 vs 90.9 s with the default 100 (issue #3).
+        .config("spark.sql.codegen.maxFields", "1000")
         .getOrCreate()
     )
 

@@ -19,6 +19,7 @@ def spark() -> Iterator[SparkSession]:
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.sql.codegen.maxFields", "1000")  # as spark_app.job.build_session: the same generated code
         .config("spark.driver.memory", "1g")
         .config("spark.sql.warehouse.dir", "/tmp/dropzone-spark-warehouse")
         .getOrCreate()
