@@ -301,9 +301,9 @@ def render(results: list[dict[str, Any]], note: str) -> str:
         "manifest); `features` is the feature stage alone from the curated table. `bare` = read + group-by count per",
         "customer (Spark's floor); `windowed only` = spark_app's single pass restricted to the contract's windowed",
         "aggregates (no joins, text, sequence); `naive` = the same aggregates with one group-by per window and cutoff",
-        "joined (its distinct counts approximate: approx_count_distinct, cheaper than spark_app's exact ones); DuckDB =",
-        "the same aggregates in one query per cutoff (FILTER clauses, 2 threads; `quantile_disc` percentiles, exact",
-        "distinct counts).",
+        "joined (its distinct counts approximate: approx_count_distinct, cheaper than spark_app's exact ones);",
+        "DuckDB = the same aggregates in one query per cutoff (FILTER clauses, 2 threads; `quantile_disc`",
+        "percentiles, exact distinct counts).",
         "",
         "| events | customers | bare CSV s | full job s | full / bare | bare Parquet s | features s "
         "| features / bare | windowed only s | naive s | naive / windowed | DuckDB s |",
