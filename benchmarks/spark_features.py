@@ -3,6 +3,8 @@
 For each size (generated orders, fixed seed and end date), in one Spark session (local[2]):
   full job      spark_app.job.run on the orders batch: CSV → row rules → curated table → features → manifest
   bare CSV      read the same CSV files with the contract schema + group-by count per customer (Spark's floor)
+  dated Parquet the same CSV files written as Parquet partitioned by event date (the curated table's layout, nothing
+                checked: the least the job must do before any feature)
   features      the feature stage alone (curated table → train/validation/score Parquet + manifest stats)
   bare Parquet  scan of the curated table + group-by count per customer (the feature stage's floor)
   naive         the windowed aggregates with one group-by per window and cutoff, joined together
@@ -247,6 +249,14 @@ def bench(rows: int, work: Path, spark: SparkSession) -> dict[str, Any]:
     results["bare_csv_s"], _ = timed(
         lambda: noop(spark.read.schema(schema).option("header", True).csv(orders).groupBy("customer_id").count())
     )
+    dated = out / "dated-parquet"
+
+    def write_dated() -> None:
+        csv = spark.read.schema(schema).option("header", True).csv(orders)
+        csv = csv.withColumn("event_date", F.to_date(F.col(contract.timestamp or "")))
+        csv.repartition("event_date").write.partitionBy("event_date").mode("overwrite").parquet(str(dated))
+
+    results["dated_parquet_s"], _ = timed(write_dated)
     results["full_job_s"], manifest = timed(lambda: job("orders", orders, "full"))
     table = out / "curated" / "orders"
     results["bare_parquet_s"], _ = timed(
@@ -272,7 +282,10 @@ LIMITS = (
     "curated write into ~540 daily Parquet partitions 10.8 / 5.4 (already one task per date), the main feature pass "
     "39.3 / 21.8, the three split writes 5.0, the manifest statistics 6.2. The bare scan pays none of these fixed "
     "per-job and per-partition costs, and about a third of the JVM CPU is the JIT compiling each query's generated "
-    "code, even warm. 10M events, windowed aggregates only (Spark SQL metrics, task time): the shuffle by entity "
+    "code, even warm. The `dated Parquet` column is the least the job must write, the batch in the curated table's "
+    "layout with nothing checked, and it alone takes more than 3x the bare scan (10M, a profile run: 27.0 s against "
+    "6.5 s; 11.4 s unpartitioned): no job that keeps the curated table meets the 3x goal on this machine. 10M "
+    "events, windowed aggregates only (Spark SQL metrics, task time): the shuffle by entity "
     "~5 s, the sort for the percentile ranks 9.1 s, the explode and the group-by ~9 s. Whole-stage code generation "
     "decides much of the rest: the distinct counts were HyperLogLog sketches (approx_count_distinct), an imperative "
     "aggregate that takes the whole group-by out of generated code; counting exactly instead, from each event's "
@@ -299,19 +312,23 @@ def render(results: list[dict[str, Any]], note: str) -> str:
         "spark_app end to end on the CSV batch (row rules, curated table, all "
         f"{results[0]['features']} features for a training and a scoring cutoff,",
         "manifest); `features` is the feature stage alone from the curated table. `bare` = read + group-by count per",
-        "customer (Spark's floor); `windowed only` = spark_app's single pass restricted to the contract's windowed",
+        "customer (Spark's floor); `dated Parquet` = the same CSV files written as Parquet partitioned by event date,",
+        "the curated table's layout, nothing checked (the least the job must do before any feature); `windowed only` =",
+        "spark_app's single pass restricted to the contract's windowed",
         "aggregates (no joins, text, sequence); `naive` = the same aggregates with one group-by per window and cutoff",
         "joined (its distinct counts approximate: approx_count_distinct, cheaper than spark_app's exact ones);",
         "DuckDB = the same aggregates in one query per cutoff (FILTER clauses, 2 threads; `quantile_disc`",
         "percentiles, exact distinct counts).",
         "",
-        "| events | customers | bare CSV s | full job s | full / bare | bare Parquet s | features s "
+        "| events | customers | bare CSV s | dated Parquet s | dated / bare | full job s | full / bare "
+        "| bare Parquet s | features s "
         "| features / bare | windowed only s | naive s | naive / windowed | DuckDB s |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
-            f"| {r['rows']:,} | {r['entities']:,} | {r['bare_csv_s']:.1f} | {r['full_job_s']:.1f} "
+            f"| {r['rows']:,} | {r['entities']:,} | {r['bare_csv_s']:.1f} | {r['dated_parquet_s']:.1f} "
+            f"| {r['dated_parquet_s'] / r['bare_csv_s']:.1f}x | {r['full_job_s']:.1f} "
             f"| {r['full_job_s'] / r['bare_csv_s']:.1f}x | {r['bare_parquet_s']:.1f} | {r['features_s']:.1f} "
             f"| {r['features_s'] / r['bare_parquet_s']:.1f}x | {r['ours_windowed_s']:.1f} | {r['naive_s']:.1f} "
             f"| {r['naive_s'] / r['ours_windowed_s']:.2f}x | {r['duckdb_s']:.1f} |"
