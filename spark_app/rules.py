@@ -107,8 +107,3 @@ def failure_counts(values: Sequence[Any], compiled: CompiledRules) -> tuple[int,
     rows, bad, *per_rule = values
     failures = {name: int(n) for name, n in zip(compiled.flags, per_rule, strict=True) if n}
     return int(rows), int(bad), failures
-
-
-def rule_failure_counts(frame: DataFrame, compiled: CompiledRules) -> tuple[int, int, dict[str, int]]:
-    """(rows, bad rows, failures per rule name) in one pass; a row can fail several rules."""
-    return failure_counts(frame.agg(*failure_count_columns(compiled)).collect()[0], compiled)

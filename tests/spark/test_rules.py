@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 from dropzone.contract import load_contracts
 from dropzone.validation import validate_path
 from spark_app.io import Batch, BatchFile, read_batch
-from spark_app.rules import BAD, compile_rules, rule_failure_counts
+from spark_app.rules import BAD, compile_rules, failure_count_columns, failure_counts
 
 pytestmark = pytest.mark.spark
 
@@ -46,7 +46,7 @@ def test_spark_rules_match_the_validator(spark: SparkSession, tmp_path: Path) ->
 
     batch = Batch("orders", "b", 1, (BatchFile(str(path), "csv"),))
     compiled = compile_rules(read_batch(spark, contract, batch), contract, uploaded_at=UPLOADED)
-    rows, bad, failures = rule_failure_counts(compiled.frame, compiled)
+    rows, bad, failures = failure_counts(compiled.frame.agg(*failure_count_columns(compiled)).collect()[0], compiled)
 
     assert rows == report.rows_read == len(ROWS)
     assert bad == report.bad_rows == 12
