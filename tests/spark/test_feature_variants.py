@@ -80,20 +80,19 @@ def test_gaps_per_cutoff_use_only_earlier_events(spark: SparkSession) -> None:
     assert score["active_next_30d"] is None
 
 
-def _amount_percentiles(*functions: str) -> tuple[dict[str, Contract], Contract]:
-    """The shipped contracts, and orders with only these percentiles of amount as features."""
+def _only(*aggregations: Aggregation) -> tuple[dict[str, Contract], Contract]:
+    """The shipped contracts, and orders with only these windowed aggregations as features."""
     contracts = load_contracts(CONTRACTS)
     orders = contracts["orders"]
     assert orders.features is not None
-    pcts = (Aggregation("amount", functions),)
-    features = replace(orders.features, joins=(), text=None, sequence=None, aggregations=pcts)
+    features = replace(orders.features, joins=(), text=None, sequence=None, aggregations=aggregations)
     return contracts, replace(orders, features=features)
 
 
 def test_exact_percentiles_by_nearest_rank_per_window(spark: SparkSession) -> None:
     """pK is the ceil(K * n / 100)-th smallest value of the window (never interpolated), nulls ignored, each window
     its own values."""
-    contracts, contract = _amount_percentiles("p50", "p70", "p90")
+    contracts, contract = _only(Aggregation("amount", ("p50", "p70", "p90")))
     cutoff = datetime(2026, 2, 1)
     # C000001, 30-day window: 1..10 (10 exactly 30 days before the cutoff, so inside), in an order unrelated to their
     # times, and a null amount. 90 days: also 100 (one second outside 30 days) and 0.5. 365 days: also 1000.
@@ -134,7 +133,7 @@ def test_exact_percentiles_by_nearest_rank_per_window(spark: SparkSession) -> No
 
 def test_percentile_rank_is_counted_in_integers(spark: SparkSession) -> None:
     """0.28 * 25 is 7.000000000000001 in floating point: p28 of 25 values must still be the 7th, not the 8th."""
-    contracts, contract = _amount_percentiles("p28", "p1", "p99")
+    contracts, contract = _only(Aggregation("amount", ("p28", "p1", "p99")))
     cutoff = datetime(2026, 2, 1)
     # 25 values 10, 20, ..., 250 on the 25 days before the cutoff, the largest first.
     rows = [(f"O{d}", "C000001", cutoff - timedelta(days=d), "P1", 10.0 * d, 1, False, None) for d in range(1, 26)]
@@ -147,13 +146,8 @@ def test_percentiles_match_sql_percentile_disc(spark: SparkSession) -> None:
     """On pseudo-random amounts with ties and nulls, over a training and a scoring cutoff, every window's percentiles
     equal Spark's own percentile_disc (SQL's discrete percentile: the nearest rank) computed with one filtered
     group-by per cutoff and window."""
-    contracts = load_contracts(CONTRACTS)
-    orders = contracts["orders"]
-    assert orders.features is not None
     ks = (5, 25, 50, 75, 90, 99)
-    aggregations = (Aggregation("amount", tuple(f"p{k}" for k in ks)),)
-    features = replace(orders.features, joins=(), text=None, sequence=None, aggregations=aggregations)
-    contract = replace(orders, features=features)
+    contracts, contract = _only(Aggregation("amount", tuple(f"p{k}" for k in ks)))
     cutoffs = Cutoffs((date(2026, 1, 2),), date(2026, 2, 1))
     end = datetime(2026, 2, 1)
     rng = random.Random(7)
@@ -183,13 +177,7 @@ def test_percentiles_match_sql_percentile_disc(spark: SparkSession) -> None:
 def test_distinct_counts_are_exact_per_window_and_cutoff(spark: SparkSession) -> None:
     """A value counts once in a window when any of its events before the cutoff is in it; events on or after the
     cutoff and null values count for nothing."""
-    contracts = load_contracts(CONTRACTS)
-    orders = contracts["orders"]
-    assert orders.features is not None
-    features = replace(
-        orders.features, joins=(), text=None, sequence=None, aggregations=(Aggregation("product_id", ("distinct",)),)
-    )
-    contract = replace(orders, features=features)
+    contracts, contract = _only(Aggregation("product_id", ("distinct",)))
     cutoff = datetime(2026, 2, 1)
     placed = [
         ("P1", 1),  # three times in 30 days: one value
