@@ -243,8 +243,9 @@ def compute_features(
     # One shuffle of the raw events by entity, before the copies per cutoff: the lag window and the group-by below
     # both reuse this partitioning, so no aggregation buffer crosses a shuffle. Without it Spark aggregates partially
     # before shuffling, and with a few events per entity and cutoff in each input split that partial step keeps
-    # about one group per event copy: one percentile digest and one HyperLogLog sketch per window per event copy,
-    # serialized, shuffled and merged (measured 2-3x the CPU of this plan, issue #3).
+    # about one group per event copy, each with its buffers serialized, shuffled and merged (measured 2-3x the CPU of
+    # this plan when percentiles and distinct counts were sketches, issue #3). The windows per entity below (gaps,
+    # next values, percentile ranks) need this partitioning too.
     events = events.filter(F.col(entity).isNotNull() & F.col(ts).isNotNull()).repartition(entity)
     if spec.sequence is not None:
         # The gap to the entity's previous event does not depend on the cutoff (every earlier event is before the
@@ -276,21 +277,13 @@ def compute_features(
         for w in windows:
             v = F.when(in_window(w), F.col(a.column))
             for fn in a.functions:
-                if PERCENTILE.match(fn):
-                    what = f"{fn[1:]}th percentile (exact, nearest rank) of {a.column} over [cutoff - {w}d, cutoff)"
-                    add(window_name(a.column, fn, w), percentile(a.column, w, int(fn[1:])), "double", what)
-                    continue
+                name, what = window_name(a.column, fn, w), f"{_describe(fn)} {a.column} over [cutoff - {w}d, cutoff)"
                 if fn == "distinct":
-                    what = f"{_DESCRIBE[fn]} {a.column} over [cutoff - {w}d, cutoff)"
-                    distinct_count(window_name(a.column, fn, w), a.column, w, what)
-                    continue
-                expr, type_ = _simple_agg(fn, v)
-                add(
-                    window_name(a.column, fn, w),
-                    expr,
-                    type_,
-                    f"{_DESCRIBE[fn]} {a.column} over [cutoff - {w}d, cutoff)",
-                )
+                    distinct_count(name, a.column, w, what)
+                elif PERCENTILE.match(fn):
+                    add(name, percentile(a.column, w, int(fn[1:])), "double", what)
+                else:
+                    add(name, *_simple_agg(fn, v), what)
 
     # --- aggregates over attributes of joined events (e.g. distinct categories, share of spend per category)
     for j in event_joins:
@@ -300,16 +293,13 @@ def compute_features(
                 v = F.when(in_window(w), F.col(f"_{j.dataset}_{a.column}"))
                 for fn in a.functions:
                     name = window_name(a.column, fn, w, prefix=f"{j.dataset}_")
-                    what = _DESCRIBE.get(fn, f"{fn[1:]}th percentile (exact, nearest rank) of")
-                    what = f"{what} {j.dataset}.{a.column} of the events over [cutoff - {w}d, cutoff)"
+                    what = f"{_describe(fn)} {j.dataset}.{a.column} of the events over [cutoff - {w}d, cutoff)"
                     if fn == "distinct":
                         distinct_count(name, f"_{j.dataset}_{a.column}", w, what)
-                        continue
-                    if PERCENTILE.match(fn):
-                        expr, type_ = percentile(f"_{j.dataset}_{a.column}", w, int(fn[1:])), "double"
+                    elif PERCENTILE.match(fn):
+                        add(name, percentile(f"_{j.dataset}_{a.column}", w, int(fn[1:])), "double", what)
                     else:
-                        expr, type_ = _simple_agg(fn, v)
-                    add(name, expr, type_, what)
+                        add(name, *_simple_agg(fn, v), what)
         for s in j.shares:
             values = ref_contract.column(s.column).allowed or ()
             for w in windows:
@@ -519,6 +509,11 @@ def compute_features(
     if idf_counts:
         frame, text_fit_rows, cached = _apply_idf(frame, text_names, idf_counts)
     return FeatureResult(frame, features, sorted(set(missing)), frame_counters, text_fit_rows, cached)
+
+
+def _describe(fn: str) -> str:
+    """The start of a windowed aggregate's description, e.g. "sum (0 when none) of"."""
+    return _DESCRIBE.get(fn) or f"{fn[1:]}th percentile (exact, nearest rank) of"
 
 
 def _simple_agg(fn: str, v: Column) -> tuple[Column, str]:
