@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 
 from dropzone.contract import load_contracts
 from dropzone.generate import generate
-from spark_app.curate import latest_partition
+from spark_app.curate import EVENT_DATE, latest_partition
 from spark_app.features import Cutoffs, compute_features
 from spark_app.io import SPARK_TYPES, spark_path
 from spark_app.job import build_features, parse_args, run
@@ -252,9 +252,10 @@ def bench(rows: int, work: Path, spark: SparkSession) -> dict[str, Any]:
     dated = out / "dated-parquet"
 
     def write_dated() -> None:
+        assert contract.timestamp is not None
         csv = spark.read.schema(schema).option("header", True).csv(orders)
-        csv = csv.withColumn("event_date", F.to_date(F.col(contract.timestamp or "")))
-        csv.repartition("event_date").write.partitionBy("event_date").mode("overwrite").parquet(str(dated))
+        csv = csv.withColumn(EVENT_DATE, F.to_date(F.col(contract.timestamp)))
+        csv.repartition(EVENT_DATE).write.partitionBy(EVENT_DATE).mode("overwrite").parquet(str(dated))
 
     results["dated_parquet_s"], _ = timed(write_dated)
     results["full_job_s"], manifest = timed(lambda: job("orders", orders, "full"))
