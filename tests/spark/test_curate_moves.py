@@ -29,16 +29,22 @@ def orders() -> Contract:
 
 
 def _merge(
-    spark: SparkSession, contract: Contract, root: Path, batch_id: str, rows: list[tuple[str, str, float]]
+    spark: SparkSession,
+    contract: Contract,
+    root: Path,
+    batch_id: str,
+    rows: list[tuple[str, str, float]],
+    files: list[int] | None = None,
 ) -> CurateResult:
-    """Curate a batch of orders given as (order_id, order_ts ISO, amount); other columns are fixed."""
+    """Curate a batch of orders given as (order_id, order_ts ISO, amount), from file ``files[i]`` of the batch
+    (default: all from file 0); other columns are fixed."""
     schema = T.StructType(
         [T.StructField(c.name, SPARK_TYPES[c.type]) for c in contract.columns]
         + [T.StructField(FILE_INDEX, T.LongType())]
     )
     data = [
-        (oid, "C000001", datetime.fromisoformat(ts).replace(tzinfo=UTC), "P00001", amount, 1, False, None, 0)
-        for oid, ts, amount in rows
+        (oid, "C000001", datetime.fromisoformat(ts).replace(tzinfo=UTC), "P00001", amount, 1, False, None, file)
+        for (oid, ts, amount), file in zip(rows, files or [0] * len(rows), strict=True)
     ]
     return curate(spark, contract, spark.createDataFrame(data, schema), batch_id, str(root))
 
@@ -78,6 +84,26 @@ def test_the_only_row_of_a_date_moves(spark: SparkSession, orders: Contract, tmp
     ]
     # A partition the batch does not touch is not rewritten.
     assert _files(tmp_path / "orders" / "event_date=2026-09-30") == untouched
+
+
+def test_a_duplicate_dropped_within_the_batch_touches_no_date(
+    spark: SparkSession, orders: Contract, tmp_path: Path
+) -> None:
+    # O000001 twice in one batch on two dates: the later file wins, and the date of the copy it drops is neither
+    # written nor reported as touched.
+    result = _merge(
+        spark,
+        orders,
+        tmp_path,
+        "b1",
+        [("O000001", "2026-10-01T10:00:00", 10.0), ("O000001", "2026-10-03T10:00:00", 12.0)],
+        files=[0, 1],
+    )
+
+    assert (result.rows_in, result.duplicate_rows, result.rows_written) == (2, 1, 1)
+    assert result.partitions == ["2026-10-03"]
+    assert _dates(tmp_path) == ["event_date=2026-10-03"]
+    assert _table(spark, tmp_path) == [("O000001", "2026-10-03", 12.0, "b1")]
 
 
 def test_a_date_that_keeps_other_rows(spark: SparkSession, orders: Contract, tmp_path: Path) -> None:
