@@ -73,6 +73,7 @@ def session(driver_memory: str) -> SparkSession:
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "8")  # as spark_app.job sets it
         .config("spark.sql.codegen.maxFields", "1000")  # as spark_app.job sets it
+        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")  # as spark_app.job sets it
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
