@@ -299,7 +299,13 @@ LIMITS = (
     "dropped: one group-by per entity with every cutoff's aggregates side by side instead of a copy per cutoff "
     "(23.8 s against 21.1 s without distinct counts: twice the buffer fields), C1-only JIT (task CPU 42 to 75 s at "
     "1M), one aggregate for the manifest statistics, sorted value lists per group for the percentiles, ranks after "
-    "the copies per cutoff."
+    "the copies per cutoff. The curate step at 10M rows (stage task time, a profile run): reading the CSV with the "
+    "row rules and the shuffle by key 36.7 s, the sort, rank and cache 33.2 s, the partitioned write 31.0 s; the rules "
+    "alone add 8.3 s of wall time to reading every column as text (15.2 against 6.9 s). Its cache now holds only "
+    "the rows kept, without the 27 rule-flag columns (the counts are observed while it fills), and is not compressed "
+    "(each cached frame is read back once or twice): the step went from 56.8-60.2 s to 44.6-46.3 s in the same "
+    "session. Tried and dropped there: the manifest statistics observed during the split writes (feature stage "
+    "86.0-94.5 s against 78.1-83.3 s), concurrent output writers instead of the write's sort (no gain)."
 )
 
 
