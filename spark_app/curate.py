@@ -116,8 +116,9 @@ def curate(
     """Merge the batch's valid rows (contract columns + ``_file_index``) into the curated table.
 
     With ``bad`` (a boolean column), ``rows`` is the whole checked batch and rows where it is true are left out;
-    ``counts`` are aggregates over every row of ``rows`` (e.g. rule failures), taken in the pass that counts the
-    merge's own rows (``CurateResult.counts``), so the batch is parsed and checked once, cached once."""
+    ``counts`` are aggregates over every row of ``rows`` (e.g. rule failures), each with a name of its own, observed
+    with the merge's own row counts while the rows kept are cached (``CurateResult.counts``, in order), so the batch
+    is parsed and checked once, cached once."""
     uri = table_uri(curated_root, contract.dataset)
     keys = contract.unique_columns
     columns = list(contract.column_names)
@@ -189,9 +190,10 @@ def curate(
         # The whole (small) dimension is rewritten: cut the lineage so Spark is not reading the path it overwrites.
         merged.localCheckpoint(eager=True).coalesce(1).write.mode("overwrite").parquet(spark_path(uri))
     deduped.unpersist()
-    counted = list(observed.get.values())  # filled by the first action over the cache (the dates or the write)
-    rows_in, rows_written = int(counted[0]), int(counted[1])
-    return CurateResult(uri, rows_in, rows_in - rows_written, replaced, rows_written, partitions, tuple(counted[2:]))
+    metrics = observed.get  # filled by the first action over the cache (the dates or the write)
+    rows_in, rows_written = int(metrics.pop("_in")), int(metrics.pop("_kept"))
+    counted = tuple(metrics.values())  # the caller's ``counts``, in order
+    return CurateResult(uri, rows_in, rows_in - rows_written, replaced, rows_written, partitions, counted)
 
 
 def _partition_uri(uri: str, event_date: str) -> str:

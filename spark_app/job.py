@@ -81,8 +81,8 @@ def build_session(app_name: str = "dropzone-features") -> SparkSession:
         # Spark splits the generated aggregate code per function, so the methods stay small. 10M events: the feature
         # stage 84.5 s with 1000 vs 90.9 s with the default 100 (issue #3).
         .config("spark.sql.codegen.maxFields", "1000")
-        # The job caches two frames it reads more than once: the checked batch's rows to write (curate) and the
-        # features (split writes, statistics). Each is read back once or twice, so compressing the cached columns
+        # The job caches the frames it reads more than once: the batch's rows to write (curate), the features (split
+        # writes, statistics), the events when Word2Vec is fitted. Each is read back a few times, so compressing them
         # costs more than it saves: 10M events, the curate step 44.6-46.3 s uncompressed vs 52.6-55.9 s compressed,
         # same session (issue #3). Uncompressed, a worker's 1 GiB of input (batching.BYTES_PER_EXECUTOR_CORE x 4)
         # stays well inside its executor memory, and MEMORY_AND_DISK spills what does not fit.
