@@ -1,5 +1,5 @@
-"""compute_features with the other contract options: a regression label, Word2Vec text features, gaps per cutoff
-and exact percentiles per window."""
+"""compute_features with the other contract options: a regression label, Word2Vec text features, gaps per cutoff,
+exact percentiles per window, aggregates and latest values of joined attributes, and too little text for TF-IDF."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from dropzone.contract import Aggregation, Contract, Label, load_contracts
+from dropzone.contract import Aggregation, Contract, Join, Label, load_contracts
 from spark_app.features import Cutoffs, compute_features
 
 pytestmark = pytest.mark.spark
@@ -204,3 +204,99 @@ def test_distinct_counts_are_exact_per_window_and_cutoff(spark: SparkSession) ->
     assert [score[f"product_id_distinct_{w}d"] for w in (30, 90, 365)] == [3, 5, 5]
     description = {f.name: f.description for f in result.features}["product_id_distinct_90d"]
     assert description == "number of distinct product_id over [cutoff - 90d, cutoff)"
+
+
+def test_aggregates_and_latest_values_of_joined_attributes(spark: SparkSession) -> None:
+    """An event join's numeric attribute aggregated per window like the dataset's own columns (percentile, mean, sum,
+    max), its attributes taken from the entity's latest event before each cutoff (null when that event's key is
+    unknown), and a boolean attribute of an entity join as 0/1."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    joins = (
+        Join(
+            dataset="products",
+            key="product_id",
+            attributes=("category", "list_price", "launched"),
+            aggregations=(
+                Aggregation("list_price", ("p50", "mean", "sum", "max")),
+                Aggregation("category", ("count",)),
+            ),
+        ),
+        Join(dataset="customers", key="customer_id", attributes=("newsletter",)),
+    )
+    features = replace(orders.features, joins=joins, aggregations=(), text=None, sequence=None)
+    contract = replace(orders, features=features)
+    rows = [
+        ("O1", "C000001", datetime(2025, 12, 1), "P00002", 1.0, 1, False, None),  # 62 days before the cutoff
+        ("O2", "C000001", datetime(2026, 1, 10), "P00001", 1.0, 1, False, None),
+        ("O3", "C000001", datetime(2026, 1, 20), "P00002", 1.0, 1, False, None),
+        ("O4", "C000001", datetime(2026, 1, 25), "P00009", 1.0, 1, False, None),  # unknown product, the latest
+        ("O5", "C000001", datetime(2026, 2, 10), "P00001", 1.0, 1, False, None),  # after the training cutoff
+        ("O6", "C000002", datetime(2026, 1, 5), "P00002", 1.0, 1, False, None),
+    ]
+    products = spark.createDataFrame(
+        [("P00001", "books", 10.0, date(2020, 1, 1)), ("P00002", "toys", 30.0, None)],
+        "product_id string, category string, list_price double, launched date",
+    )
+    customers = spark.createDataFrame(
+        [("C000001", "corporate", "north", date(2025, 1, 1), True), ("C000002", "consumer", "west", None, None)],
+        "customer_id string, segment string, region string, signup_date date, newsletter boolean",
+    )
+    references = {"products": products, "customers": customers}
+    cutoffs = Cutoffs((date(2026, 2, 1),), date(2026, 3, 1))
+    result = compute_features(contract, spark.createDataFrame(rows, COLUMNS), references, contracts, cutoffs)
+    got = {(r["customer_id"], r["_role"]): r for r in result.frame.collect()}
+    c1, c2, s1 = got[("C000001", "train")], got[("C000002", "train")], got[("C000001", "score")]
+    # 30 days before 2026-02-01: prices 10 and 30 (O4's product is unknown: no price) -> p50 is the 1st of 2.
+    price = "products_list_price_{}_{}d"
+    assert [c1[price.format(f, 30)] for f in ("p50", "mean", "sum", "max")] == [10.0, 20.0, 40.0, 30.0]
+    # 90 days: 30, 10, 30 -> p50 is the 2nd of 3.
+    assert [c1[price.format(f, 90)] for f in ("p50", "sum")] == [30.0, 70.0]
+    assert c1[price.format("mean", 90)] == pytest.approx(70 / 3)
+    assert (c1["products_category_count_30d"], c1["products_category_count_90d"]) == (2, 3)
+    # The latest event before the cutoff has an unknown product: its attributes are null, not an earlier event's.
+    assert (c1["products_category_last"], c1["products_list_price_last"], c1["products_launched_last"]) == (
+        None,
+        None,
+        None,
+    )
+    assert c1["_unknown_products"] == 1
+    assert (c2["products_category_last"], c2["products_list_price_last"]) == ("toys", 30.0)
+    # Scoring cutoff 2026-03-01: O5 is now the latest event. 90 days back is 2025-12-01, O1 exactly: inside.
+    assert (s1["products_category_last"], s1["products_list_price_last"]) == ("books", 10.0)
+    assert s1["products_launched_last"] == date(2020, 1, 1)
+    assert [s1[price.format(f, 30)] for f in ("p50", "sum")] == [10.0, 10.0]  # O5 only
+    assert [s1[price.format(f, 90)] for f in ("p50", "sum")] == [10.0, 80.0]  # 10, 10, 30, 30 -> the 2nd of 4
+    assert (c1["customers_newsletter"], c2["customers_newsletter"]) == (1, None)
+    types = {f.name: f.type for f in result.features}
+    assert (types["products_launched_last"], types["customers_newsletter"], types[price.format("p50", 30)]) == (
+        "date",
+        "int",
+        "double",
+    )
+
+
+def test_tfidf_features_need_two_fitted_texts(spark: SparkSession) -> None:
+    """MLlib's IDF needs at least two documents: with one non-empty text before the first cutoff every TF-IDF feature
+    is null (not a weight from a single document); a second text there gives them values."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    contract = replace(orders, features=replace(orders.features, joins=(), sequence=None))
+    rows = [
+        ("O1", "C000001", datetime(2026, 1, 10), "P00001", 1.0, 1, False, "great quality"),
+        ("O2", "C000001", datetime(2026, 1, 20), "P00001", 1.0, 1, False, "  "),  # blank: not a document
+        ("O3", "C000002", datetime(2026, 2, 5), "P00001", 1.0, 1, False, "broken on arrival"),  # after the cutoff
+    ]
+    cutoffs = Cutoffs((date(2026, 2, 1),), date(2026, 3, 1))
+    one = compute_features(contract, spark.createDataFrame(rows, COLUMNS), {}, contracts, cutoffs)
+    names = [f.name for f in one.features if f.name.startswith("review_text_tfidf_")]
+    assert len(names) == 8
+    assert one.text_fit_rows == 1
+    assert all(r[n] is None for r in one.frame.collect() for n in names)
+    rows.append(("O4", "C000002", datetime(2026, 1, 31), "P00001", 1.0, 1, False, "late and broken"))
+    two = compute_features(contract, spark.createDataFrame(rows, COLUMNS), {}, contracts, cutoffs)
+    assert two.text_fit_rows == 2
+    c1 = {r["_role"]: r for r in two.frame.filter("customer_id = 'C000001'").collect()}["train"]
+    assert any(c1[n] is not None and c1[n] > 0 for n in names)
