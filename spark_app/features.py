@@ -316,11 +316,19 @@ def compute_features(
                         f"share of {s.measure} on {s.column}={value} over [cutoff - {w}d, cutoff)",
                     )
         for attr in j.attributes:
-            add(
+            # Typed as the entity's own attributes below: a bool as 0/1, a date or time as days to the cutoff (an
+            # absolute date would mean something else at every cutoff).
+            atype = ref_contract.column(attr).type
+            value = F.col(f"_{j.dataset}_{attr}")
+            name, what = (
                 f"{j.dataset}_{attr}_last",
-                F.max_by(F.col(f"_{j.dataset}_{attr}"), F.when(before, F.col(_AGE) * -1)),
-                _spark_type(ref_contract, attr),
                 f"{j.dataset}.{attr} of the entity's latest event before the cutoff",
+            )
+            if atype in ("date", "timestamp"):
+                value = F.datediff(F.col(CUTOFF), F.to_date(value))
+                name, what = f"{name}_days", f"days from {what} to the cutoff"
+            add(
+                name, F.max_by(value.cast(_attr_type(atype)), F.when(before, F.col(_AGE) * -1)), _attr_type(atype), what
             )
         counter = f"_unknown_{j.dataset}"
         counters.append(counter)

@@ -209,7 +209,7 @@ def test_distinct_counts_are_exact_per_window_and_cutoff(spark: SparkSession) ->
 def test_aggregates_and_latest_values_of_joined_attributes(spark: SparkSession) -> None:
     """An event join's numeric attribute aggregated per window like the dataset's own columns (percentile, mean, sum,
     max), its attributes taken from the entity's latest event before each cutoff (null when that event's key is
-    unknown), and a boolean attribute of an entity join as 0/1."""
+    unknown; a date as days to the cutoff), and a boolean attribute of an entity join as 0/1."""
     contracts = load_contracts(CONTRACTS)
     orders = contracts["orders"]
     assert orders.features is not None
@@ -256,7 +256,7 @@ def test_aggregates_and_latest_values_of_joined_attributes(spark: SparkSession) 
     assert c1[price.format("mean", 90)] == pytest.approx(70 / 3)
     assert (c1["products_category_count_30d"], c1["products_category_count_90d"]) == (2, 3)
     # The latest event before the cutoff has an unknown product: its attributes are null, not an earlier event's.
-    assert (c1["products_category_last"], c1["products_list_price_last"], c1["products_launched_last"]) == (
+    assert (c1["products_category_last"], c1["products_list_price_last"], c1["products_launched_last_days"]) == (
         None,
         None,
         None,
@@ -265,13 +265,13 @@ def test_aggregates_and_latest_values_of_joined_attributes(spark: SparkSession) 
     assert (c2["products_category_last"], c2["products_list_price_last"]) == ("toys", 30.0)
     # Scoring cutoff 2026-03-01: O5 is now the latest event. 90 days back is 2025-12-01, O1 exactly: inside.
     assert (s1["products_category_last"], s1["products_list_price_last"]) == ("books", 10.0)
-    assert s1["products_launched_last"] == date(2020, 1, 1)
+    assert s1["products_launched_last_days"] == 2251.0  # 2020-01-01 -> 2026-03-01
     assert [s1[price.format(f, 30)] for f in ("p50", "sum")] == [10.0, 10.0]  # O5 only
     assert [s1[price.format(f, 90)] for f in ("p50", "sum")] == [10.0, 80.0]  # 10, 10, 30, 30 -> the 2nd of 4
     assert (c1["customers_newsletter"], c2["customers_newsletter"]) == (1, None)
     types = {f.name: f.type for f in result.features}
-    assert (types["products_launched_last"], types["customers_newsletter"], types[price.format("p50", 30)]) == (
-        "date",
+    assert (types["products_launched_last_days"], types["customers_newsletter"], types[price.format("p50", 30)]) == (
+        "double",
         "int",
         "double",
     )
