@@ -52,7 +52,13 @@ _DROPPED_CONF = re.compile(
 # A local feature run is a short JVM on 2 shared cores: the C2 JIT and a parallel GC cost more CPU than they
 # save (docs/local.md: about 45 % less CPU for a feature run). EMR's own JVMs keep their defaults.
 LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-LOCAL_SPARK_CONF = {"spark.sql.shuffle.partitions": "8", "spark.default.parallelism": "4"}
+# Hadoop's local file system, without its native library (pyspark ships none), starts a `chmod` process for every
+# file and folder it creates (about 4 ms each here), and the checksummed one (the default for file:) writes a .crc
+# file beside each data file with a chmod of its own: 1,628 processes for a 540-date curated write, 1,087 with the
+# raw one, which writes no .crc files. A 20,000-order feature run: 12.0-13.4 s against 14.3-15.5 s, same machine.
+# EMR writes to s3:// and never uses it.
+LOCAL_FILE_SYSTEM = {"spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem"}
+LOCAL_SPARK_CONF = {"spark.sql.shuffle.partitions": "8", "spark.default.parallelism": "4", **LOCAL_FILE_SYSTEM}
 _PROGRESS = re.compile(r"\[dropzone\].*")
 _STAGE = re.compile(r"\[Stage (\d+):[=>\s]*\((\d+) \+ (\d+)\) / (\d+)\]")  # Spark's console progress bar
 STAGE_REPORT_SECONDS = 5.0

@@ -50,6 +50,15 @@ def test_the_pipeline_ends_with_a_registered_model_that_beats_the_baseline(resul
     assert statuses == ["Approved"]
 
 
+def test_the_local_driver_writes_no_checksum_files(result: RunResult) -> None:
+    """The local driver writes through Hadoop's raw local file system (dropzone.local.emr.LOCAL_FILE_SYSTEM): no
+    .crc file beside each Parquet file, each of which would cost a chmod process of its own."""
+    work = result.out_dir / "work"
+    parquet = list(work.rglob("*.parquet"))
+    assert any("event_date=" in str(p) for p in parquet), "the curated table was not written under the work folder"
+    assert sorted(work.rglob("*.crc")) == []
+
+
 def test_the_bad_file_is_quarantined_with_its_reason(result: RunResult) -> None:
     assert result.bad_key is not None
     bad = _files(result)[result.bad_key]
