@@ -145,6 +145,32 @@ def test_ratio_goals_report_the_ratio_to_the_goal(run_all: ModuleType) -> None:
     assert run_all._verdict("-", 2.0, lower=False) == "not measured"
 
 
+def test_spark_goals_read_what_the_spark_benchmark_writes(run_all: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The goals rows come from the section benchmarks/spark_features.py renders, generation time included."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spark_features = importlib.import_module("spark_features")
+    size = {"entities": 1, "features": 81, "dated_parquet_s": 8.0, "bare_parquet_s": 1.0, "duckdb_s": 1.0}
+    results = [
+        {**size, "rows": 1_000_000, "bare_csv_s": 1.2, "full_job_s": 33.5, "features_s": 16.0},
+        {**size, "rows": 10_000_000, "bare_csv_s": 6.0, "full_job_s": 134.0, "features_s": 80.0},
+    ]
+    for r, windowed, naive in zip(results, (4.4, 24.0), (14.1, 36.0), strict=True):
+        r.update(ours_windowed_s=windowed, naive_s=naive)
+    rows = {r[0]: r[1:] for r in run_all._spark_goals(spark_features.render(results, "", 41.5))}
+    assert rows["Spark features, 1,000,000 events: full job / bare CSV scan"] == (
+        "27.9x (33.5 s / 1.2 s)",
+        "≤ 3x",
+        "missed (9.30x the goal)",  # from the ratio as shown, 27.9x
+    )
+    assert rows["Spark features, 10,000,000 events: naive / our windowed aggregates"][0] == "1.50x (36.0 s / 24.0 s)"
+    assert rows["Spark features scaling"] == ("10x the data → 4.0x the time", "≤ 12x for 10x", "met")
+    assert rows["Generating 1,000,000 orders (`dropzone generate`)"] == (
+        "41.5 s",
+        "well under 60 s (≤ 30 s)",
+        "missed by 11.5 s (1.38x the goal)",
+    )
+
+
 FIGURES = """Result: {result} (60 s).
 
 ```
