@@ -179,7 +179,7 @@ def curate(
         # Dates read only because a key of the batch had a row there: the merge may leave them without rows.
         listed = {d: _file_names(spark, _partition_uri(uri, d)) for d in sorted(wanted - set(partitions))}
         (
-            merged.repartition(EVENT_DATE)
+            merged.repartition(_write_tasks(spark, len(set(partitions) | wanted)), EVENT_DATE)
             .write.mode("overwrite")
             .option("partitionOverwriteMode", "dynamic")
             .partitionBy(EVENT_DATE)
@@ -194,6 +194,15 @@ def curate(
     rows_in, rows_written = int(metrics.pop("_in")), int(metrics.pop("_kept"))
     counted = tuple(metrics.values())  # the caller's ``counts``, in order
     return CurateResult(uri, rows_in, rows_in - rows_written, replaced, rows_written, partitions, counted)
+
+
+def _write_tasks(spark: SparkSession, dates: int) -> int:
+    """Tasks for writing ``dates`` daily partitions (each date is one file, written by one task): up to one per date,
+    at most spark.sql.shuffle.partitions. Not left to AQE, which coalesces a small batch into one task that then
+    writes every file in turn, while each file has a cost of its own whatever its size (an S3 request; locally a
+    chmod process). Same machine, local[2]: the write of a 20,000-order batch over 540 dates 3.1 s in 16 tasks
+    against 3.9 s in one; the 10M-row curate step 45.2-48.4 s against 49.0-50.0 s (issue #3)."""
+    return max(1, min(dates, int(spark.conf.get("spark.sql.shuffle.partitions") or 200)))
 
 
 def _partition_uri(uri: str, event_date: str) -> str:

@@ -182,3 +182,24 @@ def test_a_key_that_moves_back(spark: SparkSession, orders: Contract, tmp_path: 
     assert result.replaced_rows == 1
     assert _dates(tmp_path) == ["event_date=2026-10-01"]
     assert _table(spark, tmp_path) == [("O000001", "2026-10-01", 12.0, "b3"), ("O000004", "2026-10-01", 40.0, "b2")]
+
+
+@pytest.mark.parametrize("shuffle_partitions", ["2", "8"])
+def test_each_date_is_one_file_whatever_the_write_tasks(
+    spark: SparkSession, orders: Contract, tmp_path: Path, shuffle_partitions: str
+) -> None:
+    # Five dates written by up to min(5, spark.sql.shuffle.partitions) tasks: every row of a date goes to one of them.
+    batch = [(f"O00000{i}", f"2026-10-0{1 + i % 5}T{10 + i}:00:00", float(i)) for i in range(1, 10)]
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", shuffle_partitions)
+    try:
+        result = _merge(spark, orders, tmp_path, "b1", batch)
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous)
+    dates = [f"event_date=2026-10-0{d}" for d in range(1, 6)]
+    assert _dates(tmp_path) == dates
+    assert result.partitions == [f"2026-10-0{d}" for d in range(1, 6)]
+    for folder in dates:
+        data = [n for n in _files(tmp_path / "orders" / folder) if n.endswith(".parquet")]
+        assert len(data) == 1, (folder, data)
+    assert len(_table(spark, tmp_path)) == 9
