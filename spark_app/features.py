@@ -316,20 +316,15 @@ def compute_features(
                         f"share of {s.measure} on {s.column}={value} over [cutoff - {w}d, cutoff)",
                     )
         for attr in j.attributes:
-            # Typed as the entity's own attributes below: a bool as 0/1, a date or time as days to the cutoff (an
-            # absolute date would mean something else at every cutoff).
             atype = ref_contract.column(attr).type
-            value = F.col(f"_{j.dataset}_{attr}")
             name, what = (
                 f"{j.dataset}_{attr}_last",
                 f"{j.dataset}.{attr} of the entity's latest event before the cutoff",
             )
-            if atype in ("date", "timestamp"):
-                value = F.datediff(F.col(CUTOFF), F.to_date(value))
+            if atype in _DATED:
                 name, what = f"{name}_days", f"days from {what} to the cutoff"
-            add(
-                name, F.max_by(value.cast(_attr_type(atype)), F.when(before, F.col(_AGE) * -1)), _attr_type(atype), what
-            )
+            value = _attribute_feature(F.col(f"_{j.dataset}_{attr}"), atype)
+            add(name, F.max_by(value, F.when(before, F.col(_AGE) * -1)), _attr_type(atype), what)
         counter = f"_unknown_{j.dataset}"
         counters.append(counter)
         aggs.append(
@@ -483,7 +478,7 @@ def compute_features(
         names = []
         for attr in j.attributes:
             atype = ref_contract.column(attr).type
-            name = f"{j.dataset}_{attr}_days" if atype in ("date", "timestamp") else f"{j.dataset}_{attr}"
+            name = f"{j.dataset}_{attr}_days" if atype in _DATED else f"{j.dataset}_{attr}"
             names.append((attr, name, atype))
         if ref is None:
             missing.append(j.dataset)
@@ -496,16 +491,11 @@ def compute_features(
             )
             result = result.join(F.broadcast(small), on=entity, how="left")
             for attr, name, atype in names:
-                value = F.col(f"_a_{attr}")
-                if atype in ("date", "timestamp"):
-                    value = F.datediff(F.col(CUTOFF), F.to_date(value)).cast("double")
-                elif atype == "bool":
-                    value = value.cast("int")
-                result = result.withColumn(name, value.cast(_attr_type(atype))).drop(f"_a_{attr}")
+                result = result.withColumn(name, _attribute_feature(F.col(f"_a_{attr}"), atype)).drop(f"_a_{attr}")
             result = result.withColumn(counter, F.when(F.col("_m").isNull(), 1).otherwise(0)).drop("_m")
         counters.append(counter)
         for attr, name, atype in names:
-            what = "days from" if atype in ("date", "timestamp") else "value of"
+            what = "days from" if atype in _DATED else "value of"
             features.append(
                 FeatureSpec(name, _attr_type(atype), f"{what} {j.dataset}.{attr} of the entity (at the cutoff)")
             )
@@ -566,6 +556,17 @@ def _spark_type(contract: Contract, column: str) -> str:
         "date": "date",
         "timestamp": "timestamp",
     }[contract.column(column).type]
+
+
+_DATED = ("date", "timestamp")  # attribute types that become days to the cutoff
+
+
+def _attribute_feature(value: Column, column_type: str) -> Column:
+    """A reference attribute as a feature, whether of the entity or of its latest event: a date or time as days to
+    the cutoff (an absolute date would mean something else at every cutoff), a bool as 0/1, anything else as is."""
+    if column_type in _DATED:
+        value = F.datediff(F.col(CUTOFF), F.to_date(value))
+    return value.cast(_attr_type(column_type))
 
 
 def _attr_type(column_type: str) -> str:
