@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -28,6 +28,16 @@ GATE_POLICIES: tuple[str, ...] = ("reject", "pending")
 NUMERIC_TYPES: tuple[str, ...] = ("int", "double")
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Column names the pipeline writes next to the data's own: a contract column may not take them, nor start with an
+# underscore (the feature job's working columns all do, e.g. _batch_id, _corrupt_record, _role).
+CUTOFF = "cutoff"  # each feature row's cutoff date
+EVENT_DATE = "event_date"  # the curated table's partition column
+RESERVED_COLUMNS: Mapping[str, str] = {
+    CUTOFF: "the feature tables' cutoff column",
+    EVENT_DATE: "the curated table's partition column",
+}
+MAX_DAYS = 36_500  # windows and horizons: 100 years is past any data a contract accepts
+DATED_TYPES: tuple[str, ...] = ("date", "timestamp")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?\s*$")
 _SIZE_UNITS = {
@@ -272,12 +282,18 @@ class _Reader:
             raise self.fail(path, f"must be true or false, got {_kind(value)}")
         return value
 
-    def integer(self, value: Any, path: str, minimum: int | None = None) -> int:
+    def integer(self, value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(path, f"must be an integer, got {_kind(value)}")
         if minimum is not None and value < minimum:
             raise self.fail(path, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.fail(path, f"must be at most {maximum}, got {value}")
         return value
+
+    def days(self, value: Any, path: str) -> int:
+        """A number of days: a window, a horizon."""
+        return self.integer(value, path, minimum=1, maximum=MAX_DAYS)
 
     def number(self, value: Any, path: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -350,9 +366,17 @@ _TOP = (
 _COLUMN = ("type", "required", "unique", "min", "max", "allowed", "regex", "max_length")
 
 
+def _not_reserved(r: _Reader, name: str, path: str) -> None:
+    if name in RESERVED_COLUMNS:
+        raise r.fail(path, f"{name!r} is reserved: it is {RESERVED_COLUMNS[name]}")
+    if name.startswith("_"):
+        raise r.fail(path, f"{name!r}: names starting with an underscore are reserved for the pipeline's own columns")
+
+
 def _column(r: _Reader, name: Any, spec: Any, path: str) -> Column:
     if not isinstance(name, str) or not COLUMN_NAME.match(name):
         raise r.fail(path, f"column name {name!r} must match {COLUMN_NAME.pattern}")
+    _not_reserved(r, name, path)
     m = r.mapping(spec, path, _COLUMN)
     ctype = r.choice(r.required(m, "type", path), _join(path, "type"), COLUMN_TYPES)
     lo = r.number(m["min"], _join(path, "min")) if m.get("min") is not None else None
@@ -489,12 +513,12 @@ def _aggregation(
 
 
 def _features(
-    r: _Reader, value: Any, columns: Mapping[str, Column], references: Mapping[str, Contract] | None
+    r: _Reader, value: Any, columns: Mapping[str, Column], entity: str, references: Mapping[str, Contract] | None
 ) -> Features:
     path = "features"
     m = r.mapping(value, path, ("windows", "aggregations", "joins", "text", "sequence"))
     windows_raw = r.sequence(m.get("windows", [30, 90, 365]), _join(path, "windows"))
-    windows = tuple(r.integer(w, _join(_join(path, "windows"), i), minimum=1) for i, w in enumerate(windows_raw))
+    windows = tuple(r.days(w, _join(_join(path, "windows"), i)) for i, w in enumerate(windows_raw))
     if len(set(windows)) != len(windows):
         raise r.fail(_join(path, "windows"), "lists a window twice")
     aggs = tuple(
@@ -506,6 +530,10 @@ def _features(
         jpath = _join(_join(path, "joins"), i)
         jm = r.mapping(j, jpath, ("dataset", "key", "attributes", "aggregations", "shares"))
         dataset = r.string(r.required(jm, "dataset", jpath), _join(jpath, "dataset"), DATASET_NAME)
+        for k, earlier in enumerate(joins):
+            if earlier.dataset == dataset:
+                problem = f"{dataset} is joined already (features.joins[{k}]): join each reference dataset once"
+                raise r.fail(_join(jpath, "dataset"), problem)
         key = r.string(r.required(jm, "key", jpath), _join(jpath, "key"))
         if key not in columns:
             raise r.fail(_join(jpath, "key"), f"{key!r} is not a column of this dataset")
@@ -546,6 +574,10 @@ def _features(
             shares.append(Share(column=scol, measure=measure))
         if not (attributes or jaggs or shares):
             raise r.fail(jpath, "names no attributes, aggregations or shares: the join would add nothing")
+        if key == entity and (jaggs or shares):
+            field_ = "aggregations" if jaggs else "shares"
+            problem = f"a join on the entity ({entity}) gives one {dataset} row per entity: it takes attributes only"
+            raise r.fail(_join(jpath, field_), problem)
         joins.append(Join(dataset=dataset, key=key, attributes=attributes, aggregations=jaggs, shares=tuple(shares)))
     text = None
     if m.get("text") is not None:
@@ -567,7 +599,7 @@ def _features(
         spath = _join(path, "sequence")
         sm = r.mapping(m["sequence"], spath, ("short_window_days",))
         sequence = SequenceFeatures(
-            short_window_days=r.integer(sm.get("short_window_days", 7), _join(spath, "short_window_days"), minimum=1)
+            short_window_days=r.days(sm.get("short_window_days", 7), _join(spath, "short_window_days"))
         )
     return Features(windows=windows, aggregations=aggs, joins=tuple(joins), text=text, sequence=sequence)
 
@@ -593,10 +625,12 @@ def _label(r: _Reader, value: Any, columns: Mapping[str, Column]) -> Label:
             raise r.fail(_join(path, "measure"), f"{measure!r} must be a numeric column of this dataset")
     elif measure is not None:
         raise r.fail(_join(path, "measure"), "only sum_in_horizon takes a measure")
+    name = r.string(m.get("name", "label"), _join(path, "name"), COLUMN_NAME)
+    _not_reserved(r, name, _join(path, "name"))
     return Label(
         kind=kind,
-        name=r.string(m.get("name", "label"), _join(path, "name"), COLUMN_NAME),
-        horizon_days=r.integer(r.required(m, "horizon_days", path), _join(path, "horizon_days"), minimum=1),
+        name=name,
+        horizon_days=r.days(r.required(m, "horizon_days", path), _join(path, "horizon_days")),
         measure=measure,
     )
 
@@ -664,6 +698,88 @@ def _training(r: _Reader, value: Any, label: Label | None) -> Training:
     )
 
 
+# --- Feature names: the rule in docs/features.md. spark_app.features names every feature it computes with these
+# functions, and parse_contract checks the whole list (feature_names) for clashes before any job runs.
+
+
+def window_feature(column: str, function: str, window: int, dataset: str | None = None) -> str:
+    """An aggregate over a window, ``amount_sum_30d``; of an attribute of the joined events,
+    ``products_category_distinct_90d``."""
+    return f"{dataset}_{column}_{function}_{window}d" if dataset else f"{column}_{function}_{window}d"
+
+
+def share_feature(dataset: str, share: Share, value: Any, window: int) -> str:
+    """The share of a measure on one value of a reference column, ``products_category_books_amount_share_30d``."""
+    return f"{dataset}_{share.column}_{value}_{share.measure}_share_{window}d"
+
+
+def attribute_feature(dataset: str, attribute: str, column_type: str, *, of_entity: bool) -> str:
+    """A reference attribute of the entity itself (``customers_segment``) or of the entity's latest event
+    (``products_category_last``); a date or time becomes days to the cutoff (``customers_signup_date_days``)."""
+    name = f"{dataset}_{attribute}" if of_entity else f"{dataset}_{attribute}_last"
+    return f"{name}_days" if column_type in DATED_TYPES else name
+
+
+def sequence_features(sequence: SequenceFeatures) -> tuple[str, ...]:
+    """The sequence features, in the order the job computes them."""
+    k = sequence.short_window_days
+    return (
+        "days_since_last",
+        "tenure_days",
+        f"events_last_{k}d",
+        f"events_prev_{k}d",
+        "gap_days_mean",
+        "gap_days_std",
+        "gap_days_max",
+    )
+
+
+def text_features(text: TextFeatures) -> tuple[str, ...]:
+    return tuple(f"{text.column}_{text.method}_{i}" for i in range(text.num_features))
+
+
+def feature_names(features: Features, entity: str, references: Mapping[str, Contract]) -> tuple[str, ...]:
+    """Every feature column the job writes, in its order: the dataset's own aggregates, then per join on another
+    key its aggregates, shares and latest-event attributes, the sequence and text features, the entity's
+    attributes. ``references`` holds the contract of every joined dataset."""
+    windows = sorted(features.windows)
+    names: list[str] = []
+    for a in features.aggregations:
+        names += [window_feature(a.column, fn, w) for w in windows for fn in a.functions]
+    for j in features.joins:
+        if j.key == entity:
+            continue
+        ref = references[j.dataset]
+        for a in j.aggregations:
+            names += [window_feature(a.column, fn, w, j.dataset) for w in windows for fn in a.functions]
+        for s in j.shares:
+            names += [share_feature(j.dataset, s, v, w) for w in windows for v in ref.column(s.column).allowed or ()]
+        names += [attribute_feature(j.dataset, a, ref.column(a).type, of_entity=False) for a in j.attributes]
+    if features.sequence is not None:
+        names += sequence_features(features.sequence)
+    if features.text is not None:
+        names += text_features(features.text)
+    for j in features.joins:
+        if j.key == entity:
+            ref = references[j.dataset]
+            names += [attribute_feature(j.dataset, a, ref.column(a).type, of_entity=True) for a in j.attributes]
+    return tuple(names)
+
+
+def _check_output_names(
+    r: _Reader, features: Features, label: Label | None, entity: str, references: Mapping[str, Contract]
+) -> None:
+    """No two columns of the feature tables share a name: the features, the entity, the cutoff, the label."""
+    taken = {entity: "the entity column", CUTOFF: RESERVED_COLUMNS[CUTOFF]}
+    for name in feature_names(features, entity, references):
+        if name in taken:
+            what = "two features" if taken[name] == "a feature" else f"a feature and {taken[name]}"
+            raise r.fail("features", f"{what} would be named {name!r} (the naming rule is in docs/features.md)")
+        taken[name] = "a feature"
+    if label is not None and label.name in taken:
+        raise r.fail("label.name", f"{label.name!r} is the name of {taken[label.name]}: give the label its own")
+
+
 def parse_contract(
     document: Any, source: str = "<contract>", references: Mapping[str, Contract] | None = None
 ) -> Contract:
@@ -691,11 +807,16 @@ def parse_contract(
                 "timestamp", f"{timestamp!r} must be a timestamp or date column, it is {by_name[timestamp].type}"
             )
     label = _label(r, m["label"], by_name) if m.get("label") is not None else None
-    features = _features(r, m["features"], by_name, references) if m.get("features") is not None else None
+    features = _features(r, m["features"], by_name, entity, references) if m.get("features") is not None else None
     if (features is not None or label is not None) and timestamp is None:
         raise r.fail("timestamp", "is required when the contract has features or a label")
     if label is not None and features is None:
         raise r.fail("features", "is required when the contract has a label")
+    if features is not None:
+        # Without the reference contracts the names of joined attributes are unknown: the rest is checked here, the
+        # whole list when the contract is loaded with its references (load_contracts, the feature job).
+        known = features if references is not None else replace(features, joins=())
+        _check_output_names(r, known, label, entity, references or {})
     training = _training(r, m["training"], label) if m.get("training") is not None else None
     if label is not None and training is None:
         training = Training(gate=Gate(metric="auc" if label.is_classification else "rmse"))

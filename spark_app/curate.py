@@ -21,10 +21,9 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
-from dropzone.contract import Contract
+from dropzone.contract import EVENT_DATE, Contract
 from spark_app.io import FILE_INDEX, join_uri, spark_path
 
-EVENT_DATE = "event_date"
 BATCH_ID = "_batch_id"
 _PRIORITY = "_priority"
 _PARTITION = re.compile(rf"/{EVENT_DATE}=([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})/")

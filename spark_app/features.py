@@ -30,9 +30,19 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from dropzone.contract import PERCENTILE, Contract
+from dropzone.contract import (
+    CUTOFF,
+    DATED_TYPES,
+    PERCENTILE,
+    Contract,
+    attribute_feature,
+    feature_names,
+    sequence_features,
+    share_feature,
+    text_features,
+    window_feature,
+)
 
-CUTOFF = "cutoff"
 ROLE = "_role"  # "train" or "score"
 DAY_US = 86_400 * 1_000_000
 TEXT_FIT_ROWS = 200_000
@@ -94,10 +104,6 @@ class Cutoffs:
     def for_as_of(as_of: date, horizon_days: int, count: int = 1) -> Cutoffs:
         """Training cutoffs whose label window ends by ``as_of`` (fully observed), spaced by the horizon."""
         return Cutoffs(tuple(as_of - timedelta(days=horizon_days * i) for i in range(count, 0, -1)), as_of)
-
-
-def window_name(column: str, function: str, window: int, prefix: str = "") -> str:
-    return f"{prefix}{column}_{function}_{window}d"
 
 
 def _days(expr: Column) -> Column:
@@ -277,7 +283,7 @@ def compute_features(
         for w in windows:
             v = F.when(in_window(w), F.col(a.column))
             for fn in a.functions:
-                name, what = window_name(a.column, fn, w), f"{_describe(fn)} {a.column} over [cutoff - {w}d, cutoff)"
+                name, what = window_feature(a.column, fn, w), f"{_describe(fn)} {a.column} over [cutoff - {w}d, cutoff)"
                 if fn == "distinct":
                     distinct_count(name, a.column, w, what)
                 elif PERCENTILE.match(fn):
@@ -292,7 +298,7 @@ def compute_features(
             for w in windows:
                 v = F.when(in_window(w), F.col(f"_{j.dataset}_{a.column}"))
                 for fn in a.functions:
-                    name = window_name(a.column, fn, w, prefix=f"{j.dataset}_")
+                    name = window_feature(a.column, fn, w, j.dataset)
                     what = f"{_describe(fn)} {j.dataset}.{a.column} of the events over [cutoff - {w}d, cutoff)"
                     if fn == "distinct":
                         distinct_count(name, f"_{j.dataset}_{a.column}", w, what)
@@ -308,22 +314,19 @@ def compute_features(
                     part = F.sum(
                         F.when(in_window(w) & (F.col(f"_{j.dataset}_{s.column}") == F.lit(value)), F.col(s.measure))
                     )
-                    name = f"{j.dataset}_{s.column}_{value}_{s.measure}_share_{w}d"
                     add(
-                        name,
+                        share_feature(j.dataset, s, value, w),
                         _safe_ratio(F.coalesce(part, F.lit(0.0)), total),
                         "double",
                         f"share of {s.measure} on {s.column}={value} over [cutoff - {w}d, cutoff)",
                     )
         for attr in j.attributes:
             atype = ref_contract.column(attr).type
-            name, what = (
-                f"{j.dataset}_{attr}_last",
-                f"{j.dataset}.{attr} of the entity's latest event before the cutoff",
-            )
-            if atype in _DATED:
-                name, what = f"{name}_days", f"days from {what} to the cutoff"
+            what = f"{j.dataset}.{attr} of the entity's latest event before the cutoff"
+            if atype in DATED_TYPES:
+                what = f"days from {what} to the cutoff"
             value = _attribute_feature(F.col(f"_{j.dataset}_{attr}"), atype)
+            name = attribute_feature(j.dataset, attr, atype, of_entity=False)
             add(name, F.max_by(value, F.when(before, F.col(_AGE) * -1)), _attr_type(atype), what)
         counter = f"_unknown_{j.dataset}"
         counters.append(counter)
@@ -336,43 +339,28 @@ def compute_features(
     # --- sequence features
     if spec.sequence is not None:
         k = spec.sequence.short_window_days
-        add(
-            "days_since_last",
-            _days(F.min(F.when(before, F.col(_AGE)))),
-            "double",
-            "days from the latest event to the cutoff",
-        )
-        add(
-            "tenure_days",
-            _days(F.max(F.when(before, F.col(_AGE)))),
-            "double",
-            "days from the first event to the cutoff",
-        )
-        add(f"events_last_{k}d", F.count(F.when(in_window(k), 1)), "bigint", f"events over [cutoff - {k}d, cutoff)")
-        add(
-            f"events_prev_{k}d",
-            F.count(F.when(in_window(2 * k) & ~in_window(k), 1)),
-            "bigint",
-            f"events over [cutoff - {2 * k}d, cutoff - {k}d)",
-        )
         gap = F.when(before, F.col(_GAP))
-        add("gap_days_mean", F.avg(gap), "double", "mean days between consecutive events (null with one event)")
-        add(
-            "gap_days_std",
-            F.stddev_samp(gap),
-            "double",
-            "standard deviation of days between events (null below three events)",
-        )
-        add(
-            "gap_days_max", F.max(gap), "double", "longest gap in days between consecutive events (null with one event)"
-        )
+        sequence = [  # in the order of sequence_features' names
+            (_days(F.min(F.when(before, F.col(_AGE)))), "double", "days from the latest event to the cutoff"),
+            (_days(F.max(F.when(before, F.col(_AGE)))), "double", "days from the first event to the cutoff"),
+            (F.count(F.when(in_window(k), 1)), "bigint", f"events over [cutoff - {k}d, cutoff)"),
+            (
+                F.count(F.when(in_window(2 * k) & ~in_window(k), 1)),
+                "bigint",
+                f"events over [cutoff - {2 * k}d, cutoff - {k}d)",
+            ),
+            (F.avg(gap), "double", "mean days between consecutive events (null with one event)"),
+            (F.stddev_samp(gap), "double", "standard deviation of days between events (null below three events)"),
+            (F.max(gap), "double", "longest gap in days between consecutive events (null with one event)"),
+        ]
+        for name, (expr, type_, what) in zip(sequence_features(spec.sequence), sequence, strict=True):
+            add(name, expr, type_, what)
 
     # --- text features: mean of the per-event vectors over the longest window
     text_names: list[str] = []
     if spec.text is not None:
         tw = windows[-1]
-        for i in range(spec.text.num_features):
-            name = f"{spec.text.column}_{spec.text.method}_{i}"
+        for i, name in enumerate(text_features(spec.text)):
             text_names.append(name)
             add(
                 name,
@@ -478,7 +466,7 @@ def compute_features(
         names = []
         for attr in j.attributes:
             atype = ref_contract.column(attr).type
-            name = f"{j.dataset}_{attr}_days" if atype in _DATED else f"{j.dataset}_{attr}"
+            name = attribute_feature(j.dataset, attr, atype, of_entity=True)
             names.append((attr, name, atype))
         if ref is None:
             missing.append(j.dataset)
@@ -495,11 +483,14 @@ def compute_features(
             result = result.withColumn(counter, F.when(F.col("_m").isNull(), 1).otherwise(0)).drop("_m")
         counters.append(counter)
         for attr, name, atype in names:
-            what = "days from" if atype in _DATED else "value of"
+            what = "days from" if atype in DATED_TYPES else "value of"
             features.append(
                 FeatureSpec(name, _attr_type(atype), f"{what} {j.dataset}.{attr} of the entity (at the cutoff)")
             )
 
+    # parse_contract checked the names feature_names gives for clashes: they must be the names computed here.
+    if [f.name for f in features] != list(feature_names(spec, entity, reference_contracts)):
+        raise RuntimeError("spark_app.features and dropzone.contract.feature_names name the features differently")
     ordered = [entity, CUTOFF, ROLE, *[f.name for f in features], label.name, *counters]
     frame = result.select(*ordered, *idf_counts)
     frame_counters = list(dict.fromkeys(counters))
@@ -558,13 +549,10 @@ def _spark_type(contract: Contract, column: str) -> str:
     }[contract.column(column).type]
 
 
-_DATED = ("date", "timestamp")  # attribute types that become days to the cutoff
-
-
 def _attribute_feature(value: Column, column_type: str) -> Column:
     """A reference attribute as a feature, whether of the entity or of its latest event: a date or time as days to
     the cutoff (an absolute date would mean something else at every cutoff), a bool as 0/1, anything else as is."""
-    if column_type in _DATED:
+    if column_type in DATED_TYPES:
         value = F.datediff(F.col(CUTOFF), F.to_date(value))
     return value.cast(_attr_type(column_type))
 

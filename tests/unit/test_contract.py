@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from dropzone.cli import main
-from dropzone.contract import ContractError, load_contract, load_contracts
+from dropzone.contract import ContractError, feature_names, load_contract, load_contracts, parse_contract
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 ORDERS: dict[str, Any] = yaml.safe_load((CONTRACTS / "orders.yaml").read_text())
@@ -48,6 +48,16 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 
 def _drop(key: str) -> Callable[[dict[str, Any]], None]:
     return lambda document: document.pop(key)
+
+
+def _append(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(document: dict[str, Any]) -> None:
+        node: Any = document
+        for key in path.split("."):
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node.append(value)
+
+    return mutate
 
 
 BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
@@ -104,6 +114,54 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "features.joins[0].aggregations[0].column: 'colour' is not a column of products",
     ),
     ("top-level typo", _set("owner", "me"), "owner: unknown field (allowed: dataset, description"),
+    # Contracts the Spark job could not run: two output columns of one name, a name the pipeline writes itself.
+    (
+        "feature twice",
+        _append("features.aggregations", {"column": "amount", "functions": ["max", "sum"]}),
+        "features: two features would be named 'amount_max_30d' (the naming rule is in docs/features.md)",
+    ),
+    (
+        "label named like a feature",
+        _set("label.name", "gap_days_mean"),
+        "label.name: 'gap_days_mean' is the name of a feature: give the label its own",
+    ),
+    (
+        "label named like the entity",
+        _set("label.name", "customer_id"),
+        "label.name: 'customer_id' is the name of the entity column",
+    ),
+    ("label named cutoff", _set("label.name", "cutoff"), "label.name: 'cutoff' is reserved: it is the feature tables'"),
+    (
+        "partition column",
+        _set("columns.event_date", {"type": "date"}),
+        "columns.event_date: 'event_date' is reserved: it is the curated table's partition column",
+    ),
+    (
+        "underscore column",
+        _set("columns._id", {"type": "string"}),
+        "columns._id: '_id': names starting with an underscore are reserved for the pipeline's own columns",
+    ),
+    (
+        "window too long",
+        _set("features.windows", [30, 40_000]),
+        "features.windows[1]: must be at most 36500, got 40000",
+    ),
+    (
+        "horizon too long",
+        _set("label.horizon_days", 10**9),
+        "label.horizon_days: must be at most 36500, got 1000000000",
+    ),
+    (
+        "dataset joined twice",
+        _append("features.joins", {"dataset": "products", "key": "product_id", "attributes": ["list_price"]}),
+        "features.joins[2].dataset: products is joined already (features.joins[0]): join each reference dataset once",
+    ),
+    (
+        "aggregation over the entity's own row",
+        _set("features.joins.1.aggregations", [{"column": "segment", "functions": ["count"]}]),
+        "features.joins[1].aggregations: a join on the entity (customer_id) gives one customers row per entity: "
+        "it takes attributes only",
+    ),
 ]
 
 
@@ -159,3 +217,94 @@ def test_cli_with_a_missing_contract_exits_2(tmp_path: Path, capsys: pytest.Capt
     data.write_text("order_id\nO1\n")
     assert main(["validate", "--contract", str(tmp_path / "nope.yaml"), str(data)]) == 2
     assert "nope.yaml: cannot be read: No such file or directory" in capsys.readouterr().err
+
+
+def test_feature_names_follow_the_documented_rule() -> None:
+    """Every kind of feature, each name written out by hand from the table in docs/features.md."""
+    stores = parse_contract(
+        {
+            "dataset": "stores",
+            "entity": "store_id",
+            "columns": {
+                "store_id": {"type": "string"},
+                "format": {"type": "string", "allowed": ["mall", "street"]},
+                "opened": {"type": "date"},
+            },
+        }
+    )
+    visitors = parse_contract(
+        {
+            "dataset": "visitors",
+            "entity": "visitor_id",
+            "columns": {"visitor_id": {"type": "string"}, "vip": {"type": "bool"}, "born": {"type": "timestamp"}},
+        }
+    )
+    visits = parse_contract(
+        {
+            "dataset": "visits",
+            "entity": "visitor_id",
+            "timestamp": "ts",
+            "columns": {
+                "visitor_id": {"type": "string"},
+                "store_id": {"type": "string"},
+                "ts": {"type": "timestamp"},
+                "spend": {"type": "double"},
+                "note": {"type": "string"},
+            },
+            "features": {
+                "windows": [90, 7],
+                "aggregations": [{"column": "spend", "functions": ["sum", "p50"]}],
+                "joins": [
+                    {"dataset": "visitors", "key": "visitor_id", "attributes": ["born", "vip"]},
+                    {
+                        "dataset": "stores",
+                        "key": "store_id",
+                        "attributes": ["opened", "format"],
+                        "aggregations": [{"column": "format", "functions": ["distinct"]}],
+                        "shares": [{"column": "format", "measure": "spend"}],
+                    },
+                ],
+                "text": {"column": "note", "method": "word2vec", "num_features": 2},
+                "sequence": {"short_window_days": 3},
+            },
+            "label": {"kind": "sum_in_horizon", "name": "spend_next", "measure": "spend", "horizon_days": 14},
+        },
+        references={"stores": stores, "visitors": visitors},
+    )
+    assert visits.features is not None
+    assert feature_names(visits.features, "visitor_id", {"stores": stores, "visitors": visitors}) == (
+        "spend_sum_7d",
+        "spend_p50_7d",
+        "spend_sum_90d",
+        "spend_p50_90d",
+        "stores_format_distinct_7d",
+        "stores_format_distinct_90d",
+        "stores_format_mall_spend_share_7d",
+        "stores_format_street_spend_share_7d",
+        "stores_format_mall_spend_share_90d",
+        "stores_format_street_spend_share_90d",
+        "stores_opened_last_days",
+        "stores_format_last",
+        "days_since_last",
+        "tenure_days",
+        "events_last_3d",
+        "events_prev_3d",
+        "gap_days_mean",
+        "gap_days_std",
+        "gap_days_max",
+        "note_word2vec_0",
+        "note_word2vec_1",
+        "visitors_born_days",
+        "visitors_vip",
+    )
+
+
+def test_a_contract_read_without_its_references_is_still_checked_for_clashing_names(tmp_path: Path) -> None:
+    """`dropzone validate --contract` and the ingest function read one contract alone: the names that do not
+    depend on a joined dataset are checked there already."""
+    document = copy.deepcopy(ORDERS)
+    document["features"]["aggregations"].append({"column": "quantity", "functions": ["sum"]})
+    path = tmp_path / "orders.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    with pytest.raises(ContractError, match=r"orders.yaml: features: two features would be named 'quantity_sum_30d'"):
+        load_contract(path)
