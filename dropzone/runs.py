@@ -54,6 +54,7 @@ from dropzone.training_jobs import (
     inputs_from_manifest,
     model_package_group_name,
     training_job_name,
+    untrainable,
 )
 
 EMR_TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
@@ -301,7 +302,15 @@ class Completions:
         if contract.is_reference or contract.training is None:
             outcome.notes.append("reference dataset: nothing to train")
         else:
-            outcome.training_job = self._start_training(dataset, contract, job_run_id, run_id, now)
+            manifest = self._run_manifest(dataset, run_id)
+            skipped = untrainable(manifest)
+            if skipped is None:
+                outcome.training_job = self._start_training(dataset, contract, manifest, job_run_id, run_id, now)
+            else:
+                self.ledger.update_with_condition(
+                    dataset_pk(dataset), run_sk(job_run_id), set_values={"training_skipped": skipped}
+                )
+                outcome.notes.append(f"training skipped: {skipped}")
         self.ledger.release_lease(dataset, batch_id)
         outcome.next_batch = maybe_start_batch(
             dataset,
@@ -313,9 +322,9 @@ class Completions:
             now=now,
         )
 
-    def _start_training(self, dataset: str, contract: Contract, job_run_id: str, run_id: str, now: datetime) -> str:
-        settings = self.settings.require("data_bucket", "sagemaker_role_arn", "training_source_uri")
-        bucket = str(settings.data_bucket)
+    def _run_manifest(self, dataset: str, run_id: str) -> dict[str, Any]:
+        """The ``_manifest.json`` the Spark job wrote last for the run."""
+        bucket = str(self.settings.require("data_bucket").data_bucket)
         prefix = f"features/{dataset}/run={run_id}/"
         try:
             body = self.s3.get_object(Bucket=bucket, Key=f"{prefix}_manifest.json")["Body"].read()
@@ -328,6 +337,22 @@ class Completions:
             manifest = json.loads(body)
         except ValueError as e:
             raise CompletionError(f"s3://{bucket}/{prefix}_manifest.json is not JSON: {e}") from e
+        if not isinstance(manifest, dict):
+            raise CompletionError(f"s3://{bucket}/{prefix}_manifest.json is not a JSON object")
+        return manifest
+
+    def _start_training(
+        self,
+        dataset: str,
+        contract: Contract,
+        manifest: Mapping[str, Any],
+        job_run_id: str,
+        run_id: str,
+        now: datetime,
+    ) -> str:
+        settings = self.settings.require("data_bucket", "sagemaker_role_arn", "training_source_uri")
+        bucket = str(settings.data_bucket)
+        prefix = f"features/{dataset}/run={run_id}/"
         inputs = inputs_from_manifest(
             manifest, dataset=dataset, run_id=run_id, job_run_id=job_run_id, run_prefix=f"s3://{bucket}/{prefix}"
         )

@@ -116,6 +116,7 @@ def collect(ledger: Ledger, *, dataset: str | None = None) -> Status:
                     "cost_usd": item.get("cost_usd"),
                     "finished_at": item.get("finished_at"),
                     "training_job": item.get("training_job"),
+                    "training_skipped": item.get("training_skipped"),
                     "state_details": item.get("state_details") or None,
                 }
             )
@@ -214,6 +215,7 @@ def render(status: Status, *, limit: int = 20) -> str:
                 ("cost_usd", "COST USD"),
                 ("finished_at", "FINISHED"),
                 ("training_job", "TRAINING JOB"),
+                ("training_skipped", "TRAINING SKIPPED"),
             ],
             status.runs[:limit],
             len(status.runs),

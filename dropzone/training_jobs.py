@@ -144,6 +144,29 @@ def inputs_from_manifest(
     )
 
 
+def untrainable(manifest: Mapping[str, Any]) -> str | None:
+    """Why the run's features cannot train a model, or None. A young dataset has no entity with an event before
+    the training cutoff (the as-of date less the label horizon) until its history is longer than the horizon; a
+    SageMaker job on those features would only fail, once per batch."""
+    counts = manifest.get("row_counts")
+    if not isinstance(counts, Mapping):
+        return None  # a manifest without counts: the trainer checks its channels itself
+    train, validation = int(counts.get("train_rows") or 0), int(counts.get("validation_rows") or 0)
+    if train + validation == 0:
+        cutoffs = ", ".join((manifest.get("cutoffs") or {}).get("train") or []) or "?"
+        return (
+            f"no training rows: no entity has an event before the training cutoff {cutoffs} (the as-of date less the "
+            f"{manifest.get('horizon_days', '?')}-day label horizon); training starts once the history is longer"
+        )
+    if train == 0 or validation == 0:
+        return f"{train} training and {validation} validation rows: each split needs at least one entity"
+    label = manifest.get("label") or {}
+    fraction = label.get("positive_fraction")
+    if label.get("kind") == "active_in_horizon" and fraction in (0, 1):
+        return f"{label.get('name')} is {int(fraction)} for every training row: there is nothing to learn"
+    return None
+
+
 def build_training_job_request(
     inputs: TrainingInputs,
     contract: Contract,

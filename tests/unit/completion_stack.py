@@ -84,16 +84,20 @@ class Stack:
         assert started is not None
         return started
 
-    def write_run_manifest(self, dataset: str, run_id: str) -> None:
-        """What the Spark job writes last under features/<dataset>/run=<run id>/."""
+    def write_run_manifest(
+        self, dataset: str, run_id: str, *, train_rows: int = 800, validation_rows: int = 200, positive: float = 0.4
+    ) -> None:
+        """What the Spark job writes last under features/<dataset>/run=<run id>/ (the fields training reads)."""
         manifest = {
             "dataset": dataset,
             "run_id": run_id,
             "entity": "customer_id",
-            "label": {"name": "active_next_30d", "kind": "active_in_horizon"},
+            "label": {"name": "active_next_30d", "kind": "active_in_horizon", "positive_fraction": positive},
             "features": [{"name": "amount_sum_30d", "type": "double"}, {"name": "segment", "type": "string"}],
             "outputs": {"train": "train/", "validation": "validation/", "score": "score/"},
-            "rows": {"train": 800, "validation": 200, "score": 1000},
+            "cutoffs": {"train": ["2026-10-28"], "score": "2026-11-27"},
+            "horizon_days": 30,
+            "row_counts": {"train_rows": train_rows, "validation_rows": validation_rows, "score_rows": 1000},
         }
         key = f"features/{dataset}/run={run_id}/_manifest.json"
         self.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(manifest).encode())

@@ -287,6 +287,48 @@ def test_reference_dataset_run_trains_nothing(stack: Stack, lambda_context: Any)
     assert stack.ledger.get_lease("customers") is None
 
 
+@pytest.mark.parametrize(
+    ("counts", "reason"),
+    [
+        (
+            {"train_rows": 0, "validation_rows": 0},
+            "no training rows: no entity has an event before the training cutoff 2026-10-28 (the as-of date less "
+            "the 30-day label horizon); training starts once the history is longer",
+        ),
+        ({"train_rows": 3, "validation_rows": 0}, "3 training and 0 validation rows: each split needs at least one"),
+        ({"positive": 0.0}, "active_next_30d is 0 for every training row: there is nothing to learn"),
+    ],
+    ids=["young dataset", "no validation entity", "one label value"],
+)
+def test_a_run_whose_features_cannot_train_records_why_and_starts_no_training_job(
+    stack: Stack, lambda_context: Any, counts: dict[str, Any], reason: str
+) -> None:
+    # GIVEN a running batch whose feature run produced nothing a model can learn from
+    files = stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    stack.accept_files("orders", 2, start=10)
+    stack.write_run_manifest("orders", started.client_token, **counts)
+    app = load_app("job_finished")
+
+    # WHEN the run's SUCCESS event arrives
+    answer = _handle(app, emr_event("emr_job_success.json", stack.app_id, started.job_run_id), lambda_context)
+
+    # THEN no SageMaker job starts (it could only fail), the run says why, and the pipeline goes on as after a success
+    assert answer == {"batchItemFailures": []}
+    assert stack.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+    run = stack.item("orders", f"RUN#{started.job_run_id}")
+    assert run is not None
+    assert "training_job" not in run
+    assert run["training_skipped"].startswith(reason), run["training_skipped"]
+    batch = stack.ledger.get_batch("orders", started.batch_id)
+    assert batch is not None
+    assert batch["status"] == "SUCCEEDED"
+    assert {stack.item("orders", sk)["status"] for sk in files} == {"DONE"}  # type: ignore[index]
+    lease = stack.ledger.get_lease("orders")
+    assert lease is not None
+    assert lease["owner"] != started.batch_id
+
+
 def test_missing_run_manifest_fails_the_message_with_the_reason(stack: Stack, lambda_context: Any) -> None:
     stack.accept_files("orders", 2)
     started = stack.start_batch("orders")

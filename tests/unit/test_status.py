@@ -93,6 +93,28 @@ def test_readable_tables(stack: Stack, lambda_context: Any, capsys: pytest.Captu
     assert "Approved" in out
 
 
+def test_a_run_that_trained_nothing_says_why(
+    stack: Stack, lambda_context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.accept_files("orders", 2)
+    started = stack.start_batch("orders")
+    stack.write_run_manifest("orders", started.client_token, train_rows=0, validation_rows=0)
+    load_app("job_finished").handler(
+        emr_event("emr_job_success.json", stack.app_id, started.job_run_id), lambda_context
+    )
+    capsys.readouterr()
+
+    assert main(["status", "--table", TABLE, "--json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert run["training_job"] is None
+    assert run["training_skipped"].startswith("no training rows: no entity has an event before the training cutoff")
+
+    assert main(["status", "--table", TABLE]) == 0
+    runs = capsys.readouterr().out.split("Runs (1, newest first)")[1].splitlines()
+    assert "TRAINING SKIPPED" in runs[1]
+    assert "no training rows" in runs[2]
+
+
 def test_limit_cuts_each_table(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     stack.accept_files("orders", 5)
     assert main(["status", "--table", TABLE, "--limit", "2"]) == 0
