@@ -91,6 +91,10 @@ def summary_lines(result: RunResult) -> list[str]:
         outputs = manifest.get("row_counts") or {}
         columns = len(manifest.get("features") or [])
         lines.append(f"  features | {dataset}: {columns} feature columns, rows {json.dumps(outputs)}")
+    for dataset, items in result.ledger.items():
+        for i in items:
+            if _kind(i) == "RUN" and i.get("training_skipped"):
+                lines.append(f"  training | {dataset}: none started: {i['training_skipped']}")
     for job in result.training_jobs:
         lines.append(f"  training | {job.name}: {job.status} in {job.seconds:.1f}s {job.failure_reason}".rstrip())
         for metric, value, baseline in _metric_pairs(job.metrics):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from pyarrow import csv as pacsv
 
 from dropzone.generate import generate
 from dropzone.local.producer import producer_files, upload
@@ -112,6 +116,30 @@ def test_the_summary_and_report_show_the_outcome(result: RunResult) -> None:
     report = write_report(result, lines)
     html = report.read_text()
     assert html.count("data:image/png;base64,") >= 3
+
+
+def test_a_dataset_younger_than_its_label_horizon_trains_nothing_and_says_why(tmp_path: Path) -> None:
+    # GIVEN reference data and 2 order files holding only the last 10 days of orders (the label horizon is 30)
+    data = tmp_path / "data"
+    written = generate(data, ROWS, seed=12, files=2)
+    since = (datetime.fromisoformat(written["end"]) - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for path in sorted((data / "orders").glob("*.csv")):
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={"order_ts": pa.string()}))
+        recent = table.filter(pc.greater_equal(table["order_ts"], since))  # ISO 8601 in UTC: text order is time order
+        pacsv.write_csv(recent, path, pacsv.WriteOptions(quoting_style="needed"))
+
+    # WHEN the pipeline runs on them
+    run = run_pipeline(RunOptions(root=ROOT, out_dir=tmp_path / "out", data_dir=data, bad_file=False, duplicate=False))
+
+    # THEN the feature run succeeded with no training rows, no training job started, and the run says why
+    assert [r.state for r in run.emr_runs] == ["SUCCESS"] * 3
+    assert run.features["orders"]["row_counts"]["train_rows"] == 0
+    assert run.features["orders"]["row_counts"]["score_rows"] > 0
+    assert run.training_jobs == []
+    (skipped,) = [i["training_skipped"] for i in run.ledger["orders"] if i.get("training_skipped")]
+    assert skipped.startswith("no training rows: no entity has an event before the training cutoff")
+    assert f"training | orders: none started: {skipped}" in "\n".join(summary_lines(run))
+    assert run.model_packages["dropzone-orders"] == []
 
 
 @pytest.fixture
