@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -43,3 +45,32 @@ def assert_frames_equal(actual: DataFrame, expected: DataFrame) -> None:
 @pytest.fixture(scope="session")
 def frames_equal() -> Callable[[DataFrame, DataFrame], None]:
     return assert_frames_equal
+
+
+@dataclass(frozen=True)
+class PlanNode:
+    name: str  # e.g. "Exchange", "BroadcastHashJoin", "BatchEvalPython"
+    under_broadcast: bool  # inside the plan of a broadcast side (a small table), not on the main rows' path
+    partitioning: str  # the output partitioning, e.g. "hashpartitioning(customer_id#12, 2)"
+
+
+def plan_nodes(frame: DataFrame) -> list[PlanNode]:
+    """Every node of the physical plan ``frame`` last executed, through adaptive query stages and the plans of the
+    cached frames it reads. Run an action first: before one, adaptive stages are not planned yet."""
+
+    def walk(node: Any, under_broadcast: bool) -> Iterator[PlanNode]:
+        name = str(node.nodeName())
+        yield PlanNode(name, under_broadcast, str(node.outputPartitioning().toString()))
+        under_broadcast = under_broadcast or name == "BroadcastExchange"
+        if name == "AdaptiveSparkPlan":
+            children = [node.executedPlan()]
+        elif name.endswith("QueryStage"):
+            children = [node.plan()]
+        elif name == "InMemoryTableScan":
+            children = [node.relation().cachedPlan()]
+        else:
+            children = [node.children().apply(i) for i in range(node.children().size())]
+        for child in children:
+            yield from walk(child, under_broadcast)
+
+    return list(walk(frame._jdf.queryExecution().executedPlan(), False))

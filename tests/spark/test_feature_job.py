@@ -19,7 +19,11 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
+from spark_app.curate import read_table, table_uri
+from spark_app.features import Cutoffs, compute_features
+from spark_app.io import load_job_contracts
 from spark_app.job import parse_args, run
+from tests.spark.conftest import plan_nodes
 
 pytestmark = pytest.mark.spark
 
@@ -286,3 +290,25 @@ def test_leakage_events_after_the_cutoff_change_no_feature(
     # ... while the labels see them: C000002 ordered exactly at the cutoff, C000004 inside the horizon.
     labels = {r["customer_id"]: r["active_next_30d"] for r in new.collect()}
     assert labels == {"C000001": 1, "C000002": 1, "C000004": 1}
+
+
+def test_the_feature_pass_shuffles_the_events_once_and_runs_no_python(spark: SparkSession, job: dict[str, Any]) -> None:
+    """The issue's plan rules, on the shipped contract's whole feature pass (joins, text, sequence, percentiles,
+    distinct counts, label): one shuffle of the events, by entity, for everything windowed and aggregated (the
+    reference tables are shuffled apart, on their way to a broadcast); no Python UDF anywhere."""
+    contracts = load_job_contracts(str(CONTRACTS), "orders")
+    curated = job["root"] / "curated"
+    events = read_table(spark, table_uri(str(curated), "orders"))
+    assert events is not None
+    references = {d: read_table(spark, table_uri(str(curated), d)) for d in ("products", "customers")}
+    cutoffs = Cutoffs.for_as_of(datetime.fromisoformat(AS_OF).date(), 30)
+    result = compute_features(contracts["orders"], events, references, contracts, cutoffs)
+    assert result.frame.count() == 4 + 3  # scored (every customer) + the training population
+
+    nodes = plan_nodes(result.frame)
+    shuffles = [n for n in nodes if n.name == "Exchange" and not n.under_broadcast]
+    assert len(shuffles) == 1, shuffles
+    assert shuffles[0].partitioning.startswith("hashpartitioning(customer_id#")
+    assert [n.name for n in nodes if n.name == "BroadcastExchange"] == ["BroadcastExchange"] * 2  # both references
+    assert {"Window", "Generate", "HashAggregate"} <= {n.name for n in nodes}
+    assert [n.name for n in nodes if "Python" in n.name or "Arrow" in n.name] == []

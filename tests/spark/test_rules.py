@@ -12,6 +12,7 @@ from dropzone.contract import load_contracts
 from dropzone.validation import validate_path
 from spark_app.io import Batch, BatchFile, read_batch
 from spark_app.rules import BAD, compile_rules, failure_count_columns, failure_counts
+from tests.spark.conftest import plan_nodes
 
 pytestmark = pytest.mark.spark
 
@@ -46,7 +47,8 @@ def test_spark_rules_match_the_validator(spark: SparkSession, tmp_path: Path) ->
 
     batch = Batch("orders", "b", 1, (BatchFile(str(path), "csv"),))
     compiled = compile_rules(read_batch(spark, contract, batch), contract, uploaded_at=UPLOADED)
-    rows, bad, failures = failure_counts(compiled.frame.agg(*failure_count_columns(compiled)).collect()[0], compiled)
+    counted = compiled.frame.agg(*failure_count_columns(compiled))
+    rows, bad, failures = failure_counts(counted.collect()[0], compiled)
 
     assert rows == report.rows_read == len(ROWS)
     assert bad == report.bad_rows == 12
@@ -66,6 +68,10 @@ def test_spark_rules_match_the_validator(spark: SparkSession, tmp_path: Path) ->
         "review_text.max_length": 1,
     }
     assert failures == expected
+    # the rules are Spark expressions: no Python UDF reads the rows (BatchEvalPython, ArrowEvalPython, ...)
+    names = [n.name for n in plan_nodes(counted)]
+    assert "HashAggregate" in names
+    assert [n for n in names if "Python" in n or "Arrow" in n] == []
 
 
 def test_typed_values_of_good_rows(spark: SparkSession, tmp_path: Path) -> None:
