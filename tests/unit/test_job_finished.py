@@ -37,6 +37,19 @@ def _emf(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
 
 
+def _assert_done_and_next_batch_running(stack: Stack, batch_id: str, files: list[str]) -> None:
+    batch = stack.ledger.get_batch("orders", batch_id)
+    assert batch is not None
+    assert batch["status"] == "SUCCEEDED"
+    assert {stack.item("orders", sk)["status"] for sk in files} == {"DONE"}  # type: ignore[index]
+    lease = stack.ledger.get_lease("orders")
+    assert lease is not None
+    assert lease["owner"] != batch_id
+    next_batch = stack.ledger.get_batch("orders", str(lease["owner"]))
+    assert next_batch is not None
+    assert next_batch["status"] == "RUNNING"
+
+
 def test_success_records_cost_starts_training_releases_lease_and_starts_next_batch(
     stack: Stack, lambda_context: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -77,16 +90,7 @@ def test_success_records_cost_starts_training_releases_lease_and_starts_next_bat
     assert training["status"] == "InProgress"
     assert training["run_id"] == started.client_token
     # AND the batch succeeded, its files are DONE, and the next batch took the lease with a new run
-    batch = stack.ledger.get_batch("orders", started.batch_id)
-    assert batch is not None
-    assert batch["status"] == "SUCCEEDED"
-    assert {stack.item("orders", sk)["status"] for sk in files} == {"DONE"}  # type: ignore[index]
-    lease = stack.ledger.get_lease("orders")
-    assert lease is not None
-    assert lease["owner"] != started.batch_id
-    next_batch = stack.ledger.get_batch("orders", str(lease["owner"]))
-    assert next_batch is not None
-    assert next_batch["status"] == "RUNNING"
+    _assert_done_and_next_batch_running(stack, started.batch_id, files)
     # AND RunCostUSD went out as a metric with the dataset dimension
     documents = [d for d in _emf(capsys.readouterr().out) if "RunCostUSD" in d]
     assert len(documents) == 1
@@ -320,13 +324,7 @@ def test_a_run_whose_features_cannot_train_records_why_and_starts_no_training_jo
     assert run is not None
     assert "training_job" not in run
     assert run["training_skipped"].startswith(reason), run["training_skipped"]
-    batch = stack.ledger.get_batch("orders", started.batch_id)
-    assert batch is not None
-    assert batch["status"] == "SUCCEEDED"
-    assert {stack.item("orders", sk)["status"] for sk in files} == {"DONE"}  # type: ignore[index]
-    lease = stack.ledger.get_lease("orders")
-    assert lease is not None
-    assert lease["owner"] != started.batch_id
+    _assert_done_and_next_batch_running(stack, started.batch_id, files)
 
 
 def test_missing_run_manifest_fails_the_message_with_the_reason(stack: Stack, lambda_context: Any) -> None:
