@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 
 from dropzone.contract import load_contracts
 from dropzone.generate import generate
-from dropzone.local.emr import LOCAL_FILE_SYSTEM
+from dropzone.local.localfs import file_system_conf
 from spark_app.curate import EVENT_DATE, latest_partition
 from spark_app.features import Cutoffs, compute_features
 from spark_app.io import SPARK_TYPES, spark_path
@@ -83,7 +83,7 @@ def session(driver_memory: str) -> SparkSession:
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "8")  # as spark_app.job sets it
         .config("spark.sql.codegen.maxFields", "1000")  # as spark_app.job sets it
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")  # as spark_app.job sets it
-        .config(map={**LOCAL_FILE_SYSTEM})  # as the local runtime's driver sets it (no .crc files)
+        .config(map=file_system_conf())  # as the local runtime's driver sets it (no process per file written)
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dropzone.local.localfs import CLASS_PATH, file_system_conf
 from dropzone.local.server import EmbeddedAws
 from dropzone.local.staging import Mirror
 
@@ -52,13 +53,7 @@ _DROPPED_CONF = re.compile(
 # A local feature run is a short JVM on 2 shared cores: the C2 JIT and a parallel GC cost more CPU than they
 # save (docs/local.md: about 45 % less CPU for a feature run). EMR's own JVMs keep their defaults.
 LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-# Hadoop's local file system, without its native library (pyspark ships none), starts a `chmod` process for every
-# file and folder it creates (about 4 ms each here), and the checksummed one (the default for file:) writes a .crc
-# file beside each data file with a chmod of its own: 1,628 processes for a 540-date curated write, 1,087 with the
-# raw one, which writes no .crc files. A 20,000-order feature run: 12.0-13.4 s against 14.3-15.5 s, same machine.
-# EMR writes to s3:// and never uses it.
-LOCAL_FILE_SYSTEM = {"spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem"}
-LOCAL_SPARK_CONF = {"spark.sql.shuffle.partitions": "8", "spark.default.parallelism": "4", **LOCAL_FILE_SYSTEM}
+LOCAL_SPARK_CONF = {"spark.sql.shuffle.partitions": "8", "spark.default.parallelism": "4"}
 _PROGRESS = re.compile(r"\[dropzone\].*")
 _STAGE = re.compile(r"\[Stage (\d+):[=>\s]*\((\d+) \+ (\d+)\) / (\d+)\]")  # Spark's console progress bar
 STAGE_REPORT_SECONDS = 5.0
@@ -190,6 +185,13 @@ def driver_options(cores: int, driver_memory: str, java_options: str, conf: dict
     # EMR sizes shuffles for many executors; a local[N] driver pays per task: few partitions, AQE coalesces.
     for key, value in LOCAL_SPARK_CONF.items():
         if key not in conf:
+            options += ["--conf", f"{key}={value}"]
+    # Local files through a file system without a process per file (dropzone/local/localfs.py); its class path is
+    # added to the run's own, if any, so the class is found whatever the run sets.
+    for key, value in file_system_conf().items():
+        if key == CLASS_PATH and conf.get(key):
+            value = f"{conf[key]}{os.pathsep}{value}"
+        if key == CLASS_PATH or key not in conf:
             options += ["--conf", f"{key}={value}"]
     return options
 

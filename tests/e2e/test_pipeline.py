@@ -55,8 +55,8 @@ def test_the_pipeline_ends_with_a_registered_model_that_beats_the_baseline(resul
 
 
 def test_the_local_driver_writes_no_checksum_files(result: RunResult) -> None:
-    """The local driver writes through Hadoop's raw local file system (dropzone.local.emr.LOCAL_FILE_SYSTEM): no
-    .crc file beside each Parquet file, each of which would cost a chmod process of its own."""
+    """The local driver writes through a raw local file system (dropzone.local.localfs): no .crc file beside each
+    Parquet file, each of which would cost a chmod process of its own."""
     work = result.out_dir / "work"
     parquet = list(work.rglob("*.parquet"))
     assert any("event_date=" in str(p) for p in parquet), "the curated table was not written under the work folder"

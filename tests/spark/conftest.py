@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from dropzone.local.localfs import file_system_conf
+
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
@@ -24,6 +26,7 @@ def spark() -> Iterator[SparkSession]:
         .config("spark.sql.codegen.maxFields", "1000")  # as spark_app.job.build_session: the same generated code
         .config("spark.driver.memory", "1g")
         .config("spark.sql.warehouse.dir", "/tmp/dropzone-spark-warehouse")
+        .config(map=file_system_conf())  # as the local runtime's driver: local files without a process per file
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
