@@ -323,10 +323,10 @@ LIMITS = (
     "86.0-94.5 s against 78.1-83.3 s), concurrent output writers instead of the write's sort (no gain). Part of "
     "every partitioned write here is the local file system, not Spark: without Hadoop's native library each file and "
     "folder it creates costs a `chmod` process (about 4 ms), 3 per daily partition with the default checksummed "
-    "file system (the file, its .crc file, the folder; 20,000 rows into 540 dates: 7.0 s, 0.25 s unpartitioned). The "
-    "session writes through the raw local file system, as the local runtime does (no .crc files, 2 per partition: "
-    "4.8 s); EMR writes to S3 and pays neither. A local file system without these processes needs Java code of our "
-    "own, not tried."
+    "file system (the file, its .crc file, the folder; 20,000 rows into 540 dates: 7.0 s, 0.25 s unpartitioned), 2 "
+    "with the raw one (no .crc files: 4.8 s). The session writes through dropzone.local.NioLocalFileSystem, as the "
+    "local runtime does: the raw one with permissions set through java.nio, no process at all (20,000 rows into 540 "
+    "dates, another session: 0.9 s against 2.8-3.0 s with the raw one). EMR writes to S3 and pays none of these."
 )
 
 
