@@ -65,12 +65,16 @@ def build_jar(directory: Path | None = None) -> Path | None:
         if done.returncode != 0:
             log.warning("javac failed on %s: %s", SOURCE, (done.stderr or done.stdout).strip()[-2000:])
             return None
-        directory.mkdir(parents=True, exist_ok=True)
-        partial = tempfile.NamedTemporaryFile(dir=directory, suffix=".partial", delete=False)  # noqa: SIM115 - kept, then renamed
-        with partial, zipfile.ZipFile(partial, "w") as z:  # a jar is a zip; the classpath needs no manifest
-            for f in sorted(classes.rglob("*.class")):
-                z.write(f, f.relative_to(classes).as_posix())
-        os.replace(partial.name, jar)  # atomic: a concurrent first use sees a whole jar or none
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            partial = tempfile.NamedTemporaryFile(dir=directory, suffix=".partial", delete=False)  # noqa: SIM115 - kept, then renamed
+            with partial, zipfile.ZipFile(partial, "w") as z:  # a jar is a zip; the classpath needs no manifest
+                for f in sorted(classes.rglob("*.class")):
+                    z.write(f, f.relative_to(classes).as_posix())
+            os.replace(partial.name, jar)  # atomic: a concurrent first use sees a whole jar or none
+        except OSError as e:
+            log.warning("cannot write %s (%s): Spark writes local files through %s", jar, e, RAW_CLASS)
+            return None
     return jar
 
 

@@ -60,3 +60,13 @@ def test_a_source_that_does_not_compile_falls_back_and_says_why(
     assert "javac failed on" in caplog.text
     assert "cannot find symbol" in caplog.text
     assert not (tmp_path / "cache").exists()
+
+
+@needs_javac
+def test_a_cache_that_cannot_be_written_falls_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "taken").write_text("a file where the cache folder would be")
+
+    with caplog.at_level(logging.WARNING, logger="dropzone.local.localfs"):
+        assert localfs.build_jar(tmp_path / "taken" / "dropzone") is None
+
+    assert "cannot write" in caplog.text
