@@ -36,6 +36,7 @@ RESERVED_COLUMNS: Mapping[str, str] = {
     CUTOFF: "the feature tables' cutoff column",
     EVENT_DATE: "the curated table's partition column",
 }
+_NOT_NAME = re.compile(r"\W+")  # runs of characters that are not letters, digits or _
 MAX_DAYS = 36_500  # windows and horizons: 100 years is past any data a contract accepts
 DATED_TYPES: tuple[str, ...] = ("date", "timestamp")
 
@@ -709,8 +710,10 @@ def window_feature(column: str, function: str, window: int, dataset: str | None 
 
 
 def share_feature(dataset: str, share: Share, value: Any, window: int) -> str:
-    """The share of a measure on one value of a reference column, ``products_category_books_amount_share_30d``."""
-    return f"{dataset}_{share.column}_{value}_{share.measure}_share_{window}d"
+    """The share of a measure on one value of a reference column, ``products_category_books_amount_share_30d``. In
+    the name each run of characters other than letters, digits and _ in the value is one _ (``home & garden``:
+    ``home_garden``): Spark reads a dot in a column name as a struct field, XGBoost refuses ``[``, ``]`` and ``<``."""
+    return f"{dataset}_{share.column}_{_NOT_NAME.sub('_', str(value)) or '_'}_{share.measure}_share_{window}d"
 
 
 def attribute_feature(dataset: str, attribute: str, column_type: str, *, of_entity: bool) -> str:

@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from dropzone.contract import Aggregation, Contract, Join, Label, load_contracts
+from dropzone.contract import Aggregation, Contract, Join, Label, Share, load_contracts
 from spark_app.features import Cutoffs, compute_features
 
 pytestmark = pytest.mark.spark
@@ -300,3 +300,39 @@ def test_tfidf_features_need_two_fitted_texts(spark: SparkSession) -> None:
     assert two.text_fit_rows == 2
     c1 = {r["_role"]: r for r in two.frame.filter("customer_id = 'C000001'").collect()}["train"]
     assert any(c1[n] is not None and c1[n] > 0 for n in names)
+
+
+def test_shares_of_values_that_are_not_names(spark: SparkSession) -> None:
+    """A share's value is part of its feature's name: characters other than letters, digits and _ become _, so a
+    reference value such as "home & garden" or "kids.toys" names a column Spark can select and XGBoost accepts."""
+    contracts = load_contracts(CONTRACTS)
+    products = contracts["products"]
+    category = replace(products.column("category"), allowed=("home & garden", "kids.toys", "<10 EUR"))
+    columns = tuple(category if c.name == "category" else c for c in products.columns)
+    contracts = {**contracts, "products": replace(products, columns=columns)}
+    orders = contracts["orders"]
+    assert orders.features is not None
+    share = Join(dataset="products", key="product_id", shares=(Share("category", "amount"),))
+    features = replace(orders.features, windows=(30,), joins=(share,), aggregations=(), text=None, sequence=None)
+    contract = replace(orders, features=features)
+    rows = [
+        ("O1", "C000001", datetime(2026, 1, 10), "P00001", 30.0, 1, False, None),
+        ("O2", "C000001", datetime(2026, 1, 20), "P00002", 10.0, 1, False, None),
+    ]
+    products_rows = spark.createDataFrame(
+        [("P00001", "home & garden", 10.0, None), ("P00002", "kids.toys", 30.0, None)],
+        "product_id string, category string, list_price double, launched date",
+    )
+    cutoffs = Cutoffs((date(2026, 2, 1),), date(2026, 3, 1))
+    result = compute_features(
+        contract, spark.createDataFrame(rows, COLUMNS), {"products": products_rows}, contracts, cutoffs
+    )
+
+    names = [f.name for f in result.features]
+    assert names == [
+        "products_category_home_garden_amount_share_30d",
+        "products_category_kids_toys_amount_share_30d",
+        "products_category__10_EUR_amount_share_30d",
+    ]
+    (train,) = [r for r in result.frame.collect() if r["_role"] == "train"]
+    assert [train[n] for n in names] == [0.75, 0.25, 0.0]

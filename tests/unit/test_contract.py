@@ -308,3 +308,21 @@ def test_a_contract_read_without_its_references_is_still_checked_for_clashing_na
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     with pytest.raises(ContractError, match=r"orders.yaml: features: two features would be named 'quantity_sum_30d'"):
         load_contract(path)
+
+
+def test_share_values_that_differ_only_in_punctuation_would_clash(tmp_path: Path) -> None:
+    """A share's name holds its value with each run of other characters than letters, digits and _ as one _:
+    "home & garden" and "home-garden" would both give products_category_home_garden_amount_share_30d."""
+    products = yaml.safe_load((CONTRACTS / "products.yaml").read_text())
+    products["columns"]["category"]["allowed"] = ["home & garden", "toys", "home-garden"]
+    (tmp_path / "products.yaml").write_text(yaml.safe_dump(products, sort_keys=False))
+    (tmp_path / "customers.yaml").write_text((CONTRACTS / "customers.yaml").read_text())
+    (tmp_path / "orders.yaml").write_text(yaml.safe_dump(ORDERS, sort_keys=False))
+
+    with pytest.raises(ContractError) as caught:
+        load_contracts(tmp_path)
+
+    assert str(caught.value) == (
+        f"{tmp_path / 'orders.yaml'}: features: two features would be named "
+        "'products_category_home_garden_amount_share_30d' (the naming rule is in docs/features.md)"
+    )
