@@ -201,6 +201,8 @@ def compute_features(
     assert label is not None
     assert contract.timestamp is not None
     entity, ts = contract.entity, contract.timestamp
+    if dict(events.dtypes).get(ts) == "date":  # a contract may time its events by day: midnight (session time zone)
+        events = events.withColumn(ts, F.col(ts).cast("timestamp"))
     windows = sorted(spec.windows)
     features: list[FeatureSpec] = []
     aggs: list[Column] = []

@@ -336,3 +336,31 @@ def test_shares_of_values_that_are_not_names(spark: SparkSession) -> None:
     ]
     (train,) = [r for r in result.frame.collect() if r["_role"] == "train"]
     assert [train[n] for n in names] == [0.75, 0.25, 0.0]
+
+
+def test_events_timed_by_day(spark: SparkSession) -> None:
+    """A contract may time its events with a date column: each event is at midnight UTC of its day, so an event
+    exactly 30 days before the cutoff is in the 30-day window and gaps are whole days."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    columns = tuple(replace(c, type="date") if c.name == "order_ts" else c for c in orders.columns)
+    features = replace(
+        orders.features, windows=(30,), aggregations=(Aggregation("amount", ("sum",)),), joins=(), text=None
+    )
+    contract = replace(orders, columns=columns, features=features)
+    rows = [
+        ("O1", "C000001", date(2026, 1, 1), "P00001", 1.0, 1, False, None),  # 31 days before the cutoff: outside
+        ("O2", "C000001", date(2026, 1, 2), "P00001", 10.0, 1, False, None),  # exactly 30 days before: inside
+        ("O3", "C000001", date(2026, 1, 30), "P00001", 100.0, 1, False, None),
+        ("O4", "C000001", date(2026, 2, 1), "P00001", 1000.0, 1, False, None),  # on the cutoff: the label's
+    ]
+    events = spark.createDataFrame(rows, COLUMNS.replace("order_ts timestamp", "order_ts date"))
+    result = compute_features(contract, events, {}, contracts, Cutoffs((date(2026, 2, 1),), date(2026, 3, 1)))
+
+    (train,) = [r for r in result.frame.collect() if r["_role"] == "train"]
+    assert train["amount_sum_30d"] == 110.0
+    assert (train["days_since_last"], train["tenure_days"]) == (2.0, 31.0)
+    assert (train["events_last_7d"], train["events_prev_7d"]) == (1, 0)
+    assert (train["gap_days_mean"], train["gap_days_max"]) == (14.5, 28.0)  # gaps of 1 and 28 days
+    assert train["active_next_30d"] == 1
