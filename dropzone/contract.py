@@ -545,6 +545,10 @@ def _features(
             ref = references[dataset]
             if key not in ref.column_names:
                 raise r.fail(_join(jpath, "key"), f"{key!r} is not a column of {dataset}")
+            if ref.column(key).type != columns[key].type:
+                here, there = columns[key].type, ref.column(key).type
+                problem = f"{key} is {here} here but {there} in {dataset}: the join needs one type"
+                raise r.fail(_join(jpath, "key"), problem)
         ref_columns = {c.name: c for c in ref.columns} if ref else None
         attributes = tuple(
             r.string(a, _join(_join(jpath, "attributes"), k))
