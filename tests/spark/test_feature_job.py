@@ -312,3 +312,56 @@ def test_the_feature_pass_shuffles_the_events_once_and_runs_no_python(spark: Spa
     assert [n.name for n in nodes if n.name == "BroadcastExchange"] == ["BroadcastExchange"] * 2  # both references
     assert {"Window", "Generate", "HashAggregate"} <= {n.name for n in nodes}
     assert [n.name for n in nodes if "Python" in n.name or "Arrow" in n.name] == []
+
+
+def _typed(line: str) -> dict[str, Any]:
+    """One CSV line of the fixtures as a typed record (what a JSON Lines or Parquet producer would write)."""
+    order_id, customer_id, ts, product_id, amount, quantity, returned, text = line.split(",", 7)
+    return {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "order_ts": datetime.fromisoformat(ts.replace("Z", "+00:00")),
+        "product_id": product_id,
+        "amount": float(amount),
+        "quantity": int(quantity),
+        "returned": {"true": True, "false": False}.get(returned),
+        "review_text": text.strip('"') or None,
+    }
+
+
+def test_json_lines_and_parquet_files_give_what_the_same_rows_in_csv_give(
+    spark: SparkSession, tmp_path: Path, frames_equal: Callable[[DataFrame, DataFrame], None]
+) -> None:
+    """One batch of a JSON Lines (gzip) file and a typed Parquet file: the rows are read with the contract's columns
+    and checked by the same rules as CSV, so the counts and every feature equal those of the rows as CSV."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    second = [line for line in ORDERS_2 if "not-a-time" not in line]  # Parquet's timestamps cannot hold it
+    csv_root, mixed_root = tmp_path / "csv", tmp_path / "mixed"
+    for root in (csv_root, mixed_root):
+        load_refs(spark, root)
+    as_csv = run_job(
+        spark,
+        csv_root,
+        "orders",
+        [_write(csv_root / "in" / "a.csv", [HEADER, *ORDERS_1]), _write(csv_root / "in" / "b.csv", [HEADER, *second])],
+        "o1",
+        as_of=AS_OF,
+    )
+    jsonl = mixed_root / "in" / "a.jsonl.gz"
+    records = [{**r, "order_ts": r["order_ts"].strftime("%Y-%m-%dT%H:%M:%SZ")} for r in map(_typed, ORDERS_1)]
+    jsonl.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
+    parquet = mixed_root / "in" / "b.parquet"
+    pq.write_table(pa.Table.from_pylist([_typed(line) for line in second]), parquet)
+    mixed = run_job(spark, mixed_root, "orders", [str(jsonl), str(parquet)], "o1", as_of=AS_OF)
+
+    assert [f["format"] for f in mixed["inputs"]] == ["jsonl.gz", "parquet"]
+    counts = ("rows_read", "bad_rows", "rule_failures", "duplicate_rows", "rows_written")
+    assert {k: mixed["curated"][k] for k in counts} == {k: as_csv["curated"][k] for k in counts}
+    assert (mixed["curated"]["rows_read"], mixed["curated"]["bad_rows"]) == (11, 3)  # BAD id, amount -1, quantity 0
+    assert mixed["features"] == as_csv["features"]  # names, types and statistics
+    for split in ("train", "validation", "score"):
+        frames_equal(spark.read.parquet(mixed["outputs"][split]), spark.read.parquet(as_csv["outputs"][split]))
