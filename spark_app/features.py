@@ -495,11 +495,10 @@ def compute_features(
         raise RuntimeError("spark_app.features and dropzone.contract.feature_names name the features differently")
     ordered = [entity, CUTOFF, ROLE, *[f.name for f in features], label.name, *counters]
     frame = result.select(*ordered, *idf_counts)
-    frame_counters = list(dict.fromkeys(counters))
     cached = None
     if idf_counts:
         frame, text_fit_rows, cached = _apply_idf(frame, text_names, idf_counts)
-    return FeatureResult(frame, features, sorted(set(missing)), frame_counters, text_fit_rows, cached)
+    return FeatureResult(frame, features, sorted(missing), counters, text_fit_rows, cached)  # each dataset joined once
 
 
 def _describe(fn: str) -> str:
