@@ -20,8 +20,6 @@ from dropzone.contract import Contract
 from dropzone.local.server import EmbeddedAws
 from dropzone.local.stack import Stack, StackError
 
-DATA_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".parquet")
-
 
 def _module(path: Path, name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
@@ -67,8 +65,15 @@ class Upload:
     etag: str
 
 
+def _hidden(path: Path, below: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(below).parts)
+
+
 def producer_files(data_dir: Path, contracts: dict[str, Contract]) -> list[tuple[str, Path]]:
-    """``<dataset>/**`` data files under ``data_dir``, reference datasets first, each dataset in name order."""
+    """Every file under ``data_dir/<dataset>/`` (hidden ones aside: ``.DS_Store``, ``.git/``), reference datasets
+    first, each dataset in name order. All of them are uploaded, as a producer's sync would: a file the contract
+    cannot read (an unsupported name, a text file) is quarantined with its reason, as it would be on AWS, rather than
+    left out here without a word."""
     if not data_dir.is_dir():
         raise ValueError(f"--data {data_dir}: not a directory (expected one sub-directory per dataset)")
     found: list[tuple[str, Path]] = []
@@ -77,7 +82,7 @@ def producer_files(data_dir: Path, contracts: dict[str, Contract]) -> list[tuple
         if sub.name not in contracts:
             unknown.append(sub.name)
             continue
-        files = sorted(p for p in sub.rglob("*") if p.is_file() and p.name.endswith(DATA_SUFFIXES))
+        files = sorted(p for p in sub.rglob("*") if p.is_file() and not _hidden(p, sub))
         found += [(sub.name, p) for p in files]
     if unknown:
         raise ValueError(
@@ -85,7 +90,7 @@ def producer_files(data_dir: Path, contracts: dict[str, Contract]) -> list[tuple
             f"(contracts: {', '.join(sorted(contracts))})"
         )
     if not found:
-        raise ValueError(f"--data {data_dir}: no data files ({', '.join(DATA_SUFFIXES)}) under <dataset>/ folders")
+        raise ValueError(f"--data {data_dir}: no data files under <dataset>/ folders (one folder per contract)")
     found.sort(key=lambda item: (not contracts[item[0]].is_reference, item[0], str(item[1])))
     return found
 

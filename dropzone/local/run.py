@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,12 +113,47 @@ def model_packages(local: LocalStack) -> dict[str, list[dict[str, Any]]]:
     return groups
 
 
+MARKER = ".dropzone-run"  # in every output folder a run writes: what a later run may replace
+_RUN_OUTPUTS = ("work", "data", "report.html")  # what a run writes into its output folder
+
+
+def prepare_out_dir(out_dir: Path, data_dir: Path | None, progress: Progress = print) -> None:
+    """Make ``out_dir`` ready for a new run: created when missing; an earlier run's outputs in it removed, so the new
+    run starts from an empty stack as the first did (the local S3, ledger and curated table live under ``work/``, and
+    batch and run ids are deterministic: kept, they would mix the earlier run's rows into this one's); any other
+    non-empty folder refused, so no file of the user's is ever replaced. Files given with ``--data`` are never removed,
+    even inside ``out_dir``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: a file, not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / MARKER).is_file():
+            raise ValueError(
+                f"--out {out_dir}: not empty and not the output of an earlier run; choose a new or an empty folder"
+            )
+        keep = None  # the earlier run's generated data/ given back as --data
+        if data_dir is not None and data_dir.resolve().is_relative_to(out_dir.resolve()):
+            keep = (data_dir.resolve().relative_to(out_dir.resolve()).parts or ("",))[0]
+            if keep != "data":
+                raise ValueError(f"--data {data_dir}: inside --out {out_dir}, where this run writes")
+        for name in _RUN_OUTPUTS:
+            target = out_dir / name
+            if name == keep:
+                continue
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        progress(f"out      | {out_dir}: the earlier run's outputs removed")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER).write_text(json.dumps({"started": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n")
+
+
 def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
     """Run everything; the returned result holds what the summary and the report show."""
     started = time.perf_counter()
     if options.data_dir is not None:  # bad input is refused before anything starts
         producer_files(options.data_dir, load_contracts(options.root / "contracts"))
-    options.out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(options.out_dir, options.data_dir, progress)
     with embedded_aws() as aws, contextlib.ExitStack() as cleanup:
         work = options.out_dir / "work"
         host = None

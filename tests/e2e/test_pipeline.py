@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pytest
 from pyarrow import csv as pacsv
 
@@ -118,15 +119,20 @@ def test_the_summary_and_report_show_the_outcome(result: RunResult) -> None:
     assert html.count("data:image/png;base64,") >= 3
 
 
-def test_a_dataset_younger_than_its_label_horizon_trains_nothing_and_says_why(tmp_path: Path) -> None:
-    # GIVEN reference data and 2 order files holding only the last 10 days of orders (the label horizon is 30)
-    data = tmp_path / "data"
+def _young_data(data: Path) -> None:
+    """Reference data and 2 order files holding only the last 10 days of orders (the label horizon is 30)."""
     written = generate(data, ROWS, seed=12, files=2)
     since = (datetime.fromisoformat(written["end"]) - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for path in sorted((data / "orders").glob("*.csv")):
         table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={"order_ts": pa.string()}))
         recent = table.filter(pc.greater_equal(table["order_ts"], since))  # ISO 8601 in UTC: text order is time order
         pacsv.write_csv(recent, path, pacsv.WriteOptions(quoting_style="needed"))
+
+
+def test_a_dataset_younger_than_its_label_horizon_trains_nothing_and_says_why(tmp_path: Path) -> None:
+    # GIVEN reference data and 2 order files holding only the last 10 days of orders (the label horizon is 30)
+    data = tmp_path / "data"
+    _young_data(data)
 
     # WHEN the pipeline runs on them
     run = run_pipeline(RunOptions(root=ROOT, out_dir=tmp_path / "out", data_dir=data, bad_file=False, duplicate=False))
@@ -140,6 +146,35 @@ def test_a_dataset_younger_than_its_label_horizon_trains_nothing_and_says_why(tm
     assert skipped.startswith("no training rows: no entity has an event before the training cutoff")
     assert f"training | orders: none started: {skipped}" in "\n".join(summary_lines(run))
     assert run.model_packages["dropzone-orders"] == []
+
+
+def test_a_second_run_into_the_same_out_folder_starts_from_an_empty_stack(tmp_path: Path) -> None:
+    # GIVEN a finished run on 2 order files of recent orders (quick: too young to train)
+    data, out = tmp_path / "data", tmp_path / "out"
+    _young_data(data)
+    paths = sorted((data / "orders").glob("*.csv"))
+    as_text = pacsv.ConvertOptions(column_types={"order_ts": pa.string()})
+    (rows,) = [t for t in (pacsv.read_csv(p, convert_options=as_text) for p in paths) if t.num_rows]
+    for p in paths:
+        p.unlink()
+    half = rows.num_rows // 2
+    needed = pacsv.WriteOptions(quoting_style="needed")
+    pacsv.write_csv(rows.slice(0, half), data / "orders" / "a.csv", needed)
+    pacsv.write_csv(rows.slice(half), data / "orders" / "b.csv", needed)
+    quiet = {"bad_file": False, "duplicate": False}
+    run_pipeline(RunOptions(root=ROOT, out_dir=out, data_dir=data, **quiet), progress=lambda _: None)
+
+    # WHEN the same command runs again into the same folder, with the second file taken out of the data
+    (data / "orders" / "b.csv").unlink()
+    lines: list[str] = []
+    run = run_pipeline(RunOptions(root=ROOT, out_dir=out, data_dir=data, **quiet), progress=lines.append)
+
+    # THEN the earlier run's outputs were removed first: the curated table and the features hold the first file only
+    assert f"out      | {out}: the earlier run's outputs removed" in lines
+    kept = rows.slice(0, half)
+    (curated,) = (out / "work" / "s3").glob("*/curated/orders")
+    assert ds.dataset(curated, format="parquet", partitioning="hive").count_rows() == kept.num_rows
+    assert run.features["orders"]["row_counts"]["score_rows"] == len(pc.unique(kept["customer_id"]))
 
 
 @pytest.fixture
