@@ -1,8 +1,8 @@
 """What an EMR Serverless job run cost, from GetJobRun's ``billedResourceUtilization``.
 
-``PRICES`` is the one table of list prices (us-east-1, USD, checked 2026; see DESIGN.md §6). It supplies the
-defaults of template.yaml's price parameters and of the local runtime; deployed functions read the prices from
-the PRICE_* variables, so an operator in another region overrides them without touching code.
+``PRICES`` is the one table of list prices (us-east-1, USD, checked 2026; docs/completion.md, "Run cost"). It
+supplies the defaults of template.yaml's price parameters and of the local runtime; deployed functions read the
+prices from the PRICE_* variables, so an operator in another region overrides them without touching code.
 
 AWS bills vCPU-hours and memory GB-hours with a 1-minute minimum per worker, and storage only beyond the 20 GB
 every worker gets for free; ``billedResourceUtilization`` already applies both rules, so the cost is a plain
@@ -28,6 +28,7 @@ class Prices:
 
 
 # EMR Serverless list prices in us-east-1 by worker architecture (the application's `architecture`).
+# Source: https://aws.amazon.com/emr/pricing/ (the EMR Serverless tab).
 PRICES: Mapping[str, Prices] = {
     "ARM64": Prices(vcpu_hour=0.042094, gb_hour=0.004628, storage_gb_hour=0.000111),
     "X86_64": Prices(vcpu_hour=0.052624, gb_hour=0.0057785, storage_gb_hour=0.000111),

@@ -1,7 +1,7 @@
 """The ingest step for one S3 object: contract → streaming validation → report, quarantine copy, ledger entry.
 
 No Lambda types here: the handler (functions/ingest/app.py) unpacks SQS/S3 envelopes into :class:`ObjectRef` and
-calls :func:`ingest_object`. Idempotency (DESIGN.md §2): the ledger is read before validating, and the report
+calls :func:`ingest_object`. Idempotency (docs/ledger.md): the ledger is read before validating, and the report
 JSON, written before the ledger entry and stamped with the object's identity, is the checkpoint that lets a
 redelivery finish the work after a crash without validating again.
 """

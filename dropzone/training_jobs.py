@@ -1,6 +1,6 @@
 """The SageMaker training job of a successful feature run: name, request, creation.
 
-The name is deterministic (DESIGN.md §2) so a repeated completion event finds the job it already started:
+The name is deterministic (docs/ledger.md) so a repeated completion event finds the job it already started:
 ``ResourceInUse`` means "exists", the job is described and work carries on. The XGBoost framework image per
 region comes from ``XGBOOST_IMAGE_ACCOUNTS``; tests/unit/test_training_jobs.py keeps it equal to the
 ``sagemaker`` SDK's ``image_uris`` answer.

@@ -1,12 +1,12 @@
 """The curated table: accepted rows of every batch as Parquet, partitioned by ``event_date``.
 
-Idempotency (DESIGN.md §4): every row carries ``_batch_id``. A batch is merged into the partitions it touches
-(the dates of the rows it keeps, plus dates of existing rows with the same unique key) by reading those partitions,
-dropping rows a previous attempt of the same batch wrote, adding the batch's rows, keeping one row per unique
-key (the newest delivery wins) and overwriting exactly those partitions (dynamic partition overwrite, staged by
-Spark, so a failed run leaves the previous table). A dynamic overwrite only rewrites dates that still have rows,
-so a date whose rows all moved to another date (a re-delivered key with a new timestamp) is deleted after the
-write (``_delete_emptied``). Re-running a batch therefore gives the table one run gives.
+Idempotency (docs/features.md, "The curated table"): every row carries ``_batch_id``. A batch is merged into the
+partitions it touches (the dates of the rows it keeps, plus dates of existing rows with the same unique key) by
+reading those partitions, dropping rows a previous attempt of the same batch wrote, adding the batch's rows, keeping
+one row per unique key (the newest delivery wins) and overwriting exactly those partitions (dynamic partition
+overwrite, staged by Spark, so a failed run leaves the previous table). A dynamic overwrite only rewrites dates that
+still have rows, so a date whose rows all moved to another date (a re-delivered key with a new timestamp) is deleted
+after the write (``_delete_emptied``). Re-running a batch therefore gives the table one run gives.
 Reference datasets (no timestamp) are small: the whole table is merged the same way and rewritten.
 """
 
