@@ -65,6 +65,14 @@ def _metric_pairs(metrics: dict[str, float]) -> list[tuple[str, float, float | N
     return pairs
 
 
+def _note_summary(note: dict[str, Any]) -> str:
+    """A notification's whole one-line summary (the SNS subject is cut to 100 characters), from its JSON message."""
+    try:
+        return f"dropzone: {json.loads(note['message'])['summary']}"
+    except (TypeError, ValueError, KeyError):
+        return str(note["subject"])
+
+
 def summary_lines(result: RunResult) -> list[str]:
     lines = ["", "summary"]
     for dataset, counts in files_by_status(result).items():
@@ -87,10 +95,20 @@ def summary_lines(result: RunResult) -> list[str]:
             f"  run      | {row['job_run_id']} {row['state']} in {row['seconds']:.1f}s, "
             f"billed {row['vcpu_hours']:.3f} vCPU-h = ${row['cost_usd']:.4f} at list price (ARM64 us-east-1)"
         )
-    for dataset, manifest in result.features.items():
+    for manifest in result.feature_runs:
+        name, curated = manifest.get("dataset"), manifest.get("curated") or {}
+        if manifest.get("kind") == "curate_only":  # a reference dataset: curated, no features of its own
+            lines.append(
+                f"  curated  | {name}: {curated.get('rows_written')} rows of {curated.get('rows_read')} read "
+                f"({curated.get('bad_rows')} bad, {curated.get('duplicate_rows')} duplicate)"
+            )
+            continue
         outputs = manifest.get("row_counts") or {}
         columns = len(manifest.get("features") or [])
-        lines.append(f"  features | {dataset}: {columns} feature columns, rows {json.dumps(outputs)}")
+        lines.append(
+            f"  features | {name} run {str(manifest.get('run_id'))[:8]}…: {columns} feature columns, "
+            f"rows {json.dumps(outputs)}"
+        )
     for dataset, items in result.ledger.items():
         for i in items:
             if _kind(i) == "RUN" and i.get("training_skipped"):
@@ -104,7 +122,7 @@ def summary_lines(result: RunResult) -> list[str]:
         states = ", ".join(f"v{p['version']} {p['status']}" for p in packages) or "no model registered"
         lines.append(f"  registry | {group}: {states}")
     for note in result.notifications:
-        lines.append(f"  notified | {note['subject']}")
+        lines.append(f"  notified | {_note_summary(note)}")
     total = sum(r["cost_usd"] for r in run_costs(result))
     lines.append(f"  cost     | EMR Serverless ${total:.4f} for {len(result.emr_runs)} run(s) at list prices")
     stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.clock.seconds.items())
@@ -224,6 +242,8 @@ def _roc(job_dir: Path, document: dict[str, Any]) -> tuple[Any, Any] | None:
     best = int(document.get("best_iteration", 0))
     scores = booster.predict(xgb.DMatrix(x_valid, enable_categorical=True), iteration_range=(0, best + 1))
     labels = trainer._label_values(valid, document["label"], "classification")
+    if len(set(labels.tolist())) < 2:  # one class only: no ROC curve (the gate says so in its reason)
+        return None
     fpr, tpr, _ = roc_curve(labels, scores)
     return fpr, tpr
 

@@ -53,7 +53,8 @@ class RunResult:
     model_packages: dict[str, list[dict[str, Any]]]
     notifications: list[dict[str, Any]]
     deliveries: dict[str, Any]
-    features: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)  # dataset -> the manifest of its latest feature run
+    feature_runs: list[dict[str, Any]] = field(default_factory=list)  # every run's manifest, in start order
     bucket_keys: list[str] = field(default_factory=list)
     report: Path | None = None
 
@@ -217,29 +218,30 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
             notifications=read_notifications(local, notifications_url),
             deliveries=dict(pipeline.deliveries),
         )
-        result.features = _features(local, result)
+        result.feature_runs = _feature_runs(local, result)
+        result.features = {m["dataset"]: m for m in result.feature_runs}  # the latest run's, per dataset
         paginator = aws.client("s3").get_paginator("list_objects_v2")
         result.bucket_keys = [o["Key"] for page in paginator.paginate(Bucket=bucket) for o in page.get("Contents", [])]
     return result
 
 
-def _features(local: LocalStack, result: RunResult) -> dict[str, Any]:
-    """The last successful feature run's _manifest.json per dataset."""
+def _feature_runs(local: LocalStack, result: RunResult) -> list[dict[str, Any]]:
+    """The _manifest.json of every successful feature run, in the order the runs started."""
     s3 = local.aws.client("s3")
-    found: dict[str, Any] = {}
-    for dataset, items in result.ledger.items():
-        runs = [i for i in items if str(i["sk"]).startswith("RUN#") and i.get("state") == "SUCCESS"]
-        for run in runs:
+    found: list[dict[str, Any]] = []
+    for items in result.ledger.values():
+        for run in items:
             uri = str(run.get("features_uri") or "")
-            if not uri.startswith("s3://"):
+            if not str(run["sk"]).startswith("RUN#") or run.get("state") != "SUCCESS" or not uri.startswith("s3://"):
                 continue
             bucket, _, prefix = uri[5:].partition("/")
-            key = prefix.rstrip("/") + "/_manifest.json"
             try:
-                found[dataset] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+                found.append(
+                    json.loads(s3.get_object(Bucket=bucket, Key=prefix.rstrip("/") + "/_manifest.json")["Body"].read())
+                )
             except s3.exceptions.NoSuchKey:
                 continue
-    return found
+    return sorted(found, key=lambda m: str(m.get("started_at")))
 
 
 def stamp() -> str:

@@ -1,14 +1,22 @@
-"""`dropzone local run` inputs: the output folder a run may use, and the producer files it uploads."""
+"""`dropzone local run`: the output folder a run may use, the producer files it uploads, its summary of runs."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from dropzone.contract import load_contracts
 from dropzone.local.producer import producer_files
-from dropzone.local.run import MARKER, prepare_out_dir
+from dropzone.local.report import _roc, summary_lines
+from dropzone.local.run import MARKER, RunResult, _feature_runs, prepare_out_dir
+from dropzone.local.runtime import Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,3 +97,104 @@ def test_dataset_folders_with_only_hidden_files_are_refused(tmp_path: Path) -> N
     (tmp_path / "orders" / ".DS_Store").write_text("x")
     with pytest.raises(ValueError, match="no data files under <dataset>/ folders"):
         producer_files(tmp_path, load_contracts(ROOT / "contracts"))
+
+
+def test_the_summary_lists_every_feature_run_in_the_order_they_started() -> None:
+    """The ledger lists runs by job run id (random), not by time: the summary must not take the last one listed as the
+    latest, and a reference dataset's run says what it curated instead of "0 feature columns"."""
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="runs")
+        manifests = {
+            "RUN#a-late": {
+                "dataset": "orders",
+                "run_id": "22222222-1",
+                "started_at": "2026-11-28T10:05:00+00:00",
+                "kind": "features",
+                "features": [{"name": "x"}] * 3,
+                "row_counts": {"score_rows": 12},
+            },
+            "RUN#b-ref": {
+                "dataset": "customers",
+                "run_id": "00000000-1",
+                "started_at": "2026-11-28T10:00:00+00:00",
+                "kind": "curate_only",
+                "features": [],
+                "curated": {"rows_written": 50, "rows_read": 51, "bad_rows": 1, "duplicate_rows": 0},
+            },
+            "RUN#c-early": {
+                "dataset": "orders",
+                "run_id": "11111111-1",
+                "started_at": "2026-11-28T10:01:00+00:00",
+                "kind": "features",
+                "features": [{"name": "x"}] * 3,
+                "row_counts": {"score_rows": 10},
+            },
+        }
+        ledger: dict[str, list[dict[str, Any]]] = {"orders": [], "customers": []}
+        for sk, m in manifests.items():
+            s3.put_object(Bucket="runs", Key=f"features/{sk}/_manifest.json", Body=json.dumps(m).encode())
+            ledger[m["dataset"]].append({"sk": sk, "state": "SUCCESS", "features_uri": f"s3://runs/features/{sk}/"})
+        ledger["orders"].append({"sk": "RUN#d-failed", "state": "FAILED", "features_uri": "s3://runs/features/d/"})
+        local = SimpleNamespace(aws=SimpleNamespace(client=lambda name: s3))
+        result = SimpleNamespace(ledger=ledger)
+        runs = _feature_runs(local, result)  # type: ignore[arg-type]
+    assert [m["run_id"] for m in runs] == ["00000000-1", "11111111-1", "22222222-1"]
+    shown = [line for line in summary_lines(_result(runs)) if line.startswith(("  features", "  curated"))]
+    assert shown == [
+        "  curated  | customers: 50 rows of 51 read (1 bad, 0 duplicate)",
+        '  features | orders run 11111111…: 3 feature columns, rows {"score_rows": 10}',
+        '  features | orders run 22222222…: 3 feature columns, rows {"score_rows": 12}',
+    ]
+
+
+def _result(feature_runs: list[dict[str, Any]], notifications: list[dict[str, Any]] | None = None) -> RunResult:
+    return RunResult(
+        out_dir=Path("."),
+        endpoint_url="",
+        data_bucket="b",
+        uploads=[],
+        bad_key=None,
+        duplicated_key=None,
+        ledger={},
+        clock=Clock(),
+        pipeline_seconds=0.0,
+        emr_runs=[],
+        training_jobs=[],
+        model_packages={},
+        notifications=notifications or [],
+        deliveries={},
+        feature_runs=feature_runs,
+    )
+
+
+def test_a_notification_is_summarised_whole_not_cut_like_its_sns_subject() -> None:
+    summary = "orders model Rejected: validation auc is unavailable (e.g. one class only in the validation channel)"
+    note = {"subject": f"dropzone: {summary}"[:96] + "...", "message": json.dumps({"kind": "k", "summary": summary})}
+    lines = summary_lines(_result([], notifications=[note]))
+    assert f"  notified | dropzone: {summary}" in lines
+
+
+def test_the_report_draws_no_roc_curve_for_a_validation_channel_of_one_class(tmp_path: Path) -> None:
+    """A tiny run can validate on one class only: no ROC exists (sklearn warned and drew a meaningless one)."""
+    import pandas as pd
+    import xgboost as xgb
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "train.py").write_text((ROOT / "training" / "train.py").read_text())
+    train = pd.DataFrame({"x": [float(i) for i in range(20)], "y": [i % 2 for i in range(20)]})
+    for channel, frame in {"train": train, "validation": train.assign(y=0)}.items():
+        (tmp_path / "input" / "data" / channel).mkdir(parents=True)
+        frame.to_parquet(tmp_path / "input" / "data" / channel / "part-0.parquet")
+    booster = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(train[["x"]], label=train["y"]), 2)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "xgboost-model").write_bytes(booster.save_raw("ubj"))
+    document = {"task": "classification", "features": ["x"], "label": "y", "best_iteration": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sklearn's UndefinedMetricWarning would fail the test
+        assert _roc(tmp_path, document) is None
+    (tmp_path / "input" / "data" / "validation" / "part-0.parquet").unlink()
+    train.to_parquet(tmp_path / "input" / "data" / "validation" / "part-0.parquet")
+    curve = _roc(tmp_path, document)
+    assert curve is not None
+    assert len(curve[0]) == len(curve[1]) >= 2
