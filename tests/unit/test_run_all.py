@@ -171,6 +171,20 @@ def test_spark_goals_read_what_the_spark_benchmark_writes(run_all: ModuleType, m
     )
 
 
+def test_the_spark_section_states_the_skewed_run_next_to_the_full_job(
+    run_all: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spark_features = importlib.import_module("spark_features")
+    size = {"entities": 1, "features": 81, "dated_parquet_s": 8.0, "bare_parquet_s": 1.0, "duckdb_s": 1.0}
+    size |= {"bare_csv_s": 1.2, "features_s": 16.0, "ours_windowed_s": 4.4, "naive_s": 14.1}
+    one = {**size, "rows": 1_000_000, "full_job_s": 30.0, "skewed_job_s": 31.5}
+    text = spark_features.render([one], "", 2.5)
+    assert "1,000,000 events 31.5 s against the full job's 30.0 s (1.05x)" in text
+    without = {k: v for k, v in one.items() if k != "skewed_job_s"}
+    assert "One customer with half the events" not in spark_features.render([without], "", 2.5)
+
+
 FIGURES = """Result: {result} (60 s).
 
 ```
