@@ -20,6 +20,19 @@ import yaml
 ColumnType = Literal["string", "int", "double", "bool", "date", "timestamp"]
 COLUMN_TYPES: tuple[str, ...] = ("string", "int", "double", "bool", "date", "timestamp")
 FORMATS: tuple[str, ...] = ("csv", "csv.gz", "jsonl", "jsonl.gz", "parquet")
+# File name suffix → the format it holds, longest suffix first (``.json`` and ``.ndjson`` are JSON Lines too): the one
+# list a file's name is read by, here where every part of the pipeline can import it without pyarrow.
+FILE_SUFFIXES: tuple[tuple[str, str], ...] = (
+    (".csv.gz", "csv.gz"),
+    (".jsonl.gz", "jsonl.gz"),
+    (".ndjson.gz", "jsonl.gz"),
+    (".json.gz", "jsonl.gz"),
+    (".csv", "csv"),
+    (".jsonl", "jsonl"),
+    (".ndjson", "jsonl"),
+    (".json", "jsonl"),
+    (".parquet", "parquet"),
+)
 AGGREGATIONS: tuple[str, ...] = ("count", "sum", "mean", "min", "max", "stddev", "distinct", "rate")
 PERCENTILE = re.compile(r"^p([1-9][0-9]?)$")  # p1 .. p99
 LABEL_KINDS: tuple[str, ...] = ("active_in_horizon", "sum_in_horizon")
@@ -57,6 +70,35 @@ _SIZE_UNITS = {
 _NOT_PORTABLE_REGEX = re.compile(r"\(\?<?[=!]|\\[1-9]")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Hyperparameters training/train.py or XGBoost reads as numbers, checked here rather than failing when the training
+# job starts; any other name goes to XGBoost as it is. Integers map to their least value (None: any).
+_INTEGER_HYPERPARAMETERS: Mapping[str, int | None] = {
+    "num_round": 1,
+    "early_stopping_rounds": 1,
+    "max_depth": 0,
+    "max_leaves": 0,
+    "max_bin": 2,
+    "num_parallel_tree": 1,
+    "seed": None,
+}
+_NUMBER_HYPERPARAMETERS: tuple[str, ...] = (
+    "eta",
+    "learning_rate",
+    "gamma",
+    "min_split_loss",
+    "min_child_weight",
+    "max_delta_step",
+    "subsample",
+    "colsample_bytree",
+    "colsample_bylevel",
+    "colsample_bynode",
+    "lambda",
+    "reg_lambda",
+    "alpha",
+    "reg_alpha",
+    "scale_pos_weight",
+    "base_score",
+)
 
 
 class ContractError(ValueError):
@@ -296,11 +338,13 @@ class _Reader:
         """A number of days: a window, a horizon."""
         return self.integer(value, path, minimum=1, maximum=MAX_DAYS)
 
-    def number(self, value: Any, path: str) -> float:
+    def number(self, value: Any, path: str, minimum: float | None = None) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(path, f"must be a number, got {_kind(value)}")
         if not math.isfinite(value):
             raise self.fail(path, f"must be a finite number, got {value}")
+        if minimum is not None and value < minimum:
+            raise self.fail(path, f"must be at least {minimum:g}, got {value}")
         return float(value)
 
     def fraction(self, value: Any, path: str) -> float:
@@ -514,7 +558,11 @@ def _aggregation(
 
 
 def _features(
-    r: _Reader, value: Any, columns: Mapping[str, Column], entity: str, references: Mapping[str, Contract] | None
+    r: _Reader,
+    value: Any,
+    columns: Mapping[str, Column],
+    entity: str,
+    references: Mapping[str, Contract | None] | None,
 ) -> Features:
     path = "features"
     m = r.mapping(value, path, ("windows", "aggregations", "joins", "text", "sequence"))
@@ -538,11 +586,10 @@ def _features(
         key = r.string(r.required(jm, "key", jpath), _join(jpath, "key"))
         if key not in columns:
             raise r.fail(_join(jpath, "key"), f"{key!r} is not a column of this dataset")
-        ref = None
-        if references is not None:
-            if dataset not in references:
-                raise r.fail(_join(jpath, "dataset"), f"no contract for reference dataset {dataset!r}")
-            ref = references[dataset]
+        if references is not None and dataset not in references:
+            raise r.fail(_join(jpath, "dataset"), f"no contract for reference dataset {dataset!r}")
+        ref = references.get(dataset) if references is not None else None
+        if ref is not None:
             if key not in ref.column_names:
                 raise r.fail(_join(jpath, "key"), f"{key!r} is not a column of {dataset}")
             if ref.column(key).type != columns[key].type:
@@ -668,8 +715,13 @@ def _training(r: _Reader, value: Any, label: Label | None) -> Training:
     hp = m.get("hyperparameters", {}) or {}
     hp = r.mapping(hp, _join(path, "hyperparameters"), tuple(str(k) for k in hp) if isinstance(hp, Mapping) else ())
     for k, v in hp.items():
+        hpath = _join(_join(path, "hyperparameters"), str(k))
         if not isinstance(v, int | float | str | bool):
-            raise r.fail(_join(_join(path, "hyperparameters"), str(k)), f"must be a scalar, got {_kind(v)}")
+            raise r.fail(hpath, f"must be a scalar, got {_kind(v)}")
+        if k in _INTEGER_HYPERPARAMETERS:
+            r.integer(v, hpath, minimum=_INTEGER_HYPERPARAMETERS[k])
+        elif k in _NUMBER_HYPERPARAMETERS:
+            r.number(v, hpath)
     vf = r.fraction(m.get("validation_fraction", d.validation_fraction), _join(path, "validation_fraction"))
     if not 0.0 < vf < 1.0:
         raise r.fail(_join(path, "validation_fraction"), "must be strictly between 0 and 1")
@@ -687,7 +739,7 @@ def _training(r: _Reader, value: Any, label: Label | None) -> Training:
     gm = r.mapping(m.get("gate", {}) or {}, gpath, ("metric", "margin", "when_not_better"))
     gate = Gate(
         metric=r.choice(gm.get("metric", default_metric), _join(gpath, "metric"), metrics),
-        margin=r.number(gm.get("margin", 0.0), _join(gpath, "margin")),
+        margin=r.number(gm.get("margin", 0.0), _join(gpath, "margin"), minimum=0.0),
         when_not_better=r.choice(gm.get("when_not_better", "reject"), _join(gpath, "when_not_better"), GATE_POLICIES),
     )
     return Training(
@@ -788,9 +840,10 @@ def _check_output_names(
 
 
 def parse_contract(
-    document: Any, source: str = "<contract>", references: Mapping[str, Contract] | None = None
+    document: Any, source: str = "<contract>", references: Mapping[str, Contract | None] | None = None
 ) -> Contract:
-    """Check a parsed YAML document and build the Contract; ``references`` enables cross-dataset join checks."""
+    """Check a parsed YAML document and build the Contract. ``references`` enables the cross-dataset join checks: it
+    must name every joined dataset; one mapped to None has no contract at hand and its joins are not checked."""
     r = _Reader(source)
     m = r.mapping(document, "", _TOP)
     dataset = r.string(r.required(m, "dataset", ""), "dataset", DATASET_NAME)
@@ -820,10 +873,11 @@ def parse_contract(
     if label is not None and features is None:
         raise r.fail("features", "is required when the contract has a label")
     if features is not None:
-        # Without the reference contracts the names of joined attributes are unknown: the rest is checked here, the
-        # whole list when the contract is loaded with its references (load_contracts, the feature job).
-        known = features if references is not None else replace(features, joins=())
-        _check_output_names(r, known, label, entity, references or {})
+        # Without a reference contract the names of the attributes joined from it are unknown: the rest is checked
+        # here, the whole list when the contract is loaded with all its references (load_contracts, the feature job).
+        at_hand = {name: ref for name, ref in (references or {}).items() if ref is not None}
+        known = replace(features, joins=tuple(j for j in features.joins if j.dataset in at_hand))
+        _check_output_names(r, known, label, entity, at_hand)
     training = _training(r, m["training"], label) if m.get("training") is not None else None
     if label is not None and training is None:
         training = Training(gate=Gate(metric="auc" if label.is_classification else "rmse"))
@@ -844,7 +898,7 @@ def parse_contract(
 
 
 def parse_contract_text(
-    text: str | bytes, source: str = "<contract>", references: Mapping[str, Contract] | None = None
+    text: str | bytes, source: str = "<contract>", references: Mapping[str, Contract | None] | None = None
 ) -> Contract:
     """Parse YAML text into a Contract; YAML syntax errors become ContractError with the line."""
     try:
@@ -858,7 +912,7 @@ def parse_contract_text(
     return parse_contract(document, source, references)
 
 
-def load_contract(path: str | Path, references: Mapping[str, Contract] | None = None) -> Contract:
+def load_contract(path: str | Path, references: Mapping[str, Contract | None] | None = None) -> Contract:
     """Read and check one contract file; the dataset name must equal the file name."""
     p = Path(path)
     try:
@@ -879,3 +933,17 @@ def load_contracts(directory: str | Path) -> dict[str, Contract]:
         raise ContractError(str(d), "", "holds no *.yaml contracts")
     plain = {f.stem: load_contract(f) for f in files}
     return {name: load_contract(f, references=plain) for name, f in zip(plain, files, strict=True)}
+
+
+def load_contract_with_references(path: str | Path) -> tuple[Contract, tuple[str, ...]]:
+    """Read one contract with the contracts of the datasets it joins found next to it, checked against each other as
+    load_contracts does; also returns the joined datasets with no contract there, whose joins were not checked."""
+    p = Path(path)
+    plain = load_contract(p)
+    joined = sorted({j.dataset for j in plain.features.joins}) if plain.features else []
+    if not joined:
+        return plain, ()
+    files = {name: p.parent / f"{name}.yaml" for name in joined}
+    references = {name: load_contract(f) if f.is_file() else None for name, f in files.items()}
+    missing = tuple(name for name, ref in references.items() if ref is None)
+    return load_contract(p, references), missing

@@ -1,5 +1,8 @@
 """`dropzone validate`: check files against a contract before (or without) uploading them.
 
+The contract is read with the reference contracts its joins name, from its folder, and checked against them as at
+deploy; a reference not there is a note on stderr (those joins are not checked), not an error.
+
 Exit 0 when every file is accepted, 1 when any is quarantined, 2 on a usage or contract error.
 """
 
@@ -7,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from dropzone.cli import UsageError
-from dropzone.contract import load_contract
+from dropzone.contract import load_contract_with_references
 from dropzone.validation import ValidationReport, validate_path
 from dropzone.validation.guard import human_size
 
@@ -58,7 +63,11 @@ def _table(report: ValidationReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    contract = load_contract(args.contract)
+    contract, unchecked = load_contract_with_references(args.contract)
+    if unchecked:
+        files, datasets = ", ".join(f"{d}.yaml" for d in unchecked), ", ".join(unchecked)
+        note = f"{Path(args.contract).parent} holds no {files}, so the joins on {datasets} were not checked"
+        print(f"dropzone validate: note: {note}", file=sys.stderr)
     paths = [Path(f) for f in args.files]
     for p in paths:
         if not p.exists():
@@ -66,10 +75,18 @@ def run(args: argparse.Namespace) -> int:
         if not p.is_file():
             raise UsageError(f"not a file: {p}")
     reports = [validate_path(p, contract) for p in paths]
-    if args.json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2, default=str))
-    else:
-        print("\n\n".join(_table(r) for r in reports))
-        accepted = sum(r.accepted for r in reports)
-        print(f"\n{accepted} of {len(reports)} file(s) accepted, {len(reports) - accepted} quarantined")
+    try:
+        if args.json:
+            print(json.dumps([r.to_dict() for r in reports], indent=2, default=str))
+        else:
+            print("\n\n".join(_table(r) for r in reports))
+            accepted = sum(r.accepted for r in reports)
+            print(f"\n{accepted} of {len(reports)} file(s) accepted, {len(reports) - accepted} quarantined")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`| head`): the rest is not wanted. As Python's signal docs advise, stdout now points at
+        # devnull so the flush at exit does not fail again; the exit code still says what the validation found.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0 if all(r.accepted for r in reports) else 1

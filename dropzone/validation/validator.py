@@ -29,7 +29,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from dropzone.contract import Contract
+from dropzone.contract import FILE_SUFFIXES, Contract
 from dropzone.rules import RowRule, row_rules, unique_rule_name
 from dropzone.validation.compiler import any_of, bool_array, compatible, failure_mask, false_mask, typed_values
 from dropzone.validation.digits import bools, digit_pattern
@@ -37,18 +37,6 @@ from dropzone.validation.guard import GuardedStream, human_size
 from dropzone.validation.report import Rejected, SchemaDiff, ValidationReport
 from dropzone.validation.uniqueness import UniqueTracker
 
-# File name suffix → format (longest suffix first). ``.json`` and ``.ndjson`` are read as JSON Lines.
-SUFFIXES: tuple[tuple[str, str], ...] = (
-    (".csv.gz", "csv.gz"),
-    (".jsonl.gz", "jsonl.gz"),
-    (".ndjson.gz", "jsonl.gz"),
-    (".json.gz", "jsonl.gz"),
-    (".csv", "csv"),
-    (".jsonl", "jsonl"),
-    (".ndjson", "jsonl"),
-    (".json", "jsonl"),
-    (".parquet", "parquet"),
-)
 CSV_BLOCK = 512 << 10
 CSV_BATCHES_PER_CHECK = 8
 JSON_BLOCK = 1 << 20
@@ -58,12 +46,15 @@ MAX_SAMPLE_VALUE = 200
 ROW_COLUMNS = "row.columns"  # a CSV row with the wrong number of fields
 ROW_JSON = "row.json"  # a JSON Lines line that is not a JSON object
 _JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
+# What the reason for an unsupported name lists: every suffix detect_format reads, ".csv, .csv.gz, ... or .parquet".
+_NAMES = sorted(suffix for suffix, _ in FILE_SUFFIXES)
+_SUFFIX_LIST = f"{', '.join(_NAMES[:-1])} or {_NAMES[-1]}"
 
 
 def detect_format(name: str) -> str | None:
     """The format a file name says (``orders-1.csv.gz`` → ``csv.gz``), or None for an unsupported name."""
     lower = name.lower()
-    for suffix, fmt in SUFFIXES:
+    for suffix, fmt in FILE_SUFFIXES:
         if lower.endswith(suffix):
             return fmt
     return None
@@ -219,13 +210,14 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
     diff = _schema_diff(header, contract)
     if diff:
         report.schema = diff
-        for reason in diff.reasons():
-            report.quarantine(reason)
+        # A wrong delimiter explains every missing and unexpected column below it: the producer reads it first.
         if len(header) == 1:
             for delimiter, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
                 if delimiter in text:
                     report.quarantine(f"the header has one column: the file looks {label}-delimited; expected commas")
                     break
+        for reason in diff.reasons():
+            report.quarantine(reason)
         return
     invalid: list[tuple[int, str]] = []
 
@@ -623,10 +615,7 @@ def validate_stream(
     aborted = False
     try:
         if fmt is None:
-            raise Rejected(
-                f"unsupported file name {Path(name).name!r}: "
-                "expected .csv, .csv.gz, .jsonl, .json, .jsonl.gz or .parquet"
-            )
+            raise Rejected(f"unsupported file name {Path(name).name!r}: expected {_SUFFIX_LIST}")
         if fmt not in contract.formats:
             raise Rejected(
                 f"format {fmt} is not accepted for {contract.dataset} (accepted: {', '.join(contract.formats)})"

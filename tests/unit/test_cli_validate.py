@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from dropzone.cli import main
 
-CONTRACT = str(Path(__file__).resolve().parents[2] / "contracts" / "orders.yaml")
+Change = Callable[[dict[str, Any]], None]
+CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+CONTRACT = str(CONTRACTS / "orders.yaml")
 HEADER = "order_id,customer_id,order_ts,product_id,amount,quantity,returned,review_text\n"
 
 
@@ -74,3 +80,111 @@ def test_console_script_usage_error_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "the following arguments are required: FILE" in result.stderr
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_a_reader_that_stops_early_ends_the_output_quietly(tmp_path: Path, as_json: bool) -> None:
+    # GIVEN stdout is a pipe nobody reads any more, as in `dropzone validate ... | head -2` once head has its lines
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    command = [sys.executable, "-m", "dropzone.cli", "validate", "--contract", CONTRACT, str(good(tmp_path))]
+    # WHEN the command writes its reports there
+    try:
+        result = subprocess.run(
+            [*command, "--json"] if as_json else command,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    # THEN it ends without a traceback, and its exit code still says what the validation found
+    assert result.stderr == ""
+    assert result.returncode == 0
+
+
+def _contracts_in(folder: Path, *, orders: Change, references: dict[str, Change | None]) -> Path:
+    """orders.yaml changed by ``orders`` and, next to it, the shipped reference contracts named in ``references``
+    (each changed by its function, if any)."""
+    for name, change in references.items():
+        document = yaml.safe_load((CONTRACTS / f"{name}.yaml").read_text())
+        if change is not None:
+            change(document)
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    document = yaml.safe_load((CONTRACTS / "orders.yaml").read_text())
+    orders(document)
+    contract = folder / "orders.yaml"
+    contract.write_text(yaml.safe_dump(document, sort_keys=False))
+    return contract
+
+
+def _attributes(document: dict[str, Any]) -> None:
+    document["features"]["joins"][1]["attributes"] = ["segment", "nope"]
+
+
+def _key_quantity(document: dict[str, Any]) -> None:
+    document["features"]["joins"][0]["key"] = "quantity"
+
+
+def _quantity_as_text(document: dict[str, Any]) -> None:
+    document["columns"]["quantity"] = {"type": "string"}
+
+
+JOIN_MISTAKES: list[tuple[str, Change, dict[str, Change | None], str]] = [
+    (
+        "attribute the reference lacks",
+        _attributes,
+        {"products": None, "customers": None},
+        "features.joins[1].attributes[1]: 'nope' is not a column of customers",
+    ),
+    (
+        "key of another type",
+        _key_quantity,
+        {"products": _quantity_as_text, "customers": None},
+        "features.joins[0].key: quantity is int here but string in products: the join needs one type",
+    ),
+    (
+        "only the reference at hand",
+        _attributes,
+        {"customers": None},
+        "features.joins[1].attributes[1]: 'nope' is not a column of customers",
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "orders", "references", "problem"), JOIN_MISTAKES, ids=[m[0] for m in JOIN_MISTAKES])
+def test_joins_are_checked_against_the_reference_contracts_next_to_the_contract(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    label: str,
+    orders: Change,
+    references: dict[str, Change | None],
+    problem: str,
+) -> None:
+    # GIVEN a contract whose join does not fit the reference contract in its folder
+    contract = _contracts_in(tmp_path, orders=orders, references=references)
+    # WHEN a file is validated against it
+    code = main(["validate", "--contract", str(contract), str(good(tmp_path))])
+    # THEN the contract is refused as at deploy (load_contracts), with the field at fault, and nothing is validated
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.strip() == f"dropzone validate: error: {contract}: {problem}"
+    assert captured.out == ""
+
+
+def test_a_reference_contract_not_in_the_folder_is_a_note_not_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN orders.yaml alone in its folder: the contracts of the datasets it joins are elsewhere
+    contract = _contracts_in(tmp_path, orders=lambda document: None, references={})
+    # WHEN a good file is validated against it
+    code = main(["validate", "--contract", str(contract), str(good(tmp_path))])
+    # THEN the file is validated, and one line on stderr says which joins were not checked
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "good.csv: ACCEPTED" in captured.out
+    assert captured.err == (
+        f"dropzone validate: note: {tmp_path} holds no customers.yaml, products.yaml, "
+        "so the joins on customers, products were not checked\n"
+    )

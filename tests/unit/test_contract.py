@@ -103,6 +103,27 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("label kind", _set("label.kind", "churn"), "label.kind: 'churn' is not one of: active_in_horizon"),
     ("horizon", _set("label.horizon_days", "30"), "label.horizon_days: must be an integer, got string '30'"),
     ("gate metric", _set("training.gate.metric", "rmse"), "training.gate.metric: 'rmse' is not one of: auc"),
+    ("negative gate margin", _set("training.gate.margin", -1), "training.gate.margin: must be at least 0, got -1"),
+    (
+        "depth in words",
+        _set("training.hyperparameters.max_depth", "five"),
+        "training.hyperparameters.max_depth: must be an integer, got string 'five'",
+    ),
+    (
+        "fractional rounds",
+        _set("training.hyperparameters.num_round", 2.5),
+        "training.hyperparameters.num_round: must be an integer, got number 2.5",
+    ),
+    (
+        "no rounds",
+        _set("training.hyperparameters.num_round", 0),
+        "training.hyperparameters.num_round: must be at least 1",
+    ),
+    (
+        "learning rate in words",
+        _set("training.hyperparameters.eta", "fast"),
+        "training.hyperparameters.eta: must be a number, got string 'fast'",
+    ),
     (
         "aggregation",
         _set("features.aggregations.1.functions", ["sum", "median"]),
@@ -178,6 +199,17 @@ def test_broken_contract_names_file_field_and_problem(
     with pytest.raises(ContractError) as caught:
         load_contracts(tmp_path)
     assert str(caught.value).startswith(f"{path}: {message}"), str(caught.value)
+
+
+def test_hyperparameters_the_project_does_not_know_go_to_xgboost_as_they_are() -> None:
+    # GIVEN XGBoost parameters that train.py does not read itself: strings where XGBoost takes strings, any name
+    document = copy.deepcopy(ORDERS)
+    extra = {"booster": "dart", "objective": "binary:logistic", "rate_drop": 0.1, "grow_policy": "lossguide"}
+    document["training"]["hyperparameters"].update(extra)
+    # WHEN the contract is read THEN they are kept, as are the numbers it knows
+    training = parse_contract(document, "orders.yaml").training
+    assert training is not None
+    assert dict(training.hyperparameters) == {**ORDERS["training"]["hyperparameters"], **extra}
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
