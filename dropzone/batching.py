@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from dropzone.contract import Contract
+from dropzone.contract import Contract, format_of
 from dropzone.ledger import (
     ACCEPTED,
     BATCH_FAILED,
@@ -74,20 +74,8 @@ def client_token(batch_id: str, attempt: int) -> str:
 
 
 def file_format(key: str) -> str:
-    """The contract format name of a key from its extension (csv, csv.gz, jsonl, jsonl.gz, parquet), or ''."""
-    lower = key.lower()
-    for suffix, name in (
-        (".csv.gz", "csv.gz"),
-        (".jsonl.gz", "jsonl.gz"),
-        (".json.gz", "jsonl.gz"),
-        (".csv", "csv"),
-        (".jsonl", "jsonl"),
-        (".json", "jsonl"),
-        (".parquet", "parquet"),
-    ):
-        if lower.endswith(suffix):
-            return name
-    return ""
+    """The contract format name of a key from its name (dropzone.contract.FILE_SUFFIXES), or '' for none."""
+    return format_of(key) or ""
 
 
 def is_due(files: Sequence[Mapping[str, Any]], contract: Contract, now: datetime, *, force_due: bool = False) -> bool:

@@ -33,6 +33,14 @@ FILE_SUFFIXES: tuple[tuple[str, str], ...] = (
     (".json", "jsonl"),
     (".parquet", "parquet"),
 )
+
+
+def format_of(name: str) -> str | None:
+    """The format a file name or key says (``orders-1.ndjson.gz`` → ``jsonl.gz``), or None for a name no format has."""
+    lower = name.lower()
+    return next((fmt for suffix, fmt in FILE_SUFFIXES if lower.endswith(suffix)), None)
+
+
 AGGREGATIONS: tuple[str, ...] = ("count", "sum", "mean", "min", "max", "stddev", "distinct", "rate")
 PERCENTILE = re.compile(r"^p([1-9][0-9]?)$")  # p1 .. p99
 LABEL_KINDS: tuple[str, ...] = ("active_in_horizon", "sum_in_horizon")

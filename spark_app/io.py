@@ -19,11 +19,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dropzone.contract import Contract, ContractError, parse_contract_text
+from dropzone.contract import FILE_SUFFIXES, FORMATS, Contract, ContractError, format_of, parse_contract_text
 
 CORRUPT = "_corrupt_record"
 FILE_INDEX = "_file_index"
-FORMATS = ("csv.gz", "jsonl.gz", "csv", "jsonl", "parquet")  # longest suffix first
 
 SPARK_TYPES: dict[str, T.DataType] = {
     "string": T.StringType(),
@@ -115,11 +114,12 @@ def spark_path(uri: str) -> str:
 
 
 def file_format(uri: str) -> str:
-    name = uri.rsplit("/", 1)[-1].lower()
-    for fmt in FORMATS:
-        if name.endswith("." + fmt):
-            return fmt
-    raise JobInputError(f"{uri}: unknown file format (the name must end in .{', .'.join(FORMATS)})")
+    """The format a file's name says, as the validator reads it (dropzone.contract.FILE_SUFFIXES)."""
+    fmt = format_of(uri.rsplit("/", 1)[-1])
+    if fmt is None:
+        names = ", ".join(sorted(suffix for suffix, _ in FILE_SUFFIXES))
+        raise JobInputError(f"{uri}: unknown file format (the name must end in one of {names})")
+    return fmt
 
 
 def batch_id_of(uris: list[str]) -> str:

@@ -29,7 +29,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from dropzone.contract import FILE_SUFFIXES, Contract
+from dropzone.contract import FILE_SUFFIXES, Contract, format_of
 from dropzone.rules import RowRule, row_rules, unique_rule_name
 from dropzone.validation.compiler import any_of, bool_array, compatible, failure_mask, false_mask, typed_values
 from dropzone.validation.digits import bools, digit_pattern
@@ -53,11 +53,7 @@ _SUFFIX_LIST = f"{', '.join(_NAMES[:-1])} or {_NAMES[-1]}"
 
 def detect_format(name: str) -> str | None:
     """The format a file name says (``orders-1.csv.gz`` → ``csv.gz``), or None for an unsupported name."""
-    lower = name.lower()
-    for suffix, fmt in FILE_SUFFIXES:
-        if lower.endswith(suffix):
-            return fmt
-    return None
+    return format_of(name)
 
 
 def _pct(fraction: float) -> str:

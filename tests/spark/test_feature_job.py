@@ -333,7 +333,8 @@ def test_json_lines_and_parquet_files_give_what_the_same_rows_in_csv_give(
     spark: SparkSession, tmp_path: Path, frames_equal: Callable[[DataFrame, DataFrame], None]
 ) -> None:
     """One batch of a JSON Lines (gzip) file and a typed Parquet file: the rows are read with the contract's columns
-    and checked by the same rules as CSV, so the counts and every feature equal those of the rows as CSV."""
+    and checked by the same rules as CSV, so the counts and every feature equal those of the rows as CSV. The JSON
+    Lines file is named ``.ndjson.gz``, a name the validator accepts (the job once refused it)."""
     import gzip
 
     import pyarrow as pa
@@ -351,7 +352,7 @@ def test_json_lines_and_parquet_files_give_what_the_same_rows_in_csv_give(
         "o1",
         as_of=AS_OF,
     )
-    jsonl = mixed_root / "in" / "a.jsonl.gz"
+    jsonl = mixed_root / "in" / "a.ndjson.gz"
     records = [{**r, "order_ts": r["order_ts"].strftime("%Y-%m-%dT%H:%M:%SZ")} for r in map(_typed, ORDERS_1)]
     jsonl.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
     parquet = mixed_root / "in" / "b.parquet"

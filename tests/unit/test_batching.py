@@ -19,6 +19,7 @@ from dropzone.batching import (
     StartedBatch,
     batch_id_for,
     client_token,
+    file_format,
     maybe_start_batch,
     spark_submit_parameters,
     start_batch_attempt,
@@ -26,6 +27,7 @@ from dropzone.batching import (
 from dropzone.contract import Batching, Contract, load_contract
 from dropzone.ledger import ACCEPTED, BATCHED, Ledger, dataset_pk, file_sk
 from dropzone.settings import Settings
+from dropzone.validation import detect_format
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 REGION = "us-east-1"
@@ -426,3 +428,28 @@ def test_the_file_just_accepted_counts_even_before_the_index_shows_it(
     started = _start(env, orders, now, just_accepted=[sks[-1]])
     assert started is not None
     assert sorted(started.files) == sorted(sks)
+
+
+@pytest.mark.parametrize(
+    ("key", "fmt"),
+    [
+        ("incoming/orders/a.csv", "csv"),
+        ("incoming/orders/a.CSV.GZ", "csv.gz"),
+        ("incoming/orders/a.json", "jsonl"),
+        ("incoming/orders/a.ndjson", "jsonl"),
+        ("incoming/orders/a.ndjson.gz", "jsonl.gz"),
+        ("incoming/orders/a.json.gz", "jsonl.gz"),
+        ("incoming/orders/a.jsonl", "jsonl"),
+        ("incoming/orders/a.parquet", "parquet"),
+        ("incoming/orders/a.txt", ""),
+    ],
+)
+def test_a_batch_file_gets_the_format_the_validator_read_it_as(key: str, fmt: str) -> None:
+    """Every name the validator accepts has a format in the manifest (an accepted .ndjson file had '' and failed the
+    Spark run); the job's own reading of a bare URI agrees."""
+    from spark_app.io import file_format as job_format
+
+    assert file_format(key) == fmt
+    assert (detect_format(key) or "") == fmt
+    if fmt:
+        assert job_format(f"s3://bucket/{key}") == fmt
