@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
 
 from dropzone.contract import ContractError
 
@@ -20,13 +22,35 @@ class UsageError(Exception):
     """Bad command-line input the user can fix; printed without a traceback, exit 2."""
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A sub-command's parser: it refuses arguments it does not know itself, so the error shows its usage.
+
+    argparse hands a sub-command's unknown arguments back to the top-level parser, whose error would show
+    ``usage: dropzone [-h] COMMAND ...`` instead of the usage of the command that was mistyped.
+    """
+
+    def parse_known_args(self, args: Iterable[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
+def date_arg(text: str) -> date:
+    """The type of a date flag: a bad value is an argparse error naming the flag and the format."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dropzone",
         description="Validate data files against their contract and run the dropzone pipeline, locally or on AWS.",
         epilog="Exit codes: 0 success, 1 the work found a problem, 2 usage or contract error.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for name in COMMANDS:
         module = importlib.import_module(f"dropzone.commands.{name}")
         command = module.add_parser(sub)

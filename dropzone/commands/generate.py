@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from dropzone.cli import UsageError
+from dropzone.cli import UsageError, date_arg
 from dropzone.generate import generate
 
 
@@ -20,11 +20,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=7, help="random seed (same seed and end date, same files)")
     p.add_argument("--files", type=int, default=5, help="number of chronological order files (default 5)")
-    p.add_argument("--end-date", default=None, help="YYYY-MM-DD: events end before this date (default: today, UTC)")
+    p.add_argument(
+        "--end-date",
+        type=date_arg,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="events end before this date (default: today, UTC)",
+    )
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag, value, least in (("--rows", args.rows, 1), ("--files", args.files, 1), ("--seed", args.seed, 0)):
+        if value < least:
+            raise UsageError(f"{flag} must be at least {least}, got {value}")
     try:
         result = generate(args.out, args.rows, seed=args.seed, files=args.files, end_date=args.end_date)
     except ValueError as e:

@@ -14,14 +14,31 @@ from typing import Any
 from dropzone.cli import UsageError
 
 STATE_FILE = Path(".dropzone") / "local.json"
+SAMPLE_ROWS = 1_000  # the orders `local up` generates for its hint: a file to drop in that passes the contract
+
+RUN_DESCRIPTION = (
+    "Deploy template.yaml into an embedded AWS API, upload the files of --data DIR or generated ones (plus one bad "
+    "file and one duplicated notification) and run every function, Spark job and training job until idle. "
+    "It prints a summary and writes an HTML report; exit 0 when a model was registered, 1 otherwise."
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     parser = sub.add_parser("local", help="run the pipeline locally: embedded AWS API, no account, no Docker")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    run = actions.add_parser("run", help="deploy, drop the data, run everything until idle, print a summary")
+    run = actions.add_parser(
+        "run",
+        help="deploy, drop the data, run everything until idle, print a summary",
+        description=RUN_DESCRIPTION,
+    )
     add_run_arguments(run)
-    up = actions.add_parser("up", help="keep a local stack running to drop files by hand (Ctrl-C stops)")
+    up = actions.add_parser(
+        "up",
+        help="keep a local stack running to drop files by hand (Ctrl-C stops)",
+        description="Deploy template.yaml into an embedded AWS API on 127.0.0.1 and keep it running: files put under "
+        "incoming/<dataset>/ in its bucket go through the pipeline as on AWS. It prints the endpoint, the bucket and "
+        f"a generated file to try, and writes {STATE_FILE} for `dropzone status`; Ctrl-C stops it.",
+    )
     up.add_argument("--port", type=int, default=0, help="port of the embedded AWS API (default: a free one)")
     up.add_argument("--out", type=Path, default=None, help="working directory (default: local-runs/up-<time>)")
     up.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (template.yaml, contracts/)")
@@ -46,8 +63,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: int | None = None) 
     parser.add_argument(
         "--spark-per-run",
         action="store_true",
-        help="as before the warm processes: a spark-submit (JVM) per EMR job run instead of one warm local Spark "
-        "driver, a new python per training job instead of one pre-started during the Spark runs",
+        help="give every EMR job run its own spark-submit (a new JVM) and every training job a new python, as on "
+        "AWS, instead of one warm Spark driver and one pre-started training process: slower, for checking that a "
+        "job does not depend on what an earlier run left behind",
     )
 
 
@@ -63,9 +81,11 @@ def run_local(args: argparse.Namespace) -> int:
     from dropzone.local.report import summary_lines, write_report
     from dropzone.local.run import RunOptions, run_pipeline, stamp
 
-    root = _check_root(args.root)
     if args.rows < 1 or args.files < 1:
         raise UsageError("--rows and --files must be at least 1")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be at least 0, got {args.seed}")
+    root = _check_root(args.root)
     out = (args.out or root / "local-runs" / stamp()).resolve()
     options = RunOptions(
         root=root,
@@ -95,12 +115,17 @@ def up(args: argparse.Namespace) -> int:
     from dropzone.local.runtime import LocalStack, Pipeline
     from dropzone.local.server import embedded_aws
 
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    if not (args.poll > 0 and args.reconcile_every > 0):  # also refuses nan
+        raise UsageError("--poll and --reconcile-every must be more than 0 seconds")
     root = _check_root(args.root)
     work = (args.out or root / "local-runs" / f"up-{stamp()}").resolve()
     with embedded_aws(args.port) as aws:
         local = LocalStack.start(aws, root, work)
         pipeline = Pipeline(local, progress=lambda line: print(line, flush=True))
         pipeline.emr.start_driver()  # warm before the first file arrives
+        sample = _sample_orders(work / "sample")
         state = {
             "endpoint_url": aws.endpoint_url,
             "region": aws.region,
@@ -111,7 +136,7 @@ def up(args: argparse.Namespace) -> int:
         state_file = root / STATE_FILE
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2) + "\n")
-        print(_welcome(state, state_file), flush=True)
+        print(_welcome(state, state_file, sample), flush=True)
         last_reconcile = time.monotonic()
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
         try:
@@ -133,11 +158,25 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _welcome(state: dict[str, str], state_file: Path) -> str:
+def _sample_orders(out_dir: Path) -> Path:
+    """Generate a small data set under ``out_dir`` and return its first orders file, the one the welcome names."""
+    from dropzone.generate import generate
+
+    written = generate(out_dir, SAMPLE_ROWS, files=1)
+    return Path(written["orders"][0])
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (shorter to copy), else absolute."""
+    path = path.resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _welcome(state: dict[str, str], state_file: Path, sample: Path) -> str:
     endpoint, bucket = state["endpoint_url"], state["data_bucket"]
     credentials = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
     env = f"AWS_ENDPOINT_URL={endpoint} {credentials} AWS_REGION={state['region']}"
-    file = "data/orders/orders-000.csv"
+    file = _shown(sample)
     return "\n".join(
         [
             "",
@@ -145,6 +184,7 @@ def _welcome(state: dict[str, str], state_file: Path) -> str:
             f"  endpoint: {endpoint}",
             f"  bucket:   {bucket}  (drop files under incoming/<dataset>/)",
             f"  ledger:   {state['ledger_table']}",
+            f"  sample:   {_shown(sample.parent.parent)}  (generated orders, products, customers)",
             "",
             "try, in another shell:",
             f"  export {env}",
@@ -153,7 +193,7 @@ def _welcome(state: dict[str, str], state_file: Path) -> str:
             "  dropzone status",
             "or with boto3:",
             f"  s3 = boto3.client('s3', endpoint_url='{endpoint}')",
-            f"  s3.upload_file('{file}', '{bucket}', 'incoming/orders/x.csv')",
+            f"  s3.upload_file({file!r}, '{bucket}', 'incoming/orders/x.csv')",
             "",
         ]
     )

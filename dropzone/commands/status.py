@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ConnectionError as EndpointUnreachable
 
 from dropzone import aws
+from dropzone.cli import UsageError
 from dropzone.ledger import Ledger
 from dropzone.status import collect, render
 
@@ -42,12 +44,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _ledger(args: argparse.Namespace) -> tuple[Ledger, str]:
-    from dropzone.cli import UsageError
-
+def _ledger(args: argparse.Namespace) -> tuple[Ledger, str, str]:
+    """The ledger to read, where it is (for messages), and what to check when that place cannot be reached."""
     table, endpoint, region = args.table, args.endpoint_url, args.region
     credentials: dict[str, str] = {}
-    where = "AWS"
+    local = False
     if table is None:
         state_file: Path = args.state_file
         if not state_file.is_file():
@@ -63,29 +64,34 @@ def _ledger(args: argparse.Namespace) -> tuple[Ledger, str]:
         endpoint = endpoint or state.get("endpoint_url")
         region = region or state.get("region")
         credentials = _LOCAL_CREDENTIALS
-        where = f"the local runtime at {endpoint}"
-    elif endpoint:
-        where = endpoint
+        local = True
+    region = region or aws.region_name()
+    endpoint = endpoint or aws.endpoint_url("dynamodb")
     client = boto3.client(
         "dynamodb",
-        region_name=region or aws.region_name(),
-        endpoint_url=endpoint or aws.endpoint_url("dynamodb"),
+        region_name=region,
+        endpoint_url=endpoint,
         config=aws.client_config(max_attempts=2),
         **credentials,
     )
-    return Ledger(str(table), client), where
+    if local:
+        where, check = f"the local runtime at {endpoint}", "is `dropzone local up` still running?"
+    elif endpoint:
+        where, check = endpoint, "check --endpoint-url (or AWS_ENDPOINT_URL) and the network"
+    else:
+        where = f"AWS region {region}"
+        check = f"no answer from {client.meta.endpoint_url}; check the network connection and --region"
+    return Ledger(str(table), client), where, check
 
 
 def run(args: argparse.Namespace) -> int:
-    from dropzone.cli import UsageError
-
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    ledger, where = _ledger(args)
+    ledger, where, check = _ledger(args)
     try:
         status = collect(ledger, dataset=args.dataset)
-    except EndpointConnectionError:
-        raise UsageError(f"cannot reach {where}: is `dropzone local up` still running?") from None
+    except EndpointUnreachable:
+        raise UsageError(f"cannot reach {where}: {check}") from None
     except ClientError as e:
         code = e.response.get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":

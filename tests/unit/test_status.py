@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
 from dropzone.cli import main
@@ -159,10 +160,14 @@ def test_no_table_and_no_state_file_is_a_usage_error(tmp_path: Path, capsys: pyt
     assert "pass --table NAME" in capsys.readouterr().err
 
 
-def test_stopped_local_runtime_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _closed_port() -> int:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def test_stopped_local_runtime_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = _closed_port()
     state = tmp_path / "local.json"
     state.write_text(
         json.dumps({"endpoint_url": f"http://127.0.0.1:{port}", "region": "us-east-1", "ledger_table": "t"})
@@ -171,7 +176,43 @@ def test_stopped_local_runtime_is_named(tmp_path: Path, capsys: pytest.CaptureFi
     code = main(["status", "--state-file", str(state)])
 
     assert code == 2
-    assert f"cannot reach the local runtime at http://127.0.0.1:{port}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"cannot reach the local runtime at http://127.0.0.1:{port}: is `dropzone local up` still running?" in err
+
+
+def test_unreachable_aws_names_the_region_not_the_local_runtime(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN no network: every request of a DynamoDB client fails to connect, as botocore reports it
+    make_client = boto3.client
+
+    def offline(*args: Any, **kwargs: Any) -> Any:
+        client = make_client(*args, **kwargs)
+
+        def refuse(request: Any, **_: Any) -> None:
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+        client.meta.events.register("before-send.dynamodb", refuse)
+        return client
+
+    monkeypatch.setattr(boto3, "client", offline)
+    # WHEN status reads a table in AWS
+    code = main(["status", "--table", "foo", "--region", "eu-west-1"])
+    # THEN it names AWS, the region and its endpoint, and does not send the user to `dropzone local up`
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot reach AWS region eu-west-1: no answer from https://dynamodb.eu-west-1.amazonaws.com" in err
+    assert "check the network connection and --region" in err
+    assert "local up" not in err
+
+
+def test_unreachable_endpoint_names_it_not_the_local_runtime(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    code = main(["status", "--table", "foo", "--endpoint-url", endpoint])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach {endpoint}: check --endpoint-url (or AWS_ENDPOINT_URL) and the network" in err
+    assert "local up" not in err
 
 
 def test_missing_table_is_named(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,112 @@
+"""The command line a new user meets: errors show the mistyped command's usage and name the flag; help says what a
+command does; `local up` names a file to drop in that exists."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from dropzone.cli import main
+from dropzone.commands.local import _sample_orders, _welcome
+
+
+def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What argparse prints when it refuses ``argv`` (exit 2)."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "unknown"),
+    [
+        (["validate", "--contract", "contracts/orders.yaml", "--jsn", "x.csv"], "validate", "--jsn"),
+        (["generate", "--rows", "10", "--out", "data", "--sed", "3"], "generate", "--sed 3"),
+        (["status", "--jsn"], "status", "--jsn"),
+        (["demo", "--rws", "10"], "demo", "--rws 10"),
+        (["local", "run", "--spark-per-runs"], "local run", "--spark-per-runs"),
+        (["local", "up", "--prot", "4566"], "local up", "--prot 4566"),
+    ],
+)
+def test_an_unknown_flag_shows_the_usage_of_its_command(
+    argv: list[str], command: str, unknown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _usage_error(argv, capsys)
+    assert err.startswith(f"usage: dropzone {command} [-h]")
+    assert err.endswith(f"dropzone {command}: error: unrecognized arguments: {unknown}\n")
+
+
+def test_a_bad_end_date_names_the_flag_and_the_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _usage_error(["generate", "--rows", "10", "--out", str(tmp_path), "--end-date", "2026-13-01"], capsys)
+    assert "dropzone generate: error: argument --end-date: '2026-13-01' is not a date (YYYY-MM-DD)" in err
+    assert not (tmp_path / "orders").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["generate", "--rows", "10", "--seed", "-1"], "--seed must be at least 0, got -1"),
+        (["generate", "--rows", "10", "--files", "0"], "--files must be at least 1, got 0"),
+        (["local", "run", "--seed", "-1"], "--seed must be at least 0, got -1"),
+        (["local", "up", "--port", "70000"], "--port must be between 0 and 65535, got 70000"),
+        (["local", "up", "--poll", "0"], "--poll and --reconcile-every must be more than 0 seconds"),
+        (["local", "up", "--reconcile-every", "-5"], "--poll and --reconcile-every must be more than 0 seconds"),
+    ],
+)
+def test_a_bad_number_is_refused_naming_its_flag(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = ["--root", str(tmp_path)] if argv[0] == "local" else []  # no template.yaml: nothing could start
+    out = ["--out", str(tmp_path / "out")]
+    assert main([*argv, *root, *out]) == 2
+    assert message in capsys.readouterr().err  # the flag is checked first
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["demo"], "What `make demo` runs: the whole pipeline locally, as `dropzone local run`"),
+        (["local", "run"], "Deploy template.yaml into an embedded AWS API, upload the files of --data DIR"),
+        (["local", "up"], "Deploy template.yaml into an embedded AWS API on 127.0.0.1 and keep it running"),
+    ],
+)
+def test_help_describes_the_command(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+    assert exited.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal's width
+    assert words in help_text
+
+
+def test_spark_per_run_help_says_what_it_does_now(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["local", "run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "as before" not in help_text
+    assert "give every EMR job run its own spark-submit (a new JVM)" in help_text
+
+
+def test_local_up_names_a_file_that_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the sample `local up` generates in its working directory
+    monkeypatch.chdir(tmp_path)
+    sample = _sample_orders(tmp_path / "up" / "sample")
+    state = {
+        "endpoint_url": "http://127.0.0.1:4566",
+        "region": "us-east-1",
+        "data_bucket": "bucket",
+        "ledger_table": "ledger",
+        "stack_name": "dropzone-local",
+    }
+    # WHEN the welcome is written
+    welcome = _welcome(state, tmp_path / ".dropzone" / "local.json", sample)
+    # THEN the AWS CLI and boto3 lines name that file, which exists and holds orders
+    (cp,) = [line for line in welcome.splitlines() if "aws s3 cp" in line]
+    (upload,) = [line for line in welcome.splitlines() if "upload_file(" in line]
+    file = shlex.split(cp)[3]
+    assert file == "up/sample/orders/orders-001.csv"
+    assert f"upload_file('{file}'" in upload
+    assert (tmp_path / file).read_text().startswith('"order_id","customer_id","order_ts"')
