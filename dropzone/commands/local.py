@@ -111,7 +111,7 @@ def run_local(args: argparse.Namespace) -> int:
 
 
 def up(args: argparse.Namespace) -> int:
-    from dropzone.local.run import stamp
+    from dropzone.local.run import prepare_out_dir, stamp
     from dropzone.local.runtime import LocalStack, Pipeline
     from dropzone.local.server import embedded_aws
 
@@ -121,6 +121,10 @@ def up(args: argparse.Namespace) -> int:
         raise UsageError("--poll and --reconcile-every must be more than 0 seconds")
     root = _check_root(args.root)
     work = (args.out or root / "local-runs" / f"up-{stamp()}").resolve()
+    try:
+        prepare_out_dir(work, None, progress=lambda line: print(line, flush=True), outputs=None)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     with embedded_aws(args.port) as aws:
         local = LocalStack.start(aws, root, work)
         pipeline = Pipeline(local, progress=lambda line: print(line, flush=True))

@@ -118,12 +118,14 @@ MARKER = ".dropzone-run"  # in every output folder a run writes: what a later ru
 _RUN_OUTPUTS = ("work", "data", "report.html")  # what a run writes into its output folder
 
 
-def prepare_out_dir(out_dir: Path, data_dir: Path | None, progress: Progress = print) -> None:
-    """Make ``out_dir`` ready for a new run: created when missing; an earlier run's outputs in it removed, so the new
-    run starts from an empty stack as the first did (the local S3, ledger and curated table live under ``work/``, and
-    batch and run ids are deterministic: kept, they would mix the earlier run's rows into this one's); any other
-    non-empty folder refused, so no file of the user's is ever replaced. Files given with ``--data`` are never removed,
-    even inside ``out_dir``."""
+def prepare_out_dir(
+    out_dir: Path, data_dir: Path | None, progress: Progress = print, outputs: tuple[str, ...] | None = _RUN_OUTPUTS
+) -> None:
+    """Make ``out_dir`` ready for a new run: created when missing; an earlier run's ``outputs`` in it removed (None:
+    every entry, for `local up`'s working folder), so the new run starts from an empty stack as the first did (the
+    local S3 copies and the curated table live there, and batch and run ids are deterministic: kept, they would mix
+    the earlier run's rows into this one's); any other non-empty folder refused, so no file of the user's is ever
+    replaced. Files given with ``--data`` are never removed, even inside ``out_dir``."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir}: a file, not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -136,7 +138,8 @@ def prepare_out_dir(out_dir: Path, data_dir: Path | None, progress: Progress = p
             keep = (data_dir.resolve().relative_to(out_dir.resolve()).parts or ("",))[0]
             if keep != "data":
                 raise ValueError(f"--data {data_dir}: inside --out {out_dir}, where this run writes")
-        for name in _RUN_OUTPUTS:
+        names = outputs if outputs is not None else tuple(p.name for p in out_dir.iterdir() if p.name != MARKER)
+        for name in names:
             target = out_dir / name
             if name == keep:
                 continue

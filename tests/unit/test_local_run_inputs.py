@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from dropzone.cli import main
 from dropzone.contract import load_contracts
 from dropzone.local.producer import producer_files
 from dropzone.local.report import _roc, summary_lines
@@ -198,3 +199,20 @@ def test_the_report_draws_no_roc_curve_for_a_validation_channel_of_one_class(tmp
     curve = _roc(tmp_path, document)
     assert curve is not None
     assert len(curve[0]) == len(curve[1]) >= 2
+
+
+def test_local_up_reuses_only_its_own_earlier_working_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an earlier `local up` folder: every entry is the runtime's own, all removed
+    (tmp_path / "up" / "s3" / "bucket").mkdir(parents=True)
+    (tmp_path / "up" / "sample" / "orders").mkdir(parents=True)
+    (tmp_path / "up" / MARKER).write_text("{}\n")
+    prepare_out_dir(tmp_path / "up", None, progress=lambda _: None, outputs=None)
+    assert sorted(p.name for p in (tmp_path / "up").iterdir()) == [MARKER]
+    # any other folder is refused before anything starts
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert main(["local", "up", "--root", str(ROOT), "--out", str(tmp_path / "mine")]) == 2
+    assert "not empty and not the output of an earlier run" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
