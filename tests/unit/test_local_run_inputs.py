@@ -100,6 +100,11 @@ def test_dataset_folders_with_only_hidden_files_are_refused(tmp_path: Path) -> N
         producer_files(tmp_path, load_contracts(ROOT / "contracts"))
 
 
+def _orders_manifest(run_id: str, started_at: str, score_rows: int) -> dict[str, Any]:
+    manifest = {"dataset": "orders", "run_id": run_id, "started_at": started_at, "kind": "features"}
+    return manifest | {"features": [{"name": "x"}] * 3, "row_counts": {"score_rows": score_rows}}
+
+
 def test_the_summary_lists_every_feature_run_in_the_order_they_started() -> None:
     """The ledger lists runs by job run id (random), not by time: the summary must not take the last one listed as the
     latest, and a reference dataset's run says what it curated instead of "0 feature columns"."""
@@ -107,14 +112,7 @@ def test_the_summary_lists_every_feature_run_in_the_order_they_started() -> None
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="runs")
         manifests = {
-            "RUN#a-late": {
-                "dataset": "orders",
-                "run_id": "22222222-1",
-                "started_at": "2026-11-28T10:05:00+00:00",
-                "kind": "features",
-                "features": [{"name": "x"}] * 3,
-                "row_counts": {"score_rows": 12},
-            },
+            "RUN#a-late": _orders_manifest("22222222-1", "2026-11-28T10:05:00+00:00", 12),
             "RUN#b-ref": {
                 "dataset": "customers",
                 "run_id": "00000000-1",
@@ -123,14 +121,7 @@ def test_the_summary_lists_every_feature_run_in_the_order_they_started() -> None
                 "features": [],
                 "curated": {"rows_written": 50, "rows_read": 51, "bad_rows": 1, "duplicate_rows": 0},
             },
-            "RUN#c-early": {
-                "dataset": "orders",
-                "run_id": "11111111-1",
-                "started_at": "2026-11-28T10:01:00+00:00",
-                "kind": "features",
-                "features": [{"name": "x"}] * 3,
-                "row_counts": {"score_rows": 10},
-            },
+            "RUN#c-early": _orders_manifest("11111111-1", "2026-11-28T10:01:00+00:00", 10),
         }
         ledger: dict[str, list[dict[str, Any]]] = {"orders": [], "customers": []}
         for sk, m in manifests.items():
