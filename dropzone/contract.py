@@ -41,6 +41,12 @@ def format_of(name: str) -> str | None:
     return next((fmt for suffix, fmt in FILE_SUFFIXES if lower.endswith(suffix)), None)
 
 
+def read_suffixes() -> str:
+    """Every name ending a file may have, for messages: ``.csv, .csv.gz, ... or .parquet``."""
+    names = sorted(suffix for suffix, _ in FILE_SUFFIXES)
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 AGGREGATIONS: tuple[str, ...] = ("count", "sum", "mean", "min", "max", "stddev", "distinct", "rate")
 PERCENTILE = re.compile(r"^p([1-9][0-9]?)$")  # p1 .. p99
 LABEL_KINDS: tuple[str, ...] = ("active_in_horizon", "sum_in_horizon")

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dropzone.contract import FILE_SUFFIXES, FORMATS, Contract, ContractError, format_of, parse_contract_text
+from dropzone.contract import FORMATS, Contract, ContractError, format_of, parse_contract_text, read_suffixes
 
 CORRUPT = "_corrupt_record"
 FILE_INDEX = "_file_index"
@@ -117,8 +117,7 @@ def file_format(uri: str) -> str:
     """The format a file's name says, as the validator reads it (dropzone.contract.FILE_SUFFIXES)."""
     fmt = format_of(uri.rsplit("/", 1)[-1])
     if fmt is None:
-        names = ", ".join(sorted(suffix for suffix, _ in FILE_SUFFIXES))
-        raise JobInputError(f"{uri}: unknown file format (the name must end in one of {names})")
+        raise JobInputError(f"{uri}: unknown file format (the name must end in {read_suffixes()})")
     return fmt
 
 

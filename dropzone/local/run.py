@@ -53,10 +53,14 @@ class RunResult:
     model_packages: dict[str, list[dict[str, Any]]]
     notifications: list[dict[str, Any]]
     deliveries: dict[str, Any]
-    features: dict[str, Any] = field(default_factory=dict)  # dataset -> the manifest of its latest feature run
     feature_runs: list[dict[str, Any]] = field(default_factory=list)  # every run's manifest, in start order
     bucket_keys: list[str] = field(default_factory=list)
     report: Path | None = None
+
+    @property
+    def features(self) -> dict[str, Any]:
+        """Dataset → the manifest of its latest feature run."""
+        return {m["dataset"]: m for m in self.feature_runs}
 
 
 def _generate(options: RunOptions, progress: Progress) -> Path:
@@ -135,8 +139,8 @@ def prepare_out_dir(
             )
         keep = None  # the earlier run's generated data/ given back as --data
         if data_dir is not None and data_dir.resolve().is_relative_to(out_dir.resolve()):
-            keep = (data_dir.resolve().relative_to(out_dir.resolve()).parts or ("",))[0]
-            if keep != "data":
+            keep = "data"
+            if not data_dir.resolve().is_relative_to(out_dir.resolve() / keep):
                 raise ValueError(f"--data {data_dir}: inside --out {out_dir}, where this run writes")
         names = outputs if outputs is not None else tuple(p.name for p in out_dir.iterdir() if p.name != MARKER)
         for name in names:
@@ -222,7 +226,6 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
             deliveries=dict(pipeline.deliveries),
         )
         result.feature_runs = _feature_runs(local, result)
-        result.features = {m["dataset"]: m for m in result.feature_runs}  # the latest run's, per dataset
         paginator = aws.client("s3").get_paginator("list_objects_v2")
         result.bucket_keys = [o["Key"] for page in paginator.paginate(Bucket=bucket) for o in page.get("Contents", [])]
     return result

@@ -29,7 +29,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from dropzone.contract import FILE_SUFFIXES, Contract, format_of
+from dropzone.contract import Contract, format_of, read_suffixes
 from dropzone.rules import RowRule, row_rules, unique_rule_name
 from dropzone.validation.compiler import any_of, bool_array, compatible, failure_mask, false_mask, typed_values
 from dropzone.validation.digits import bools, digit_pattern
@@ -46,14 +46,9 @@ MAX_SAMPLE_VALUE = 200
 ROW_COLUMNS = "row.columns"  # a CSV row with the wrong number of fields
 ROW_JSON = "row.json"  # a JSON Lines line that is not a JSON object
 _JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
-# What the reason for an unsupported name lists: every suffix detect_format reads, ".csv, .csv.gz, ... or .parquet".
-_NAMES = sorted(suffix for suffix, _ in FILE_SUFFIXES)
-_SUFFIX_LIST = f"{', '.join(_NAMES[:-1])} or {_NAMES[-1]}"
 
 
-def detect_format(name: str) -> str | None:
-    """The format a file name says (``orders-1.csv.gz`` → ``csv.gz``), or None for an unsupported name."""
-    return format_of(name)
+detect_format = format_of  # the format a file name says, or None for an unsupported name
 
 
 def _pct(fraction: float) -> str:
@@ -611,7 +606,7 @@ def validate_stream(
     aborted = False
     try:
         if fmt is None:
-            raise Rejected(f"unsupported file name {Path(name).name!r}: expected {_SUFFIX_LIST}")
+            raise Rejected(f"unsupported file name {Path(name).name!r}: expected {read_suffixes()}")
         if fmt not in contract.formats:
             raise Rejected(
                 f"format {fmt} is not accepted for {contract.dataset} (accepted: {', '.join(contract.formats)})"
