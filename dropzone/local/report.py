@@ -36,6 +36,9 @@ def quarantined(result: RunResult) -> list[tuple[str, str, str]]:
     return found
 
 
+_SPLITS = ("train", "validation", "score")  # the feature run's outputs, in the order the summary names them
+
+
 def run_costs(result: RunResult) -> list[dict[str, Any]]:
     """Each executed EMR job run with its cost at list prices (from its billedResourceUtilization)."""
     prices = prices_for("ARM64")
@@ -50,6 +53,7 @@ def run_costs(result: RunResult) -> list[dict[str, Any]]:
                 "seconds": run.seconds,
                 "cost_usd": cost.cost_usd,
                 "vcpu_hours": cost.vcpu_hours,
+                "memory_gb_hours": cost.memory_gb_hours,
                 "details": run.details,
             }
         )
@@ -93,7 +97,8 @@ def summary_lines(result: RunResult) -> list[str]:
     for row in run_costs(result):
         lines.append(
             f"  run      | {row['job_run_id']} {row['state']} in {row['seconds']:.1f}s, "
-            f"billed {row['vcpu_hours']:.3f} vCPU-h = ${row['cost_usd']:.4f} at list price (ARM64 us-east-1)"
+            f"billed {row['vcpu_hours']:.3f} vCPU-h + {row['memory_gb_hours']:.3f} GB-h = ${row['cost_usd']:.4f} "
+            "at list price (ARM64 us-east-1)"
         )
     for manifest in result.feature_runs:
         name, curated = manifest.get("dataset"), manifest.get("curated") or {}
@@ -103,11 +108,11 @@ def summary_lines(result: RunResult) -> list[str]:
                 f"({curated.get('bad_rows')} bad, {curated.get('duplicate_rows')} duplicate)"
             )
             continue
-        outputs = manifest.get("row_counts") or {}
+        counts = manifest.get("row_counts") or {}
+        rows = ", ".join(f"{counts[f'{split}_rows']} {split}" for split in _SPLITS if f"{split}_rows" in counts)
         columns = len(manifest.get("features") or [])
         lines.append(
-            f"  features | {name} run {str(manifest.get('run_id'))[:8]}…: {columns} feature columns, "
-            f"rows {json.dumps(outputs)}"
+            f"  features | {name} run={str(manifest.get('run_id'))[:8]}…: {columns} feature columns; rows: {rows}"
         )
     for dataset, items in result.ledger.items():
         for i in items:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -102,7 +103,8 @@ def test_dataset_folders_with_only_hidden_files_are_refused(tmp_path: Path) -> N
 
 def _orders_manifest(run_id: str, started_at: str, score_rows: int) -> dict[str, Any]:
     manifest = {"dataset": "orders", "run_id": run_id, "started_at": started_at, "kind": "features"}
-    return manifest | {"features": [{"name": "x"}] * 3, "row_counts": {"score_rows": score_rows}}
+    counts = {"score_rows": score_rows, "validation_rows": 2, "train_rows": 7}  # not in the summary's order
+    return manifest | {"features": [{"name": "x"}] * 3, "row_counts": counts}
 
 
 def test_the_summary_lists_every_feature_run_in_the_order_they_started() -> None:
@@ -135,9 +137,28 @@ def test_the_summary_lists_every_feature_run_in_the_order_they_started() -> None
     shown = [line for line in summary_lines(_result(runs)) if line.startswith(("  features", "  curated"))]
     assert shown == [
         "  curated  | customers: 50 rows of 51 read (1 bad, 0 duplicate)",
-        '  features | orders run 11111111…: 3 feature columns, rows {"score_rows": 10}',
-        '  features | orders run 22222222…: 3 feature columns, rows {"score_rows": 12}',
+        "  features | orders run=11111111…: 3 feature columns; rows: 7 train, 2 validation, 10 score",
+        "  features | orders run=22222222…: 3 feature columns; rows: 7 train, 2 validation, 12 score",
     ]
+
+
+def test_a_run_s_cost_line_names_the_memory_it_was_billed_for_too() -> None:
+    """The cost is vCPU-hours and memory GB-hours at their prices: the line showed the vCPU-hours alone beside the
+    total, as if they cost it all."""
+    run = SimpleNamespace(
+        job_run_id="00r1",
+        name="n",
+        state="SUCCESS",
+        seconds=12.0,
+        details="",
+        billed={"vCPUHour": 1.0, "memoryGBHour": 4.0, "storageGBHour": 0.0},
+    )
+    lines = summary_lines(replace(_result([]), emr_runs=[run]))  # type: ignore[list-item]
+    # ARM64 us-east-1: 1 x $0.042094 + 4 x $0.004628 = $0.060606
+    assert (
+        "  run      | 00r1 SUCCESS in 12.0s, billed 1.000 vCPU-h + 4.000 GB-h = $0.0606 at list price (ARM64 us-east-1)"
+        in lines
+    )
 
 
 def _result(feature_runs: list[dict[str, Any]], notifications: list[dict[str, Any]] | None = None) -> RunResult:
