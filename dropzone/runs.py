@@ -29,7 +29,14 @@ from botocore.exceptions import ClientError
 from dropzone import aws, gate
 from dropzone.batching import StartedBatch, maybe_start_batch, start_batch_attempt
 from dropzone.contract import Contract, Gate
-from dropzone.costs import RunCost, prices_from_settings, run_cost
+from dropzone.costs import (
+    RunCost,
+    TrainingCost,
+    prices_from_settings,
+    run_cost,
+    training_cost,
+    training_prices_from_settings,
+)
 from dropzone.ingest import ContractStore
 from dropzone.ledger import (
     BATCH_FAILED,
@@ -158,6 +165,7 @@ class TrainingOutcome:
     decision: gate.Decision | None = None
     model_package_arn: str | None = None
     first_time: bool = False
+    cost: TrainingCost | None = None
 
 
 # ---- the handler-independent core ------------------------------------------------------------------------
@@ -516,17 +524,20 @@ class Completions:
         item = self.ledger.get_item(pk, sk) or {}
         if item.get("model_package_arn") or item.get("status") in ("Failed", "Stopped"):
             return TrainingOutcome(name, status, "duplicate", dataset, model_package_arn=item.get("model_package_arn"))
+        cost = training_cost(job, training_prices_from_settings(self.settings))
         if status != "Completed":
-            return self._training_failed(dataset, name, job, now)
-        return self._register(dataset, name, job, item, now)
+            return self._training_failed(dataset, name, job, now, cost)
+        return self._register(dataset, name, job, item, now, cost)
 
-    def _training_failed(self, dataset: str, name: str, job: Mapping[str, Any], now: datetime) -> TrainingOutcome:
+    def _training_failed(
+        self, dataset: str, name: str, job: Mapping[str, Any], now: datetime, cost: TrainingCost | None
+    ) -> TrainingOutcome:
         status = str(job["TrainingJobStatus"])
         reason = str(job.get("FailureReason") or f"training job {status.lower()}")
         recorded = self.ledger.update_with_condition(
             dataset_pk(dataset),
             training_sk(name),
-            set_values={"status": status, "failure_reason": reason, "finished_at": iso(now)},
+            set_values={"status": status, "failure_reason": reason, "finished_at": iso(now), **_cost_fields(cost)},
             condition="attribute_not_exists(#st) OR NOT #st IN (:failed, :stopped)",
             condition_names={"#st": "status"},
             condition_values={"failed": "Failed", "stopped": "Stopped"},
@@ -538,10 +549,16 @@ class Completions:
             f"{dataset} training job {name} {status}",
             {"dataset": dataset, "training_job": name, "status": status, "reason": reason},
         )
-        return TrainingOutcome(name, status, "failed", dataset, first_time=True)
+        return TrainingOutcome(name, status, "failed", dataset, first_time=True, cost=cost)
 
     def _register(
-        self, dataset: str, name: str, job: Mapping[str, Any], item: Mapping[str, Any], now: datetime
+        self,
+        dataset: str,
+        name: str,
+        job: Mapping[str, Any],
+        item: Mapping[str, Any],
+        now: datetime,
+        cost: TrainingCost | None,
     ) -> TrainingOutcome:
         contract = _contract(self.contracts, dataset)
         gate_settings = contract.training.gate if contract.training else Gate(metric="auc")
@@ -565,6 +582,7 @@ class Completions:
                 "decision": decision.status,
                 "decision_reason": decision.reason,
                 "registering_at": iso(now),
+                **_cost_fields(cost),
             },
             condition="attribute_not_exists(registering_at)",
         )
@@ -591,7 +609,9 @@ class Completions:
             f"{dataset} model {decision.status}: {decision.reason}",
             {"dataset": dataset, "training_job": name, "model_package_arn": arn, **decision.to_dict()},
         )
-        return TrainingOutcome(name, "Completed", "registered", dataset, decision, arn, first_time=claimed is not None)
+        return TrainingOutcome(
+            name, "Completed", "registered", dataset, decision, arn, first_time=claimed is not None, cost=cost
+        )
 
     def _read_metrics(self, model_data_url: str, name: str) -> dict[str, Any]:
         """metrics.json from the job's output.tar.gz (the sibling of model.tar.gz)."""
@@ -716,6 +736,16 @@ def _argument(run: Mapping[str, Any], flag: str) -> str | None:
         if value == flag:
             return str(arguments[i + 1])
     return None
+
+
+def _cost_fields(cost: TrainingCost | None) -> dict[str, Any]:
+    """A training job's billed time and cost for its ledger item (the cost left out when its price is unknown)."""
+    if cost is None:
+        return {}
+    fields = {k: v for k, v in cost.to_dict().items() if v is not None}
+    if cost.unpriced:
+        fields["cost_note"] = f"no price for {', '.join(cost.unpriced)}: set PRICE_TRAINING"
+    return fields
 
 
 def _duration_s(run: Mapping[str, Any]) -> float:

@@ -35,6 +35,7 @@ class Settings:
     price_vcpu_hour: str | None = None  # PRICE_VCPU_HOUR (USD), list price for the architecture
     price_gb_hour: str | None = None  # PRICE_GB_HOUR (USD)
     price_storage_gb_hour: str | None = None  # PRICE_STORAGE_GB_HOUR (USD, beyond 20 GB per worker)
+    price_training: str | None = None  # PRICE_TRAINING: "ml.m5.large=0.115,...", USD per training instance-hour
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

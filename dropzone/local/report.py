@@ -60,6 +60,15 @@ def run_costs(result: RunResult) -> list[dict[str, Any]]:
     return rows
 
 
+def _training_bill(item: dict[str, Any] | None) -> str:
+    """ ", billed <seconds> s on <instances> = $<cost>" from a training job's ledger item, when it was recorded."""
+    if not item or item.get("billable_seconds") is None:
+        return ""
+    cost = item.get("cost_usd")
+    price = f"${float(cost):.4f} at list price" if cost is not None else str(item.get("cost_note") or "no price")
+    return f", billed {int(item['billable_seconds'])} s on {item.get('instances')} = {price}"
+
+
 def _metric_pairs(metrics: dict[str, float]) -> list[tuple[str, float, float | None]]:
     pairs = []
     for name, value in sorted(metrics.items()):
@@ -108,8 +117,8 @@ def summary_lines(result: RunResult) -> list[str]:
                 f"({curated.get('bad_rows')} bad, {curated.get('duplicate_rows')} duplicate)"
             )
             continue
-        counts = manifest.get("row_counts") or {}
-        rows = ", ".join(f"{counts[f'{split}_rows']} {split}" for split in _SPLITS if f"{split}_rows" in counts)
+        split_rows = manifest.get("row_counts") or {}
+        rows = ", ".join(f"{split_rows[f'{s}_rows']} {s}" for s in _SPLITS if f"{s}_rows" in split_rows)
         columns = len(manifest.get("features") or [])
         lines.append(
             f"  features | {name} run={str(manifest.get('run_id'))[:8]}…: {columns} feature columns; rows: {rows}"
@@ -118,8 +127,12 @@ def summary_lines(result: RunResult) -> list[str]:
         for i in items:
             if _kind(i) == "RUN" and i.get("training_skipped"):
                 lines.append(f"  training | {dataset}: none started: {i['training_skipped']}")
+    billed = {str(i.get("name")): i for items in result.ledger.values() for i in items if _kind(i) == "TRAINING"}
     for job in result.training_jobs:
-        lines.append(f"  training | {job.name}: {job.status} in {job.seconds:.1f}s {job.failure_reason}".rstrip())
+        lines.append(
+            f"  training | {job.name}: {job.status} in {job.seconds:.1f}s{_training_bill(billed.get(job.name))} "
+            f"{job.failure_reason}".rstrip()
+        )
         for metric, value, baseline in _metric_pairs(job.metrics):
             base = f" vs baseline {baseline:.4f}" if baseline is not None else ""
             lines.append(f"  model    |   {metric} {value:.4f}{base}")
@@ -130,6 +143,12 @@ def summary_lines(result: RunResult) -> list[str]:
         lines.append(f"  notified | {_note_summary(note)}")
     total = sum(r["cost_usd"] for r in run_costs(result))
     lines.append(f"  cost     | EMR Serverless ${total:.4f} for {len(result.emr_runs)} run(s) at list prices")
+    priced = [float(i["cost_usd"]) for i in billed.values() if i.get("cost_usd") is not None]
+    if billed:
+        lines.append(
+            f"  cost     | SageMaker training ${sum(priced):.4f} for {len(priced)} job(s) at list prices"
+            + (f" ({len(billed) - len(priced)} without a price)" if len(priced) < len(billed) else "")
+        )
     stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.clock.seconds.items())
     lines.append(f"  time     | {stages}; pipeline {result.pipeline_seconds:.1f}s")
     return lines

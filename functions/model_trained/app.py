@@ -32,7 +32,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 def emit(outcome: TrainingOutcome) -> None:
-    """ModelsApproved / ModelsPending / ModelsRejected / TrainingJobsFailed, once per job."""
+    """ModelsApproved / ModelsPending / ModelsRejected / TrainingJobsFailed, and TrainingCostUSD when the instance
+    type has a price, once per job."""
     if not outcome.first_time or outcome.dataset is None:
         return
     if outcome.decision is not None:
@@ -43,6 +44,8 @@ def emit(outcome: TrainingOutcome) -> None:
         name = "TrainingJobsFailed"
     metrics.add_dimension(name="dataset", value=outcome.dataset)
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    if outcome.cost is not None and outcome.cost.cost_usd is not None:
+        metrics.add_metric(name="TrainingCostUSD", unit=MetricUnit.NoUnit, value=outcome.cost.cost_usd)
     metrics.flush_metrics()
 
 

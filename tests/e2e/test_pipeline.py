@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -114,6 +115,12 @@ def test_the_summary_and_report_show_the_outcome(result: RunResult) -> None:
     assert "registry | dropzone-orders: v1 Approved" in text
     assert "quarant. | orders: incoming/orders/bad-missing-order_id.csv" in text
     assert "cost     | EMR Serverless $" in text
+    # the training job's billed time on the contract's instance (ml.m5.large), priced
+    (training,) = [line for line in lines if line.startswith("  training | ")]
+    assert re.search(
+        r": Completed in [0-9.]+s, billed [0-9]+ s on 1 x ml\.m5\.large = \$0\.[0-9]{4} at list price$", training
+    )
+    assert re.search(r"\n  cost     \| SageMaker training \$0\.[0-9]{4} for 1 job\(s\) at list prices\n", text)
     report = write_report(result, lines)
     html = report.read_text()
     assert html.count("data:image/png;base64,") >= 3

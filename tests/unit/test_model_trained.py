@@ -148,13 +148,16 @@ def test_model_beating_the_champion_by_more_than_the_margin_is_approved(stack: S
     assert item["decision"] == "Approved"
 
 
-def test_failed_training_is_recorded_and_notified_once(stack: Stack, lambda_context: Any) -> None:
+def test_failed_training_is_recorded_and_notified_once(
+    stack: Stack, lambda_context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN a training job that SageMaker reports Failed (moto's jobs only complete: the answer is patched)
     name = _trained_job(stack, lambda_context, _metrics(0.81))
     app = load_app("model_trained")
 
     def failed(parsed: dict[str, Any], **_: Any) -> None:
         parsed.update(TrainingJobStatus="Failed", FailureReason="AlgorithmError: label column missing")
+        parsed["BillableTimeInSeconds"] = 90  # a failed job is billed too
 
     app.completions.sagemaker.meta.events.register("after-call.sagemaker.DescribeTrainingJob", failed)
     event = training_event("sagemaker_training_failed.json", name)
@@ -169,6 +172,15 @@ def test_failed_training_is_recorded_and_notified_once(stack: Stack, lambda_cont
     assert item is not None
     assert item["status"] == "Failed"
     assert item["failure_reason"] == "AlgorithmError: label column missing"
+    # what it cost: 90 s on the contract's one ml.m5.large at $0.115 an hour
+    assert (item["instances"], item["billable_seconds"]) == ("1 x ml.m5.large", 90)
+    assert float(item["cost_usd"]) == pytest.approx(90 / 3600 * 0.115, abs=1e-6)
+    # AND once as the TrainingCostUSD metric, with the dataset dimension
+    lines = capsys.readouterr().out.splitlines()
+    documents = [json.loads(x) for x in lines if x.startswith("{") and '"TrainingCostUSD"' in x and '"_aws"' in x]
+    assert [(d["TrainingCostUSD"], d["dataset"]) for d in documents] == [
+        ([pytest.approx(90 / 3600 * 0.115, abs=1e-6)], "orders")
+    ]
     (note,) = stack.notifications()
     assert note["kind"] == "training_failed"
     assert "label column missing" in note["reason"]

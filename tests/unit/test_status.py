@@ -44,7 +44,13 @@ def _pipeline(stack: Stack, lambda_context: Any) -> tuple[str, str]:
     stack.upload_training_output(
         job["ModelArtifacts"]["S3ModelArtifacts"], {"validation": {"auc": 0.77}, "baseline": {"auc": 0.5}}
     )
-    load_app("model_trained").handler(training_event("sagemaker_training_completed.json", name), lambda_context)
+    model_trained = load_app("model_trained")
+
+    def trained_for(parsed: dict[str, Any], **_: Any) -> None:  # moto reports no billable time
+        parsed["BillableTimeInSeconds"] = 600
+
+    model_trained.completions.sagemaker.meta.events.register("after-call.sagemaker.DescribeTrainingJob", trained_for)
+    model_trained.handler(training_event("sagemaker_training_completed.json", name), lambda_context)
     stack.accept_files("orders", 1, start=50, seen_at=hours_ago(0.1))
     return started.job_run_id, name
 
@@ -73,6 +79,9 @@ def test_json_lists_runs_with_cost_models_with_decisions_and_files_newest_first(
         0.77,
     )
     assert model["model_package_arn"].startswith("arn:aws:sagemaker:")
+    # 600 s on the contract's one ml.m5.large at $0.115 an hour
+    assert (model["instances"], model["billable_seconds"]) == ("1 x ml.m5.large", 600)
+    assert model["cost_usd"] == pytest.approx(0.115 / 6, abs=1e-6)  # stored to the micro-dollar
     assert report["files"][0]["key"] == "incoming/orders/part-0050.csv"  # the newest
     assert report["summary"] == {"orders": {"ACCEPTED": 1, "DONE": 2}}
     assert [b["status"] for b in report["batches"]] == ["SUCCEEDED"]
@@ -91,7 +100,9 @@ def test_readable_tables(stack: Stack, lambda_context: Any, capsys: pytest.Captu
     assert runs[1].split()[:3] == ["DATASET", "JOB", "RUN"]
     assert "SUCCESS" in runs[2]
     assert "0.0606" in runs[2]  # 1 vCPU-h + 4 GB-h at ARM64 prices
-    assert "Approved" in out
+    models = out.split("Models (1, newest first)")[1].splitlines()
+    assert models[1].split()[5:10] == ["DECISION", "BILLED", "S", "COST", "USD"]
+    assert models[2].split()[4:7] == ["Approved", "600", "0.0192"]  # 600 s of ml.m5.large at $0.115 an hour
 
 
 def test_a_run_that_trained_nothing_says_why(
