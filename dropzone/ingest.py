@@ -34,6 +34,7 @@ from dropzone.ledger import (
     waiting_for_batch,
     waiting_for_contract,
 )
+from dropzone.notify import Notifier
 from dropzone.s3io import RangedReader, open_stream
 
 INCOMING = "incoming/"
@@ -249,8 +250,10 @@ class Ingestor:
         data_bucket: str,
         validator: Validator | None = None,
         claim_seconds: int = DEFAULT_CLAIM_SECONDS,
+        notifier: Notifier | None = None,
     ) -> None:
         self.s3 = s3
+        self.notifier = notifier
         self.claim_seconds = claim_seconds
         self.ledger = ledger
         self.contracts = contracts
@@ -306,6 +309,8 @@ class Ingestor:
                 "reasons": [reason],
                 WAITING_ATTR: waiting_for_contract(dataset),  # found again once the contract is published
             }
+            # Told before it is recorded: a failure in between sends it again on the redelivery (at least once).
+            self._tell_producer("file_skipped", f"{dataset} file skipped: {ref.key}: no contract", report, rkey)
             created = self.ledger.put_item_if_absent(record)
             return IngestOutcome(
                 OUTCOME_SKIPPED if created else OUTCOME_DUPLICATE,
@@ -342,6 +347,11 @@ class Ingestor:
             decision = str(report["decision"])
             if decision == QUARANTINED:
                 self._copy_to_quarantine(ref, head, quarantine_key(dataset, rest))
+                # Told while the claim is held, before the decision is recorded: a failure in between sends it
+                # again on the redelivery (at least once); after the record, a redelivery sends nothing.
+                first = next(iter(_reasons(report.get("reasons"))), "no reason given")
+                summary = f"{dataset} file quarantined: {ref.key}: {first}"
+                self._tell_producer("file_quarantined", summary, report, rkey, quarantine_key(dataset, rest))
             created = self._finish(dataset, base["sk"], owner, decision, report)
         except BaseException:
             # Give the claim back at once so the redelivery need not wait for it to expire (the report stays).
@@ -429,6 +439,26 @@ class Ingestor:
         finally:
             stream.close()
         return dict(result.to_dict())
+
+    def _tell_producer(
+        self, kind: str, summary: str, report: Mapping[str, Any], rkey: str, copy_key: str | None = None
+    ) -> None:
+        """One notification (SNS, for the producer) for a file that was not accepted: what, why, where its report
+        and quarantined copy are."""
+        if self.notifier is None:
+            return
+        details: dict[str, Any] = {
+            "dataset": report.get("dataset"),
+            "key": report.get("key"),
+            "version": report.get("version"),
+            "reasons": _reasons(report.get("reasons")),
+            "rows_read": report.get("rows_read"),
+            "bad_rows": report.get("bad_rows"),
+            "report": f"s3://{self.data_bucket}/{rkey}",
+        }
+        if copy_key is not None:
+            details["quarantined_copy"] = f"s3://{self.data_bucket}/{copy_key}"
+        self.notifier.publish(kind, summary, {k: v for k, v in details.items() if v is not None})
 
     def _put_json(self, key: str, document: Mapping[str, Any]) -> None:
         self.s3.put_object(

@@ -1,8 +1,11 @@
-"""Notifications to people: one SNS topic (NOTIFY_TOPIC_ARN) for failed batches, trained and rejected models.
+"""Notifications to people: one SNS topic (NOTIFY_TOPIC_ARN) for files not accepted (for their producers), failed
+batches and training jobs, and registered models.
 
 The message is JSON (machine-readable for subscribers such as chat webhooks) with a one-line ``summary`` first;
-the subject is the summary cut to SNS's 100 characters. Without a topic (a local run that has none) messages
-are only logged, never lost silently.
+the subject is the summary cut to SNS's 100 characters. The message attributes ``kind`` and ``dataset`` let a
+subscription take only what it wants with a filter policy, e.g. a producer team's
+``{"kind": ["file_quarantined", "file_skipped"], "dataset": ["orders"]}``. Without a topic (a local run that has
+none) messages are only logged, never lost silently.
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ class Notifier:
         subject = " ".join(f"dropzone: {summary}".split()).encode("ascii", "replace").decode()
         if len(subject) > MAX_SUBJECT:
             subject = subject[: MAX_SUBJECT - 3] + "..."
+        attributes = {"kind": {"DataType": "String", "StringValue": kind}}
+        if details.get("dataset"):
+            attributes["dataset"] = {"DataType": "String", "StringValue": str(details["dataset"])}
         answer = self.sns.publish(
             TopicArn=self.topic_arn,
             Subject=subject,
             Message=body,
-            MessageAttributes={"kind": {"DataType": "String", "StringValue": kind}},
+            MessageAttributes=attributes,
         )
         return str(answer["MessageId"])

@@ -19,6 +19,7 @@ from dropzone import aws
 from dropzone.batching import maybe_start_batch
 from dropzone.ingest import ContractStore, Ingestor, IngestOutcome, parse_notification
 from dropzone.ledger import ACCEPTED, BATCHED, Ledger
+from dropzone.notify import Notifier
 from dropzone.observability import logger, metrics, tracer
 from dropzone.settings import Settings
 
@@ -29,7 +30,9 @@ s3 = aws.client("s3")
 emr = aws.client("emr-serverless")
 ledger = Ledger(str(settings.ledger_table), aws.client("dynamodb"))
 contracts = ContractStore(s3, str(settings.data_bucket), settings.contracts_prefix)
-ingestor = Ingestor(s3=s3, ledger=ledger, contracts=contracts, data_bucket=str(settings.data_bucket))
+# A quarantined or skipped file is told to its producer on the topic (created on first use: most files pass).
+notifier = Notifier(aws.client("sns", lazy=True), settings.notify_topic_arn)
+ingestor = Ingestor(s3=s3, ledger=ledger, contracts=contracts, data_bucket=str(settings.data_bucket), notifier=notifier)
 # Every record failed is still a partial-failure answer (no exception): SQS retries exactly those messages.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 

@@ -760,3 +760,91 @@ def test_a_skipped_file_deleted_before_its_redrive_is_not_redriven_again(
     assert entry["status"] == "SKIPPED"
     assert "no longer exists" in entry["gone_reason"]
     assert redrive_skipped(env["ledger"], sqs, url, "widgets", now=now + timedelta(days=1)) == []
+
+
+# ---- the producer is told about a file that was not accepted ----------------------------------------------
+
+
+@pytest.fixture
+def told(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[dict[str, Any]]]:
+    """A notification topic for the function (NOTIFY_TOPIC_ARN, set before the app is imported) with a queue
+    subscribed; returns a function that drains what was published: the message with its attributes."""
+    sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    topic = sns.create_topic(Name="dropzone-notifications")["TopicArn"]
+    queue = sqs.create_queue(QueueName="producer-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    monkeypatch.setenv("NOTIFY_TOPIC_ARN", topic)
+
+    def drain() -> list[dict[str, Any]]:
+        found = []
+        while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            for m in messages:
+                envelope = json.loads(m["Body"])
+                attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
+                found.append(
+                    {"subject": envelope["Subject"], "attributes": attributes, **json.loads(envelope["Message"])}
+                )
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        return found
+
+    return drain
+
+
+def test_a_quarantined_file_is_told_to_its_producer_once_with_the_reason_and_where_to_look(
+    told: Callable[[], list[dict[str, Any]]], app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    # GIVEN a file missing the amount column, delivered twice, and a good file
+    obj = put(env, "incoming/orders/2026/11/20/orders-bad.csv", BAD_CSV)
+    event = s3_event(load_event, "ingest_quarantined", env["bucket"], obj)
+    good = put(env, "incoming/orders/2026/11/20/orders-0001.csv", GOOD_CSV)
+    # WHEN the function handles them
+    app.handler(event, lambda_context)
+    app.handler(event, lambda_context)
+    app.handler(s3_event(load_event, "ingest_accepted", env["bucket"], good), lambda_context)
+    # THEN one message, for the bad file: what, why, where its report and copy are; filterable by kind and dataset
+    (note,) = told()
+    assert note["kind"] == "file_quarantined"
+    assert note["attributes"] == {"kind": "file_quarantined", "dataset": "orders"}
+    assert (
+        note["summary"] == "orders file quarantined: incoming/orders/2026/11/20/orders-bad.csv: missing column 'amount'"
+    )
+    assert (note["key"], note["version"]) == (obj["key"], obj["versionId"])
+    assert note["reasons"] == ["missing column 'amount'"]
+    report = f"reports/orders/2026/11/20/orders-bad.csv/{obj['versionId']}.json"
+    assert note["report"] == f"s3://{env['bucket']}/{report}"
+    assert exists(env, report)
+    assert note["quarantined_copy"] == f"s3://{env['bucket']}/quarantine/orders/2026/11/20/orders-bad.csv"
+
+
+def test_a_failure_before_the_decision_is_recorded_tells_the_producer_again_never_not_at_all(
+    told: Callable[[], list[dict[str, Any]]],
+    app: ModuleType,
+    env: dict[str, Any],
+    load_event: Any,
+    lambda_context: Any,
+    record_calls: Any,
+) -> None:
+    # GIVEN the ledger write of a quarantine decision fails once
+    obj = put(env, "incoming/orders/2026/11/20/orders-bad.csv", BAD_CSV)
+    event = s3_event(load_event, "ingest_quarantined", env["bucket"], obj)
+    record_calls(app.ledger.client, "UpdateItem").fail_next("InternalServerError")
+    # WHEN the message fails and SQS delivers it again, twice
+    for _ in range(3):
+        app.handler(event, lambda_context)
+    # THEN the producer was told on the failed attempt and on the one that recorded it, and not after
+    assert [n["kind"] for n in told()] == ["file_quarantined", "file_quarantined"]
+    assert [f["status"] for f in files(env)] == ["QUARANTINED"]
+
+
+def test_a_file_of_a_dataset_without_a_contract_is_told_to_its_producer_once(
+    told: Callable[[], list[dict[str, Any]]], app: ModuleType, env: dict[str, Any], load_event: Any, lambda_context: Any
+) -> None:
+    obj = put(env, "incoming/widgets/w.csv", GOOD_CSV)
+    event = s3_event(load_event, "ingest_accepted", env["bucket"], obj)
+    app.handler(event, lambda_context)
+    app.handler(event, lambda_context)
+    (note,) = told()
+    assert (note["kind"], note["attributes"]["dataset"], note["key"]) == ("file_skipped", "widgets", obj["key"])
+    assert note["summary"] == "widgets file skipped: incoming/widgets/w.csv: no contract"
+    assert "unknown dataset 'widgets'" in note["reasons"][0]
