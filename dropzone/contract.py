@@ -577,6 +577,7 @@ def _features(
     columns: Mapping[str, Column],
     entity: str,
     references: Mapping[str, Contract | None] | None,
+    own_dataset: str,
 ) -> Features:
     path = "features"
     m = r.mapping(value, path, ("windows", "aggregations", "joins", "text", "sequence"))
@@ -600,15 +601,25 @@ def _features(
         key = r.string(r.required(jm, "key", jpath), _join(jpath, "key"))
         if key not in columns:
             raise r.fail(_join(jpath, "key"), f"{key!r} is not a column of this dataset")
+        if dataset == own_dataset:
+            raise r.fail(_join(jpath, "dataset"), f"{dataset} joins itself: joins take reference datasets")
         if references is not None and dataset not in references:
             raise r.fail(_join(jpath, "dataset"), f"no contract for reference dataset {dataset!r}")
         ref = references.get(dataset) if references is not None else None
         if ref is not None:
+            if not ref.is_reference:
+                problem = f"{dataset} has a label: joins take reference datasets (contracts without a label)"
+                raise r.fail(_join(jpath, "dataset"), problem)
             if key not in ref.column_names:
                 raise r.fail(_join(jpath, "key"), f"{key!r} is not a column of {dataset}")
             if ref.column(key).type != columns[key].type:
                 here, there = columns[key].type, ref.column(key).type
                 problem = f"{key} is {here} here but {there} in {dataset}: the join needs one type"
+                raise r.fail(_join(jpath, "key"), problem)
+            if not ref.column(key).unique:
+                # Without it the curated reference table keeps every delivery of a key, and which one joins is
+                # arbitrary; with it the table keeps one row per key, the newest.
+                problem = f"{key} is not unique in {dataset}: mark it unique: true there (one {dataset} row per key)"
                 raise r.fail(_join(jpath, "key"), problem)
         ref_columns = {c.name: c for c in ref.columns} if ref else None
         attributes = tuple(
@@ -881,11 +892,18 @@ def parse_contract(
                 "timestamp", f"{timestamp!r} must be a timestamp or date column, it is {by_name[timestamp].type}"
             )
     label = _label(r, m["label"], by_name) if m.get("label") is not None else None
-    features = _features(r, m["features"], by_name, entity, references) if m.get("features") is not None else None
+    features = (
+        _features(r, m["features"], by_name, entity, references, dataset) if m.get("features") is not None else None
+    )
     if (features is not None or label is not None) and timestamp is None:
         raise r.fail("timestamp", "is required when the contract has features or a label")
     if label is not None and features is None:
         raise r.fail("features", "is required when the contract has a label")
+    if features is not None and label is None:
+        # Without a label the dataset is a reference one: its batches are only curated, its features never computed.
+        raise r.fail(
+            "label", "is required when the contract has features (a contract without one is a reference dataset)"
+        )
     if features is not None:
         # Without a reference contract the names of the attributes joined from it are unknown: the rest is checked
         # here, the whole list when the contract is loaded with all its references (load_contracts, the feature job).

@@ -115,7 +115,9 @@ def _safe_ratio(num: Column, den: Column) -> Column:
 
 
 def latest_per_key(ref: DataFrame, key: str) -> DataFrame:
-    """A reference table with one row per key (later batches and, within a batch, larger content hash win)."""
+    """A reference table with one row per key. The curated table of a reference holds one already (a joined key is
+    ``unique`` in its contract, and the curated merge keeps the newest delivery); should it hold more, the larger
+    batch id, then content hash, wins: a stable choice, not the newest (batch ids are hashes)."""
     order = [F.col(c) for c in ("_batch_id",) if c in ref.columns]
     w = Window.partitionBy(key).orderBy(*[o.desc() for o in order], F.xxhash64(*ref.columns).desc())
     return ref.filter(F.col(key).isNotNull()).withColumn("_rn", F.row_number().over(w)).filter("_rn = 1").drop("_rn")
@@ -322,6 +324,9 @@ def compute_features(
                         "double",
                         f"share of {s.measure} on {s.column}={value} over [cutoff - {w}d, cutoff)",
                     )
+        # The latest event before the cutoff; events of the same time (a contract timed by day: the same day) are
+        # ordered by the join key, so that one event gives every attribute, whatever order the rows arrive in.
+        latest = F.when(before, F.struct((F.col(_AGE) * -1).alias("t"), F.col(j.key).alias("k")))
         for attr in j.attributes:
             atype = ref_contract.column(attr).type
             what = f"{j.dataset}.{attr} of the entity's latest event before the cutoff"
@@ -329,7 +334,7 @@ def compute_features(
                 what = f"days from {what} to the cutoff"
             value = _attribute_feature(F.col(f"_{j.dataset}_{attr}"), atype)
             name = attribute_feature(j.dataset, attr, atype, of_entity=False)
-            add(name, F.max_by(value, F.when(before, F.col(_AGE) * -1)), _attr_type(atype), what)
+            add(name, F.max_by(value, latest), _attr_type(atype), what)
         counter = f"_unknown_{j.dataset}"
         counters.append(counter)
         aggs.append(

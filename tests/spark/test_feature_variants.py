@@ -364,3 +364,35 @@ def test_events_timed_by_day(spark: SparkSession) -> None:
     assert (train["events_last_7d"], train["events_prev_7d"]) == (1, 0)
     assert (train["gap_days_mean"], train["gap_days_max"]) == (14.5, 28.0)  # gaps of 1 and 28 days
     assert train["active_next_30d"] == 1
+
+
+def test_latest_attribute_of_events_on_the_same_day_does_not_depend_on_row_order(spark: SparkSession) -> None:
+    """Events timed by day tie when an entity has several on its latest day: the attributes via another key are then
+    those of the event with the greatest join key among them (docs/features.md), all from that one event, whatever
+    order the rows arrive in, so a re-run with the files listed in another order gives the same features."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    columns = tuple(replace(c, type="date") if c.name == "order_ts" else c for c in orders.columns)
+    join = Join(dataset="products", key="product_id", attributes=("category", "list_price"))
+    features = replace(orders.features, windows=(30,), aggregations=(), joins=(join,), text=None, sequence=None)
+    contract = replace(orders, columns=columns, features=features)
+    rows = [
+        ("O1", "C000001", date(2026, 1, 5), "P00003", 1.0, 1, False, None),  # an earlier day: never the latest
+        ("O2", "C000001", date(2026, 1, 20), "P00001", 1.0, 1, False, None),  # books, 30.0
+        ("O3", "C000001", date(2026, 1, 20), "P00002", 1.0, 1, False, None),  # toys, 10.0
+    ]
+    products = spark.createDataFrame(
+        [("P00001", "books", 30.0, None), ("P00002", "toys", 10.0, None), ("P00003", "sports", 99.0, None)],
+        "product_id string, category string, list_price double, launched date",
+    )
+    schema = COLUMNS.replace("order_ts timestamp", "order_ts date")
+    cutoffs = Cutoffs((date(2026, 2, 1),), date(2026, 3, 1))
+    seen = set()
+    for order in (rows, rows[::-1], [rows[1], rows[0], rows[2]], [rows[2], rows[0], rows[1]]):
+        events = spark.createDataFrame(order, schema).coalesce(1)
+        result = compute_features(contract, events, {"products": products}, contracts, cutoffs)
+        (train,) = [r for r in result.frame.collect() if r["_role"] == "train"]
+        seen.add((train["products_category_last"], train["products_list_price_last"]))
+    # P00002 > P00001: both attributes of O3's product, not the greatest of each (which would be toys and 30.0).
+    assert seen == {("toys", 10.0)}

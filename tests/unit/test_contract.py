@@ -178,6 +178,17 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "features.joins[2].dataset: products is joined already (features.joins[0]): join each reference dataset once",
     ),
     (
+        # a contract without a label is a reference dataset: its batches were curated and its features never computed
+        "features without a label",
+        lambda document: [document.pop(k) for k in ("label", "training")],
+        "label: is required when the contract has features (a contract without one is a reference dataset)",
+    ),
+    (
+        "dataset joined to itself",
+        _append("features.joins", {"dataset": "orders", "key": "product_id", "attributes": ["amount"]}),
+        "features.joins[2].dataset: orders joins itself: joins take reference datasets",
+    ),
+    (
         "aggregation over the entity's own row",
         _set("features.joins.1.aggregations", [{"column": "segment", "functions": ["count"]}]),
         "features.joins[1].aggregations: a join on the entity (customer_id) gives one customers row per entity: "
@@ -258,7 +269,7 @@ def test_feature_names_follow_the_documented_rule() -> None:
             "dataset": "stores",
             "entity": "store_id",
             "columns": {
-                "store_id": {"type": "string"},
+                "store_id": {"type": "string", "unique": True},
                 "format": {"type": "string", "allowed": ["mall", "street"]},
                 "opened": {"type": "date"},
             },
@@ -268,7 +279,11 @@ def test_feature_names_follow_the_documented_rule() -> None:
         {
             "dataset": "visitors",
             "entity": "visitor_id",
-            "columns": {"visitor_id": {"type": "string"}, "vip": {"type": "bool"}, "born": {"type": "timestamp"}},
+            "columns": {
+                "visitor_id": {"type": "string", "unique": True},
+                "vip": {"type": "bool"},
+                "born": {"type": "timestamp"},
+            },
         }
     )
     visits = parse_contract(
@@ -357,6 +372,25 @@ BROKEN_REFERENCE: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] =
         "products",
         _set("columns.category.allowed", ["home & garden", "toys", "home-garden"]),
         "features: two features would be named 'products_category_home_garden_amount_share_30d' (the naming rule",
+    ),
+    (
+        # the curated table of a reference without a unique key kept every delivery of a key; one of them joined
+        "join key not unique in the reference",
+        "products",
+        _set("columns.product_id", {"type": "string", "required": True}),
+        "features.joins[0].key: product_id is not unique in products: mark it unique: true there (one products row "
+        "per key)",
+    ),
+    (
+        # a dataset with a label is a fact table, never curated as a reference: its "latest row per key" is no snapshot
+        "joined dataset with a label",
+        "customers",
+        lambda document: document.update(
+            timestamp="signup_date",
+            features={"aggregations": [{"column": "region", "functions": ["count"]}]},
+            label={"kind": "active_in_horizon", "name": "active", "horizon_days": 30},
+        ),
+        "features.joins[1].dataset: customers has a label: joins take reference datasets (contracts without a label)",
     ),
 ]
 
