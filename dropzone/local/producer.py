@@ -9,12 +9,18 @@ notification a second time, as S3's at-least-once delivery may.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
+import io
+import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dropzone.contract import Contract
 from dropzone.local.server import EmbeddedAws
@@ -108,14 +114,25 @@ def upload(aws: EmbeddedAws, bucket: str, data_dir: Path, files: list[tuple[str,
 
 
 def bad_file(contract: Contract) -> tuple[str, bytes, str]:
-    """(file name, body, expected problem): a CSV of ``contract`` missing its first required column."""
+    """(file name, body, expected problem): a file of ``contract`` missing its first required column, in the first
+    of the contract's formats (so it is refused for the missing column, not for its format)."""
     required = [c.name for c in contract.columns if c.required]
     if not required:
         raise ValueError(f"{contract.dataset} has no required column to leave out")
     missing = required[0]
     header = [c.name for c in contract.columns if c.name != missing]
-    body = (",".join(header) + "\n" + ",".join("x" for _ in header) + "\n").encode()
-    return f"bad-missing-{missing}.csv", body, missing
+    fmt = contract.formats[0]
+    if fmt.startswith("csv"):
+        body = (",".join(header) + "\n" + ",".join("x" for _ in header) + "\n").encode()
+    elif fmt.startswith("jsonl"):
+        body = (json.dumps(dict.fromkeys(header, "x")) + "\n").encode()
+    else:  # parquet
+        sink = io.BytesIO()
+        pq.write_table(pa.table({name: ["x"] for name in header}), sink)
+        body = sink.getvalue()
+    if fmt.endswith(".gz"):
+        body = gzip.compress(body, mtime=0)
+    return f"bad-missing-{missing}.{fmt}", body, missing
 
 
 def upload_bytes(aws: EmbeddedAws, bucket: str, dataset: str, name: str, body: bytes) -> Upload:

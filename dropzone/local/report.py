@@ -60,6 +60,16 @@ def run_costs(result: RunResult) -> list[dict[str, Any]]:
     return rows
 
 
+def _label_balance(label: dict[str, Any]) -> str:
+    """ "; label <name>: 31.2% positive" (classification) or "; label <name>: mean 12.5" (regression), from the
+    manifest's label; empty when it has neither (no training rows)."""
+    if label.get("positive_fraction") is not None:
+        return f"; label {label.get('name')}: {float(label['positive_fraction']):.1%} positive"
+    if label.get("mean") is not None:
+        return f"; label {label.get('name')}: mean {float(label['mean']):.4g}"
+    return ""
+
+
 def _training_bill(item: dict[str, Any] | None) -> str:
     """ ", billed <seconds> s on <instances> = $<cost>" from a training job's ledger item, when it was recorded."""
     if not item or item.get("billable_seconds") is None:
@@ -110,18 +120,20 @@ def summary_lines(result: RunResult) -> list[str]:
             "at list price (ARM64 us-east-1)"
         )
     for manifest in result.feature_runs:
-        name, curated = manifest.get("dataset"), manifest.get("curated") or {}
-        if manifest.get("kind") == "curate_only":  # a reference dataset: curated, no features of its own
+        name, curated = manifest.get("dataset"), manifest.get("curated")
+        if curated:  # what the batch added to the curated table, and the rows the job dropped
             lines.append(
                 f"  curated  | {name}: {curated.get('rows_written')} rows of {curated.get('rows_read')} read "
                 f"({curated.get('bad_rows')} bad, {curated.get('duplicate_rows')} duplicate)"
             )
+        if manifest.get("kind") == "curate_only":  # a reference dataset: no features of its own
             continue
         split_rows = manifest.get("row_counts") or {}
         rows = ", ".join(f"{split_rows[f'{s}_rows']} {s}" for s in _SPLITS if f"{s}_rows" in split_rows)
         columns = len(manifest.get("features") or [])
         lines.append(
             f"  features | {name} run={str(manifest.get('run_id'))[:8]}…: {columns} feature columns; rows: {rows}"
+            f"{_label_balance(manifest.get('label') or {})}"
         )
     for dataset, items in result.ledger.items():
         for i in items:

@@ -14,11 +14,12 @@ import pytest
 from moto import mock_aws
 
 from dropzone.cli import main
-from dropzone.contract import load_contracts
-from dropzone.local.producer import producer_files
+from dropzone.contract import FORMATS, load_contracts
+from dropzone.local.producer import bad_file, producer_files
 from dropzone.local.report import _roc, summary_lines
 from dropzone.local.run import MARKER, RunResult, _feature_runs, prepare_out_dir
 from dropzone.local.runtime import Clock
+from dropzone.validation import validate_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,6 +95,21 @@ def test_every_visible_file_of_a_dataset_folder_is_uploaded(tmp_path: Path) -> N
     ]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_deliberate_bad_file_is_refused_for_its_missing_column_in_any_format_the_contract_takes(
+    tmp_path: Path, fmt: str
+) -> None:
+    """It was always a .csv: for a contract that takes only csv.gz it was refused for its format instead."""
+    orders = replace(load_contracts(ROOT / "contracts")["orders"], formats=(fmt,))
+    name, body, missing = bad_file(orders)
+    assert (name, missing) == (f"bad-missing-order_id.{fmt}", "order_id")
+    path = tmp_path / name
+    path.write_bytes(body)
+    report = validate_path(path, orders)
+    assert report.decision == "QUARANTINED"
+    assert report.reasons[0] == "missing column 'order_id'"
+
+
 def test_dataset_folders_with_only_hidden_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "orders").mkdir()
     (tmp_path / "orders" / ".DS_Store").write_text("x")
@@ -114,7 +130,11 @@ def test_the_summary_lists_every_feature_run_in_the_order_they_started() -> None
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="runs")
         manifests = {
-            "RUN#a-late": _orders_manifest("22222222-1", "2026-11-28T10:05:00+00:00", 12),
+            "RUN#a-late": _orders_manifest("22222222-1", "2026-11-28T10:05:00+00:00", 12)
+            | {
+                "curated": {"rows_written": 12, "rows_read": 15, "bad_rows": 2, "duplicate_rows": 1},
+                "label": {"name": "active_next_30d", "kind": "active_in_horizon", "positive_fraction": 0.3125},
+            },
             "RUN#b-ref": {
                 "dataset": "customers",
                 "run_id": "00000000-1",
@@ -123,7 +143,8 @@ def test_the_summary_lists_every_feature_run_in_the_order_they_started() -> None
                 "features": [],
                 "curated": {"rows_written": 50, "rows_read": 51, "bad_rows": 1, "duplicate_rows": 0},
             },
-            "RUN#c-early": _orders_manifest("11111111-1", "2026-11-28T10:01:00+00:00", 10),
+            "RUN#c-early": _orders_manifest("11111111-1", "2026-11-28T10:01:00+00:00", 10)
+            | {"label": {"name": "spend_next_30d", "kind": "sum_in_horizon", "mean": 12.5}},
         }
         ledger: dict[str, list[dict[str, Any]]] = {"orders": [], "customers": []}
         for sk, m in manifests.items():
@@ -137,8 +158,11 @@ def test_the_summary_lists_every_feature_run_in_the_order_they_started() -> None
     shown = [line for line in summary_lines(_result(runs)) if line.startswith(("  features", "  curated"))]
     assert shown == [
         "  curated  | customers: 50 rows of 51 read (1 bad, 0 duplicate)",
-        "  features | orders run=11111111…: 3 feature columns; rows: 7 train, 2 validation, 10 score",
-        "  features | orders run=22222222…: 3 feature columns; rows: 7 train, 2 validation, 12 score",
+        "  features | orders run=11111111…: 3 feature columns; rows: 7 train, 2 validation, 10 score; "
+        "label spend_next_30d: mean 12.5",
+        "  curated  | orders: 12 rows of 15 read (2 bad, 1 duplicate)",
+        "  features | orders run=22222222…: 3 feature columns; rows: 7 train, 2 validation, 12 score; "
+        "label active_next_30d: 31.2% positive",
     ]
 
 
