@@ -119,8 +119,10 @@ build-PublishAssetsFunction:
 	cp functions/publish_assets/app.py "$(ARTIFACTS_DIR)/"
 	$(PYTHON) -m functions.publish_assets.build_assets --root $(CURDIR) --out "$(ARTIFACTS_DIR)/assets"
 
-sam-build: $(TOOLS_STAMP)  ## sam build: the Lambda bundles in .aws-sam/build (no Docker; python3.11 on PATH)
-	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --parallel
+# The build's python3.11 must be .venv's: building PublishAssetsFunction imports dropzone.contract (PyYAML) and
+# zips the pinned PyYAML into the Spark job's --py-files.
+sam-build: $(STAMP) $(TOOLS_STAMP)  ## sam build: the Lambda bundles in .aws-sam/build (no Docker; .venv's python3.11)
+	PATH="$(CURDIR)/$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --parallel
 
 scan: $(TOOLS_STAMP)  ## sam validate --lint, cfn-lint and checkov on template.yaml
 	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam validate --lint

@@ -8,6 +8,7 @@ order, so the same sources give a byte-identical zip.
 from __future__ import annotations
 
 import argparse
+import io
 import shutil
 import sys
 import zipfile
@@ -16,10 +17,8 @@ from pathlib import Path
 
 import yaml
 
-import dropzone
-import spark_app
-
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+ROOT = Path(__file__).resolve().parents[1]  # the repository this module is in
 
 
 def _sources(package_dir: Path, arcname: str) -> Iterator[tuple[Path, str]]:
@@ -28,25 +27,35 @@ def _sources(package_dir: Path, arcname: str) -> Iterator[tuple[Path, str]]:
             yield path, f"{arcname}/{path.relative_to(package_dir).as_posix()}"
 
 
-def build(out_dir: str | Path) -> tuple[Path, Path]:
-    """Write main.py and dropzone.zip into ``out_dir``; returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    main = out / "main.py"
-    shutil.copyfile(Path(spark_app.__file__).with_name("main.py"), main)
-    archive = out / "dropzone.zip"
+def zip_bytes(root: Path) -> bytes:
+    """The ``--py-files`` zip of the repository at ``root``: its ``dropzone`` and ``spark_app`` packages and the
+    installed PyYAML's Python files. The one builder of this zip: `make package-spark` writes it, the deploy's
+    asset publisher (functions/publish_assets/build_assets.py) publishes it, so what runs on EMR is what the
+    spark-submit test ran."""
     packages = [
-        (Path(dropzone.__file__).parent, "dropzone"),
-        (Path(spark_app.__file__).parent, "spark_app"),
+        (root / "dropzone", "dropzone"),
+        (root / "spark_app", "spark_app"),
         (Path(yaml.__file__).parent, "yaml"),
     ]
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for package_dir, arcname in packages:
             for path, name in _sources(package_dir, arcname):
                 info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 z.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def build(out_dir: str | Path, root: Path = ROOT) -> tuple[Path, Path]:
+    """Write main.py and dropzone.zip into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    main = out / "main.py"
+    shutil.copyfile(root / "spark_app" / "main.py", main)
+    archive = out / "dropzone.zip"
+    archive.write_bytes(zip_bytes(root))
     return main, archive
 
 

@@ -5,7 +5,7 @@ usable by anything else that publishes assets (e.g. the local runtime). The layo
 the key layout under ``assets/`` and matches what template.yaml passes to the functions:
 
 - ``spark/main.py``            SPARK_ENTRY_POINT (spark_app/main.py)
-- ``spark/spark_app.zip``      SPARK_PY_FILES (the spark_app package plus dropzone's contract module)
+- ``spark/spark_app.zip``      SPARK_PY_FILES (spark_app.package.zip_bytes: the spark_app and dropzone packages, PyYAML)
 - ``contracts/<dataset>.yaml`` CONTRACTS_PREFIX (every contracts/*.yaml, checked with dropzone.contract)
 - ``training/sourcedir.tar.gz`` TRAINING_SOURCE_URI (training/ as SageMaker script mode expects it)
 
@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import io
 import shutil
 import sys
 import tarfile
-import zipfile
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from dropzone.contract import load_contracts
 
@@ -30,38 +33,47 @@ SPARK_ENTRY_POINT = "spark/main.py"
 SPARK_PY_FILES = "spark/spark_app.zip"
 CONTRACTS_DIR = "contracts"
 TRAINING_SOURCE = "training/sourcedir.tar.gz"
-# dropzone modules the Spark job and the trainer import; the rest of the package is Lambda/laptop code.
-SPARK_DROPZONE_MODULES = ("__init__.py", "contract.py")
-_EPOCH_ZIP = (1980, 1, 1, 0, 0, 0)
 
 
 class AssetError(RuntimeError):
     """A source the assets are built from is missing or invalid; names the path."""
 
 
-def _python_files(package: Path) -> list[Path]:
-    return sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+def _check_yaml_pin(root: Path) -> None:
+    """The zip carries the building Python's PyYAML: it must be the version requirements/lambda.txt pins, so the
+    same sources give the same zip whoever builds it (sam build must find the project's .venv python3.11)."""
+    pins = root / "requirements" / "lambda.txt"
+    if not pins.is_file():
+        return
+    for line in pins.read_text().splitlines():
+        name, _, version = line.split("#", 1)[0].strip().partition("==")
+        if name.lower() == "pyyaml" and version.strip() != yaml.__version__:
+            raise AssetError(
+                f"PyYAML {yaml.__version__} is installed but {pins} pins {version.strip()}: build with the "
+                "project's .venv first on PATH (docs/deploy.md)"
+            )
 
 
 def spark_zip(root: Path) -> bytes:
-    """The ``--py-files`` zip: ``spark_app/**.py`` and ``dropzone/{__init__,contract}.py``, reproducible."""
-    package = root / "spark_app"
-    if not (package / "__init__.py").is_file():
-        raise AssetError(f"{package}: not a Python package (no __init__.py)")
-    members = [(p, p.relative_to(root).as_posix()) for p in _python_files(package)]
-    for name in SPARK_DROPZONE_MODULES:
-        path = root / "dropzone" / name
-        if not path.is_file():
-            raise AssetError(f"{path}: missing, the Spark job imports it")
-        members.append((path, f"dropzone/{name}"))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path, arcname in sorted(members, key=lambda m: m[1]):
-            info = zipfile.ZipInfo(arcname, date_time=_EPOCH_ZIP)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, path.read_bytes())
-    return buffer.getvalue()
+    """The ``--py-files`` zip, as `make package-spark` builds it (spark_app.package.zip_bytes: the dropzone and
+    spark_app packages and the pure-Python part of PyYAML, which EMR Serverless' Python lacks), reproducible."""
+    for package in (root / "spark_app", root / "dropzone"):
+        if not (package / "__init__.py").is_file():
+            raise AssetError(f"{package}: not a Python package (no __init__.py), the Spark job imports it")
+    _check_yaml_pin(root)
+    return bytes(_package_module(root).zip_bytes(root))
+
+
+def _package_module(root: Path) -> Any:
+    """``<root>/spark_app/package.py``, loaded from the repository being built (spark_app is not an installed
+    package: sam build and the local runtime run this with only dropzone importable)."""
+    path = root / "spark_app" / "package.py"
+    spec = importlib.util.spec_from_file_location("dropzone_build_spark_package", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise AssetError(f"{path}: missing, it builds the Spark job's zip")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def training_tarball(root: Path) -> bytes:

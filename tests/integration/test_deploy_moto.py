@@ -8,8 +8,12 @@ resources are then checked through the API, and the completion rules are shown t
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import shutil
+import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -18,6 +22,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
 
 from dropzone.local.stack import load_template
@@ -299,14 +304,64 @@ def test_assets_are_built_reproducibly_with_what_each_runtime_needs(assets: Path
     assert contracts == {f"contracts/{p.name}" for p in (ROOT / "contracts").glob("*.yaml")}
 
 
+# What EMR Serverless' Python provides to a job besides the --py-files zip (its image ships Spark and numpy, which
+# pyspark.ml imports); anything else the job imports has to be in the zip.
+EMR_PROVIDED = ("pyspark", "py4j", "numpy", "numpy.libs")
+
+
+def test_spark_job_imports_from_the_published_zip_and_the_emr_runtime_alone(assets: Path, tmp_path: Path) -> None:
+    """The entry point's imports resolve with only the zip and the EMR-provided packages on sys.path: a module
+    the zip lacks (dropzone.rules, PyYAML) fails every Spark run of a real deployment with ModuleNotFoundError."""
+    runtime = tmp_path / "emr-site-packages"
+    runtime.mkdir()
+    for name in EMR_PROVIDED:
+        spec = importlib.util.find_spec(name.split(".")[0])
+        assert spec is not None, f"{name} is not installed in the dev venv"
+        assert spec.origin is not None, f"{name} has no location"
+        source = Path(spec.origin).parent.parent / name
+        if source.exists():
+            (runtime / name).symlink_to(source, target_is_directory=True)
+    code = (
+        "import sys\n"
+        f"sys.path[:0] = [{str(assets / build_assets.SPARK_PY_FILES)!r}, {str(runtime)!r}]\n"
+        "import spark_app.job, yaml\n"
+        "from dropzone.contract import parse_contract_text\n"
+        f"print(parse_contract_text(open({str(ROOT / 'contracts' / 'orders.yaml')!r}, 'rb').read(), 'x').dataset)\n"
+    )
+    # -I -S: no site-packages, no user site, no PYTHON* variables, no current directory (the repository).
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "orders"
+
+
+def test_the_spark_zip_refuses_a_pyyaml_other_than_the_pinned_one(tmp_path: Path) -> None:
+    """The zip carries the building Python's PyYAML: another version than requirements/lambda.txt pins would make
+    the asset (and the deploy's publish trigger) depend on who builds it."""
+    root = tmp_path / "repo"
+    for part in ("spark_app", "dropzone", "requirements"):
+        (root / part).mkdir(parents=True)
+    (root / "spark_app" / "__init__.py").write_text("")
+    shutil.copyfile(ROOT / "spark_app" / "package.py", root / "spark_app" / "package.py")  # the zip's builder
+    for name in ("__init__.py", "rules.py"):
+        (root / "dropzone" / name).write_text("")
+    (root / "requirements" / "lambda.txt").write_text("PyYAML==0.0.1  # contracts\n")
+    with pytest.raises(build_assets.AssetError, match=r"pins 0\.0\.1"):
+        build_assets.spark_zip(root)
+    (root / "requirements" / "lambda.txt").write_text(f"PyYAML=={yaml.__version__}\n")
+    with zipfile.ZipFile(io.BytesIO(build_assets.spark_zip(root))) as archive:
+        assert {"yaml/__init__.py", "dropzone/rules.py"} <= set(archive.namelist())
+
+
 def test_a_broken_contract_fails_the_asset_build(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     for part in ("spark_app", "dropzone", "training", "contracts"):
         (root / part).mkdir(parents=True)
     (root / "spark_app" / "__init__.py").write_text("")
     (root / "spark_app" / "main.py").write_text("")
-    for name in build_assets.SPARK_DROPZONE_MODULES:
-        (root / "dropzone" / name).write_text("")
+    shutil.copyfile(ROOT / "spark_app" / "package.py", root / "spark_app" / "package.py")
+    (root / "dropzone" / "__init__.py").write_text("")
     (root / "training" / "train.py").write_text("")
     (root / "contracts" / "orders.yaml").write_text("dataset: orders\ncolumns: 3\n")
     with pytest.raises(ValueError, match=r"orders\.yaml"):

@@ -35,7 +35,9 @@ def sam() -> str:
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sam") / "build"
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    # The build's python3.11 is this interpreter (the project's .venv), as docs/deploy.md has a user run it.
+    path = os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PATH": path}
     result = subprocess.run(
         [sam(), "build", "--build-dir", str(out), "--parallel"],
         cwd=ROOT,

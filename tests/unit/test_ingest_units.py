@@ -158,3 +158,32 @@ def test_clients_retry_in_standard_mode_and_follow_the_endpoint_variables(monkey
     assert s3.meta.region_name == "eu-west-1"
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     assert aws.client("dynamodb").meta.endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "missing"),
+    [(404, "NoSuchKey", True), (403, "AccessDenied", False)],
+)
+def test_contract_store_takes_only_404_as_no_contract(status: int, code: str, missing: bool) -> None:
+    """Real S3 answers a missing key with 404 only to a caller holding s3:ListBucket (else 403 AccessDenied, which
+    moto never sends): a 403 is not read as "no contract", so IngestFunction's role needs ListBucket (template.yaml,
+    tests/integration/test_template_ties.py) for a file of a dataset without a contract to be SKIPPED."""
+    from botocore.stub import Stubber
+
+    from dropzone.ingest import ContractStore
+
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    store = ContractStore(s3, "data", "assets/contracts/")
+    with Stubber(s3) as stub:
+        stub.add_client_error(
+            "get_object",
+            service_error_code=code,
+            http_status_code=status,
+            expected_params={"Bucket": "data", "Key": "assets/contracts/newdata.yaml"},
+        )
+        if missing:
+            assert store.get("newdata") is None
+        else:
+            with pytest.raises(ClientError, match="AccessDenied"):
+                store.get("newdata")
+        stub.assert_no_pending_responses()
