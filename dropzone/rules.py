@@ -4,16 +4,25 @@ Pure Python, no pyarrow or pyspark import, so it also runs in the Spark driver o
 rules into engine code: ``dropzone.validation`` (pyarrow.compute, one record batch at a time) and the Spark job.
 Both must follow the semantics below, stated per rule kind; a rule *fails* on a row when the condition says so.
 
-Values arrive either as text (CSV, JSON scalars rendered as text) or already typed (Parquet, JSON numbers). Text is
+Values arrive either as text (CSV, JSON values rendered as text) or already typed (Parquet, JSON numbers). Text is
 first *parsed* to the column type (``parse``); every other rule sees the parsed value. Null handling, everywhere:
 
 * An empty CSV field, a JSON ``null`` or a missing JSON key, and a Parquet null are all *null*.
 * A null never fails any rule except ``required`` (and is never a parse failure): "not required" means null is OK.
+* A JSON value of a JSON type the column does not take (``{"clicks": true}``, a list in any column) is not null:
+  it fails ``parse`` and no other rule.
 
 Rule kinds (``RowRule.kind``) and their parameter (``RowRule.value``):
 
 ``required``   (no value) fails when the value is null. Name ``<col>.required``.
-``parse``      (the column type) fails when a non-null value does not parse as the type. Accepted text forms:
+``parse``      (the column type) fails when a non-null value is not a value of the type. Every column has it; on a
+               string column it fails only in JSON Lines. JSON values, by JSON type (:data:`JSON_KINDS`): a string
+               is text, parsed as below; a string column takes only strings. ``true``/``false`` are the text
+               ``true``/``false`` in a bool column, and fail any other column. A number fails string, bool, date and
+               timestamp columns; a double column takes any; an int column one whose value is whole and within the
+               signed 64-bit range (``3``, ``3.0``, ``-0.0``, ``1e2``; not ``2.5`` or ``1e19``): the exact value of
+               a number written without an exponent in at most 38 digits and 38 decimals, else that of the nearest
+               double (as Spark's variant holds them). Arrays and objects fail every column. Accepted text forms:
                int: ``[+-]?[0-9]{1,19}`` within the signed 64-bit range; double: decimal or exponent notation,
                plus ``nan``/``inf``/``infinity`` (any case, optional sign; these parse, then fail ``finite``);
                bool: ``true``/``false``/``1``/``0`` (any case); date: ``YYYY-MM-DD`` (a real calendar date);
@@ -43,6 +52,7 @@ checks it within a file (``<col>.unique`` on every repeated occurrence after the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -71,6 +81,40 @@ TEXT_PATTERNS: dict[str, str] = {
     "timestamp": TIMESTAMP_PATTERN,
 }
 TRUE_TEXT: tuple[str, ...] = ("true", "1")  # lower-cased
+
+# JSON Lines: the JSON types ("kinds") each column type takes; a value of any other kind fails ``<col>.parse``.
+# JSON null (and a missing key) is null, of no kind. Kinds: string, number, bool, array, object.
+JSON_KINDS: dict[str, tuple[str, ...]] = {
+    "string": ("string",),
+    "int": ("number", "string"),
+    "double": ("number", "string"),
+    "bool": ("bool", "string"),
+    "date": ("string",),
+    "timestamp": ("string",),
+}
+JSON_KIND_NAMES: dict[str, str] = {
+    "string": "a string",
+    "number": "a number",
+    "bool": "a bool",
+    "array": "an array",
+    "object": "an object",
+}
+INT64_RANGE = (-(2**63), 2**63)  # [low, high): whole JSON numbers an int column takes
+DECIMAL_DIGITS = 38  # JSON numbers without an exponent up to this many digits (and decimals) are exact
+
+
+def type_name(column_type: str) -> str:
+    """``an int``, ``a string``...: for messages."""
+    return f"{'an' if column_type[:1] in 'aeiou' else 'a'} {column_type}"
+
+
+def describe_json_type_failure(column: str, column_type: str, kinds: Iterable[str] = ()) -> str:
+    """``clicks expected an int, got a bool or an array``: ``<col>.parse`` of JSON values of the wrong JSON type."""
+    seen = set(kinds)
+    got = [name for kind, name in JSON_KIND_NAMES.items() if kind in seen]
+    if not got:
+        got = ["another JSON type"]
+    return f"{column} expected {type_name(column_type)}, got {' or '.join(got)}"
 
 
 @dataclass(frozen=True)
@@ -110,8 +154,7 @@ def column_rules(column: Column) -> tuple[RowRule, ...]:
     rules: list[RowRule] = []
     if column.required:
         rules.append(_rule(column, "required"))
-    if column.type != "string":
-        rules.append(_rule(column, "parse", column.type))
+    rules.append(_rule(column, "parse", column.type))  # on a string column: JSON values that are not strings
     if column.type == "double":
         rules.append(_rule(column, "finite"))
     if column.min is not None:

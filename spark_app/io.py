@@ -15,14 +15,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dropzone.contract import FORMATS, Contract, ContractError, format_of, parse_contract_text, read_suffixes
+from dropzone.rules import INT64_RANGE, JSON_KINDS
 
 CORRUPT = "_corrupt_record"
 FILE_INDEX = "_file_index"
+BAD_JSON_LINE = "_bad_json_line"  # JSON Lines: the line, when it is not one JSON object (the validator's row.json)
+_JSON_KIND = "_json_kind_"  # + column: the JSON type of the value (string, number, bool, array, object), or null
+_BLANK = " \t\r\x0b\x0c"  # what the validator's ``bytes.strip()`` strips from a line that is then blank
+_JSON_SPACE = " \t\r"  # JSON's whitespace (less the newline, which ends the line)
 
 SPARK_TYPES: dict[str, T.DataType] = {
     "string": T.StringType(),
@@ -182,8 +187,98 @@ def _csv_header(uri: str, fmt: str) -> list[str]:
     return [h.strip().strip('"') for h in line.split(",")] if line else []
 
 
+def json_kind_column(name: str) -> str:
+    """The column of ``read_batch`` holding the JSON type of contract column ``name`` (null outside JSON Lines)."""
+    return _JSON_KIND + name
+
+
+def _variant_kind(schema: Column) -> Column:
+    """``schema_of_variant`` of a JSON value → its JSON type (dropzone.rules.JSON_KINDS); JSON null → null."""
+    return (
+        F.when(schema == "STRING", F.lit("string"))
+        .when(schema == "BOOLEAN", F.lit("bool"))
+        .when(schema.startswith("ARRAY"), F.lit("array"))
+        .when(schema.startswith("OBJECT"), F.lit("object"))
+        .when(schema != "VOID", F.lit("number"))  # BIGINT, DECIMAL(p,s) or DOUBLE: how parse_json keeps numbers
+    )
+
+
+def _json_value_text(string: Column, double: Column, schema: Column, kind: Column, column_type: str) -> Column:
+    """A JSON value → the text the rules parse (dropzone.rules, ``parse``), null for null and for a JSON type the
+    column does not take. ``string``/``double``: the variant read as a string / a double. Strings give their content,
+    ``true``/``false`` their name, numbers the plain digits or decimal of their value (variant keeps the exact
+    decimal up to 38 digits, else a double, printed as Java does: ``1.0E-7``, ``Infinity``); in an int column a
+    whole double within 64 bits gives its digits."""
+    text = string
+    if column_type == "int":
+        in_range = (double >= F.lit(float(INT64_RANGE[0]))) & (double < F.lit(float(INT64_RANGE[1])))
+        whole = F.when(in_range, double.try_cast("bigint"))
+        digits = F.when(whole.cast("double") == double, whole.cast("string"))
+        text = F.when(schema == "DOUBLE", F.coalesce(digits, text)).otherwise(text)
+    return F.when(kind.isin(list(JSON_KINDS[column_type])), text)
+
+
+def _read_json_lines(spark: SparkSession, contract: Contract, paths: list[str]) -> DataFrame:
+    """JSON Lines by the validator's rule (docs/validation.md, "JSON Lines"): each line is a row; blank lines are
+    skipped; a line that is not valid UTF-8, not JSON (RFC 8259: no NaN, no single quotes) or not one object with
+    nothing after it is a bad row (``BAD_JSON_LINE``); a repeated key keeps its last value. Each contract column
+    comes as text plus its JSON type (``json_kind_column``), read from the line parsed as a variant: Spark's JSON
+    reader would render ``17`` and ``"17"`` alike, take ``[{...}, {...}]`` as two rows and ignore what follows an
+    object. Built in steps, each value computed once (variant expressions are not shared by code generation)."""
+    # parse_json refuses a repeated key unless this is set; json.loads (the validator) keeps the last value
+    spark.conf.set("spark.sql.variant.allowDuplicateKeys", "true")
+    lines = spark.read.option("lineSep", "\n").text(paths)  # the validator splits at \n only
+    line = F.col("value")
+    lines = lines.filter(F.btrim(line, F.lit(_BLANK)) != F.lit(""))
+    # json.loads drops a UTF-8 BOM that starts the bytes of a line
+    text = F.when(line.startswith("\ufeff"), F.substring(line, 2, 1 << 30)).otherwise(line)
+    trimmed = F.btrim(text, F.lit(_JSON_SPACE))
+    # Wrapped in [ ]: parse_json ignores what follows the first value, but inside an array that is a syntax error
+    # (or a second element); an object line must also end with } (else "{...}] x" would pass).
+    wrapped = F.try_parse_json(F.concat(F.lit("["), text, F.lit("]")))
+    rows = lines.select(
+        F.when(F.is_valid_utf8(line) & trimmed.startswith("{") & trimmed.endswith("}"), wrapped).alias("_wrapped"),
+        line.alias("_line"),
+        F.col("_metadata.file_path").alias("_source_uri"),
+    )
+    one = F.col("_wrapped").isNotNull() & F.try_variant_get(F.col("_wrapped"), "$[1]", "variant").isNull()
+    rows = rows.select(F.when(one, F.col("_wrapped")).alias("_wrapped"), "_line", "_source_uri")
+    names = contract.column_names
+    rows = rows.select(
+        *[F.try_variant_get(F.col("_wrapped"), f"$[0].{name}", "variant").alias(f"_v_{name}") for name in names],
+        F.when(F.col("_wrapped").isNull(), F.col("_line")).alias(BAD_JSON_LINE),
+        "_source_uri",
+    )
+    value = {name: F.col(f"_v_{name}") for name in names}
+    rows = rows.select(
+        *[F.schema_of_variant(value[name]).alias(f"_s_{name}") for name in names],
+        *[F.try_variant_get(value[name], "$", "string").alias(f"_t_{name}") for name in names],
+        *[
+            F.try_variant_get(value[c.name], "$", "double").alias(f"_d_{c.name}")
+            for c in contract.columns
+            if c.type == "int"
+        ],
+        BAD_JSON_LINE,
+        "_source_uri",
+    )
+    rows = rows.select(
+        *[_variant_kind(F.col(f"_s_{name}")).alias(json_kind_column(name)) for name in names],
+        *[F.col(f"_{x}_{name}") for x in "std" for name in names if f"_{x}_{name}" in rows.columns],
+        BAD_JSON_LINE,
+        "_source_uri",
+    )
+    out = []
+    for c in contract.columns:
+        double = F.col(f"_d_{c.name}") if c.type == "int" else F.lit(None).cast("double")
+        kind = F.col(json_kind_column(c.name))
+        text = _json_value_text(F.col(f"_t_{c.name}"), double, F.col(f"_s_{c.name}"), kind, c.type)
+        out += [text.alias(c.name), kind]
+    return rows.select(*out, F.lit(None).cast("string").alias(CORRUPT), BAD_JSON_LINE, "_source_uri")
+
+
 def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[str], header: list[str]) -> DataFrame:
-    """Every contract column as text (the validator's rules parse text), plus ``_corrupt_record`` and the file."""
+    """Every contract column as text (the validator's rules parse text) and, for JSON Lines, its JSON type; plus
+    ``_corrupt_record`` (CSV), ``_bad_json_line`` (JSON Lines) and the file."""
     paths = [spark_path(u) for u in uris]
     text = T.StringType()
     if fmt.startswith("csv"):
@@ -198,10 +293,7 @@ def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[st
             .csv(paths)
         )
     elif fmt.startswith("jsonl"):
-        fields = [T.StructField(c, text, True) for c in contract.column_names]
-        schema = T.StructType([*fields, T.StructField(CORRUPT, text, True)])
-        reader = spark.read.schema(schema).option("mode", "PERMISSIVE")
-        df = reader.option("columnNameOfCorruptRecord", CORRUPT).json(paths)
+        return _read_json_lines(spark, contract, paths)
     else:
         raw = spark.read.parquet(*paths)
         present = set(raw.columns)
@@ -216,7 +308,9 @@ def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[st
     for c in contract.column_names:
         if c not in df.columns:
             df = df.withColumn(c, F.lit(None).cast("string"))
-    return df.select(*contract.column_names, CORRUPT, "_source_uri")
+    kinds = [F.lit(None).cast("string").alias(json_kind_column(c)) for c in contract.column_names]
+    no_json = F.lit(None).cast("string").alias(BAD_JSON_LINE)
+    return df.select(*contract.column_names, *kinds, CORRUPT, no_json, "_source_uri")
 
 
 def _hadoop_uri(spark: SparkSession, uri: str) -> str:

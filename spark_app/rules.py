@@ -1,8 +1,11 @@
 """Spark compiler of the validator's row rules (``dropzone.rules``): the same rule list, the same semantics.
 
-Input: the batch with every contract column as *text* (how CSV and JSON Lines arrive; Parquet values are rendered
-as text first), so ``parse`` applies the exact text forms of ``dropzone.rules.TEXT_PATTERNS``. Output: the
-typed columns, one boolean flag per rule and ``_bad`` (any blocking rule failed). Nulls fail only ``required``.
+Input: the batch with every contract column as *text* (how CSV arrives; Parquet values and JSON values are rendered
+as text first), so ``parse`` applies the exact text forms of ``dropzone.rules.TEXT_PATTERNS``, and for JSON Lines
+the JSON type of each value (``spark_app.io.json_kind_column``): one of a JSON type its column does not take
+(``dropzone.rules.JSON_KINDS``) has no text and fails ``parse`` only. Output: the typed columns, one boolean flag
+per rule and ``_bad`` (any blocking rule failed). Nulls fail only ``required``. A JSON Lines line that is not one
+JSON object fails ``row.json`` only, as in the validator.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from dropzone.contract import Contract
-from dropzone.rules import TEXT_PATTERNS, TRUE_TEXT, RowRule, row_rules
-from spark_app.io import CORRUPT, SPARK_TYPES
+from dropzone.rules import JSON_KINDS, TEXT_PATTERNS, TRUE_TEXT, RowRule, row_rules
+from spark_app.io import BAD_JSON_LINE, CORRUPT, SPARK_TYPES, json_kind_column
 
 BAD = "_bad"
 MALFORMED = "row.malformed"  # a line Spark could not split into the header's fields
+ROW_JSON = "row.json"  # a JSON Lines line that is not one JSON object (the validator's name)
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,14 @@ def _try_cast(c: Column, type_name: str) -> Column:
     return c.try_cast(type_name)
 
 
-def _condition(rule: RowRule, text: Column, value: Column, column_type: str) -> Column:
+def _condition(rule: RowRule, text: Column, value: Column, column_type: str, wrong_json_type: Column) -> Column:
     """True when the rule fails on the row (never null)."""
     if rule.kind == "required":
-        return text.isNull()
+        return text.isNull() & ~wrong_json_type
     if rule.kind == "parse":
-        return text.isNotNull() & (~text.rlike(TEXT_PATTERNS[column_type]) | value.isNull())
+        if column_type == "string":
+            return wrong_json_type
+        return wrong_json_type | (text.isNotNull() & (~text.rlike(TEXT_PATTERNS[column_type]) | value.isNull()))
     if rule.kind == "finite":
         return F.coalesce(F.isnan(value) | (F.abs(value) == F.lit(float("inf"))), F.lit(False))
     if rule.kind in ("min", "max"):
@@ -77,16 +83,21 @@ def compile_rules(text_rows: DataFrame, contract: Contract, uploaded_at: datetim
     rules = row_rules(contract, uploaded_at)
     types = {c.name: c.type for c in contract.columns}
     typed = {name: (F.col(name) if t == "string" else _typed(F.col(name), t)) for name, t in types.items()}
-    flags: dict[str, Column] = {MALFORMED: F.col(CORRUPT).isNotNull()}
+    kinds = {name: F.col(json_kind_column(name)) for name in types}
+    wrong = {name: F.coalesce(~kinds[name].isin(list(JSON_KINDS[t])), F.lit(False)) for name, t in types.items()}
+    bad_json = F.col(BAD_JSON_LINE).isNotNull()
+    flags: dict[str, Column] = {MALFORMED: F.col(CORRUPT).isNotNull(), ROW_JSON: bad_json}
     for rule in rules:
-        flags[rule.name] = _condition(rule, F.col(rule.column), typed[rule.column], types[rule.column])
-    blocking = (MALFORMED, *[r.name for r in rules if r.blocking])
+        condition = _condition(rule, F.col(rule.column), typed[rule.column], types[rule.column], wrong[rule.column])
+        flags[rule.name] = condition & ~bad_json  # a broken line is row.json only
+    blocking = (MALFORMED, ROW_JSON, *[r.name for r in rules if r.blocking])
     names = {name: f"_rule{i}" for i, name in enumerate(flags)}
+    hidden = {CORRUPT, BAD_JSON_LINE, *[json_kind_column(name) for name in types]}
     bad = F.lit(False)
     for name in blocking:
         bad = bad | F.col(names[name])
     frame = text_rows.select(
-        *[F.col(c) for c in text_rows.columns if c not in types and c != CORRUPT],
+        *[F.col(c) for c in text_rows.columns if c not in types and c not in hidden],
         *[typed[name].alias(name) for name in types],
         *[flags[name].alias(col) for name, col in names.items()],
     ).withColumn(BAD, bad)

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,7 +31,15 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from dropzone.contract import Contract, format_of, read_suffixes
-from dropzone.rules import RowRule, row_rules, unique_rule_name
+from dropzone.rules import (
+    DECIMAL_DIGITS,
+    INT64_RANGE,
+    JSON_KINDS,
+    RowRule,
+    describe_json_type_failure,
+    row_rules,
+    unique_rule_name,
+)
 from dropzone.validation.compiler import any_of, bool_array, compatible, failure_mask, false_mask, typed_values
 from dropzone.validation.digits import bools, digit_pattern
 from dropzone.validation.guard import GuardedStream, human_size
@@ -56,7 +65,34 @@ def _pct(fraction: float) -> str:
     return f"{value:.1f}%" if value == 0 or value >= 0.1 else f"{value:.3g}%"
 
 
+class _JsonNumber(str):
+    """A JSON number with a fraction or an exponent, kept as written (``json.loads(parse_float=...)``): an int column
+    needs its exact value (``1000000000000000000.0`` is whole, its double is not below 2**63 by much)."""
+
+    __slots__ = ()
+
+
+def _refuse_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259): the line is broken, as for Spark."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _plain(value: Any) -> Any:
+    """A parsed JSON value with its numbers as Python numbers again (for samples)."""
+    if isinstance(value, _JsonNumber):
+        return float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def _sample_value(value: Any) -> Any:
+    if isinstance(value, _JsonNumber):
+        value = float(value)
+    elif isinstance(value, list | dict):
+        value = json.dumps(_plain(value), ensure_ascii=False)
     if isinstance(value, str) and len(value) > MAX_SAMPLE_VALUE:
         return value[:MAX_SAMPLE_VALUE] + "..."
     if isinstance(value, float) and not np.isfinite(value):
@@ -91,6 +127,21 @@ class _Checker:
             self.descriptions[unique_rule_name(name)] = f"{name} repeats a value seen earlier in the file"
         self.descriptions[ROW_COLUMNS] = "row has the wrong number of fields"
         self.descriptions[ROW_JSON] = "line is not a JSON object"
+        self.types = {c.name: c.type for c in contract.columns}
+        # JSON values of a JSON type their column does not take (they fail ``<col>.parse``): column -> kinds, rows
+        self.json_kinds: dict[str, set[str]] = {}
+        self.json_kind_rows: dict[str, int] = {}
+
+    def describe(self, name: str) -> str:
+        """The phrase of a rule in reasons; ``<col>.parse`` names the JSON types that did not fit, if any."""
+        column = name[: -len(".parse")] if name.endswith(".parse") else None
+        if column is None or column not in self.json_kinds:
+            return self.descriptions.get(name, name)
+        wrong = describe_json_type_failure(column, self.types[column], self.json_kinds[column])
+        others = self.report.rule_counts.get(name, 0) - self.json_kind_rows.get(column, 0)
+        if others <= 0:
+            return wrong
+        return f"{self.descriptions.get(name, name)}; {self.json_kind_rows[column]} of them: {wrong}"
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
@@ -124,8 +175,11 @@ class _Checker:
         first_row: int,
         row_numbers: Sequence[int] | np.ndarray | None = None,
         forced: Mapping[str, Sequence[bool]] | None = None,
+        originals: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
-        """Check ``n`` rows; ``forced`` marks rule failures found while reading (e.g. a JSON list in a column)."""
+        """Check ``n`` rows; ``forced`` marks rule failures found while reading (a JSON value of a JSON type its
+        column does not take: ``<col>.parse``, where ``columns`` holds null for it); ``originals`` are the rows as
+        read, for the samples, when ``columns`` holds something else (JSON values rendered as text)."""
         if n == 0:
             return
         masks: dict[str, pa.Array] = {}
@@ -149,6 +203,9 @@ class _Checker:
         for name, flags in (forced or {}).items():
             forced_mask = pa.array(flags, type=pa.bool_())
             masks[name] = pc.or_(masks[name], forced_mask) if name in masks else forced_mask
+            required = name[: -len(".parse")] + ".required" if name.endswith(".parse") else None
+            if required in masks:  # the value is there, of the wrong JSON type: not missing
+                masks[required] = pc.and_(masks[required], pc.invert(forced_mask))
         failing = []
         for name, mask in masks.items():
             count = int(pc.sum(mask).as_py() or 0)
@@ -164,7 +221,10 @@ class _Checker:
             rows = np.flatnonzero(bools(bad))[:need]
             for i in rows.tolist():
                 failed = [name for name, m in masks.items() if self.blocking.get(name, True) and m[i].as_py()]
-                values = {name: _sample_value(arr[i].as_py()) for name, arr in columns.items()}
+                if originals is not None:
+                    values = {name: _sample_value(originals[i].get(name)) for name in columns}
+                else:
+                    values = {name: _sample_value(arr[i].as_py()) for name, arr in columns.items()}
                 number = int(row_numbers[i]) if row_numbers is not None else first_row + i
                 self.report.samples.append({"row": number, "rules": failed, "values": values})
         self._limit_rows()
@@ -301,21 +361,47 @@ def _json_depth_guard(block: bytes, first_line: int, limit: int) -> None:
         raise Rejected(f"nesting depth {deepest} exceeds limit {limit} at line {first_line + int(line[at])}")
 
 
-def _json_text(value: Any, ctype: str) -> tuple[str | None, bool]:
-    """A JSON value → (text for the type parser, type mismatch)."""
+def _json_int_text(number: str) -> str:
+    """A JSON number with a fraction or an exponent → the text of its value for an int column: the digits when the
+    value is whole and within 64 bits, else the number as written (which then fails ``parse``). The value is exact
+    when written without an exponent in at most 38 digits and 38 decimals (how Spark's variant stores a JSON
+    number: a decimal), else the nearest double (Spark: a double)."""
+    if "e" not in number and "E" not in number:
+        exact = Decimal(number)
+        shape = exact.as_tuple()
+        if len(shape.digits) <= DECIMAL_DIGITS and -int(shape.exponent) <= DECIMAL_DIGITS:
+            return str(int(exact)) if exact == exact.to_integral_value() else number
+    value = float(number)
+    if value.is_integer() and INT64_RANGE[0] <= value < INT64_RANGE[1]:
+        return str(int(value))
+    return number
+
+
+def _json_text(value: Any, ctype: str) -> tuple[str | None, str | None]:
+    """A JSON value → (text for the type parser, the value's JSON kind when the column does not take it).
+
+    The rule is ``dropzone.rules.JSON_KINDS`` (docs/validation.md, "JSON Lines"); a refused value has no text.
+    """
     if value is None:
-        return None, False
-    if isinstance(value, str):
-        return value, False
-    if isinstance(value, bool):
-        return ("true" if value else "false"), ctype != "bool"
-    if isinstance(value, int) and ctype in ("int", "double"):
-        return str(value), False
-    if isinstance(value, float) and ctype == "double":
-        return repr(value), False
-    if isinstance(value, float) and ctype == "int" and value.is_integer() and abs(value) < 1e18:
-        return str(int(value)), False
-    return None, True
+        return None, None
+    if type(value) is str:
+        kind = "string"
+    elif isinstance(value, _JsonNumber | int) and not isinstance(value, bool):
+        kind = "number"
+    elif isinstance(value, bool):
+        kind = "bool"
+    else:
+        kind = "array" if isinstance(value, list) else "object"
+    if kind not in JSON_KINDS[ctype]:
+        return None, kind
+    if kind == "string":
+        return value, None
+    if kind == "bool":
+        return ("true" if value else "false"), None
+    if isinstance(value, int):
+        return str(value), None
+    # a fraction or an exponent: a double column reads it as written (the double parser takes JSON's syntax)
+    return (_json_int_text(value) if ctype == "int" else str.__str__(value)), None
 
 
 # JSON types of each contract type for the pyarrow JSON reader: a value of any other JSON type fails the read.
@@ -335,8 +421,9 @@ def _jsonl_fast(block: bytes, types: Mapping[str, str], keys_seen: set[str]) -> 
     Taken only when the answer is provably the per-line one: valid UTF-8, every line one object (row count = line
     count, no blank line), each value of the JSON type its column maps to (pyarrow refuses the block otherwise: a
     number in a string column, ``3.0`` in an int column, ``1`` in a bool column, a repeated key), no key outside the
-    contract (their order of appearance is reported), and every contract key not yet seen in the file non-null in
-    the block (an all-null column cannot tell a null from a missing key).
+    contract (their order of appearance is reported), every contract key not yet seen in the file non-null in
+    the block (an all-null column cannot tell a null from a missing key), and only finite doubles (pyarrow takes
+    ``NaN``/``Infinity``, which are not JSON).
     """
     data = np.frombuffer(block, dtype=np.uint8)
     newline = data == 10
@@ -366,6 +453,11 @@ def _jsonl_fast(block: bytes, types: Mapping[str, str], keys_seen: set[str]) -> 
     unseen = [name for name in types if name not in keys_seen]
     if any(columns[name].null_count == len(columns[name]) for name in unseen):
         return None
+    for name, ctype in types.items():
+        # pyarrow reads NaN and Infinity, which are not JSON (broken lines); 1e400 is JSON (inf): the per-line path
+        values = columns[name]
+        if ctype == "double" and values.null_count < len(values) and not pc.all(pc.is_finite(values)).as_py():
+            return None
     keys_seen.update(unseen)
     return columns
 
@@ -406,6 +498,7 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
         values: dict[str, list[str | None]] = {name: [] for name in types}
         forced: dict[str, list[bool]] = {}
         numbers: list[int] = []
+        originals: list[dict[str, Any]] = []
         lines = block.split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
@@ -414,7 +507,7 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, parse_float=_JsonNumber, parse_constant=_refuse_constant)
             except (ValueError, RecursionError) as e:
                 detail = "not valid UTF-8" if isinstance(e, UnicodeDecodeError) else f"not valid JSON: {e}"
                 checker.invalid_row(number, ROW_JSON, f"line {number} is {detail}")
@@ -424,24 +517,29 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
                 continue
             index = len(numbers)
             numbers.append(number)
+            originals.append(row)
             for key in row:
                 if key not in keys_seen:
                     keys_seen.add(key)
                     if key not in types:
                         extra_seen.append(key)
             for name, ctype in types.items():
-                text, mismatch = _json_text(row.get(name), ctype)
+                text, wrong_kind = _json_text(row.get(name), ctype)
                 values[name].append(text)
-                if mismatch:
+                if wrong_kind is not None:
                     flags = forced.setdefault(f"{name}.parse", [])
                     flags.extend([False] * (index + 1 - len(flags)))
                     flags[index] = True
+                    checker.json_kinds.setdefault(name, set()).add(wrong_kind)
+                    checker.json_kind_rows[name] = checker.json_kind_rows.get(name, 0) + 1
         next_line += len(lines)
         n = len(numbers)
         for flags in forced.values():
             flags.extend([False] * (n - len(flags)))
         arrays = {name: pa.array(v, type=pa.string()) for name, v in values.items()}
-        checker.check(arrays, n, first_row=numbers[0] if numbers else 0, row_numbers=numbers, forced=forced)
+        checker.check(
+            arrays, n, first_row=numbers[0] if numbers else 0, row_numbers=numbers, forced=forced, originals=originals
+        )
         if not chunk:
             break
     if keys_seen:
@@ -573,11 +671,10 @@ def _finish(report: ValidationReport, contract: Contract, checker: _Checker | No
             f"{_pct(report.bad_fraction)} of rows are bad (limit {_pct(limit)}): "
             f"{report.bad_rows} of {report.rows_read}"
         )
-        described = checker.descriptions if checker is not None else {}
         for name, count in sorted(report.rule_counts.items(), key=lambda kv: -kv[1]):
             if name in report.flagged:
                 continue
-            report.reasons.append(f"{name}: {count} rows ({described.get(name, name)})")
+            report.reasons.append(f"{name}: {count} rows ({checker.describe(name) if checker is not None else name})")
 
 
 def validate_stream(

@@ -79,7 +79,57 @@ ODD_LINES: dict[str, list[str]] = {
     "lone surrogate": ['{"order_id": "O1", "review_text": "\\ud800"}'],
     "repeated id": [line(1), line(1)],
     "bad values": [line(1, amount=-5), line(2, order_id="X1"), line(3, order_ts="2025-02-30T00:00:00Z")],
+    "Infinity": ['{"order_id": "O9", "amount": Infinity, "quantity": 1}'],
+    "1e2 and 1000000000000000000.0 in an int column": [
+        line(1).replace('"quantity": 2', '"quantity": 1e2'),
+        line(4).replace('"quantity": 2', '"quantity": 1000000000000000000.0'),
+    ],
+    "object in a timestamp column": [line(1, order_ts={"at": 1})],
+    "number in a timestamp column": [line(1, order_ts=1735689600)],
+    "something after the object": [line(1) + " x", line(2) + "]"],
 }
+
+
+def test_json_values_by_type_on_both_paths(tmp_path: Path, orders: Contract, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN good lines around one odd value per line (docs/validation.md, "JSON Lines": the table of JSON types)
+    odd = [
+        line(1, quantity=3.0),  # a whole number: an int
+        line(2, quantity=2.5),  # quantity.parse
+        line(3, quantity=True),  # quantity.parse
+        line(4, returned=1),  # returned.parse: 1 is a number, not true
+        line(5, returned="1"),  # the text 1 is true
+        line(6, customer_id=5),  # customer_id.parse
+        line(7, amount="12.5"),  # a number as text
+        line(8, amount=None),  # amount.required
+        line(9, review_text=["a"]),  # review_text.parse
+        '{"order_id": "O10", "amount": NaN}',  # not JSON: row.json
+    ]
+    lines = [line(i) for i in range(20, 40)] + odd + [line(i) for i in range(40, 60)]
+    path = tmp_path / "o.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(validator, "_jsonl_fast", lambda *args: None)
+        # WHEN validated
+        report = validate_path(path, orders, uploaded_at=UPLOADED)
+        # THEN each odd value fails one rule, by its JSON type
+        assert report.rule_counts == {
+            "quantity.parse": 2,
+            "returned.parse": 1,
+            "customer_id.parse": 1,
+            "amount.required": 1,
+            "review_text.parse": 1,
+            "row.json": 1,
+        }
+        assert sorted((s["row"], s["rules"]) for s in report.samples) == [
+            (22, ["quantity.parse"]),
+            (23, ["quantity.parse"]),
+            (24, ["returned.parse"]),
+            (26, ["customer_id.parse"]),
+            (28, ["amount.required"]),
+            (29, ["review_text.parse"]),
+            (30, ["row.json"]),
+        ]
 
 
 @pytest.mark.parametrize("block", [1 << 20, 700])

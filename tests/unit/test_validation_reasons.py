@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dropzone.contract import FILE_SUFFIXES, FORMATS, Contract, load_contract
 from dropzone.validation import validate_path
+from dropzone.validation.report import ValidationReport
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 HEADER = "order_id,customer_id,order_ts,product_id,amount,quantity,returned,review_text"
@@ -46,3 +50,69 @@ def test_a_semicolon_delimited_csv_is_told_so_first(tmp_path: Path, orders: Cont
         *(f"missing column {name!r}" for name in orders.column_names),
         f"unexpected column {HEADER.replace(',', ';')!r}",
     ]
+
+
+def _order(i: int, **overrides: Any) -> str:
+    values: dict[str, Any] = {
+        "order_id": f"O{i:08d}",
+        "customer_id": "C000001",
+        "order_ts": "2025-01-01T00:00:00Z",
+        "product_id": "P00001",
+        "amount": 5.5,
+        "quantity": 2,
+        "returned": True,
+        "review_text": "nice",
+    }
+    return json.dumps(values | overrides)
+
+
+def _jsonl(tmp_path: Path, lines: list[str]) -> ValidationReport:
+    path = tmp_path / "o.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return validate_path(path, load_contract(CONTRACTS / "orders.yaml"), uploaded_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_a_json_value_of_the_wrong_type_is_one_parse_failure_told_what_it_got(tmp_path: Path) -> None:
+    # GIVEN a bool and a list where an int belongs, and a number where a string belongs
+    lines = [_order(1), _order(2, quantity=True), _order(3, quantity=["a", 1]), _order(4, customer_id=17)]
+    # WHEN validated
+    report = _jsonl(tmp_path, lines)
+    # THEN each is one parse failure of its column (not "missing" too), described by the JSON types it got
+    assert report.rule_counts == {"quantity.parse": 2, "customer_id.parse": 1}
+    assert report.bad_rows == 3
+    assert "quantity.parse: 2 rows (quantity expected an int, got a bool or an array)" in report.reasons
+    assert "customer_id.parse: 1 rows (customer_id expected a string, got a number)" in report.reasons
+    # and the samples show the values as they were in the file
+    samples = {s["row"]: s for s in report.samples}
+    assert samples[2]["rules"] == ["quantity.parse"]
+    assert samples[2]["values"]["quantity"] is True
+    assert samples[3]["values"]["quantity"] == '["a", 1]'
+    assert samples[4]["rules"] == ["customer_id.parse"]
+    assert samples[4]["values"]["customer_id"] == 17
+
+
+def test_a_number_that_is_not_whole_in_an_int_column_shows_its_value(tmp_path: Path) -> None:
+    # GIVEN 2.5 where an int belongs (3.0 is an int)
+    report = _jsonl(tmp_path, [_order(1, quantity=3.0), _order(2, quantity=2.5), _order(3)])
+    # THEN: one parse failure, no "missing", and the sample shows 2.5, not null
+    assert report.rule_counts == {"quantity.parse": 1}
+    assert "quantity.parse: 1 rows (quantity is not a valid int)" in report.reasons
+    assert report.samples == [{"row": 2, "rules": ["quantity.parse"], "values": json.loads(_order(2, quantity=2.5))}]
+
+
+def test_bad_text_and_wrong_json_types_in_one_column_are_told_apart(tmp_path: Path) -> None:
+    # GIVEN text that is no int, and an object, in the int column
+    report = _jsonl(tmp_path, [_order(1, quantity="x"), _order(2, quantity="y"), _order(3, quantity={"n": 1})])
+    # THEN the reason says both
+    assert report.rule_counts == {"quantity.parse": 3}
+    assert (
+        "quantity.parse: 3 rows (quantity is not a valid int; 1 of them: quantity expected an int, got an object)"
+        in report.reasons
+    )
+
+
+def test_json_null_and_a_missing_key_are_missing(tmp_path: Path) -> None:
+    lines = [_order(1, quantity=None), json.dumps({k: v for k, v in json.loads(_order(2)).items() if k != "quantity"})]
+    report = _jsonl(tmp_path, [*lines, _order(3)])
+    assert report.rule_counts == {"quantity.required": 2}
+    assert "quantity.required: 2 rows (quantity is missing)" in report.reasons
