@@ -42,6 +42,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=0, help="port of the embedded AWS API (default: a free one)")
     up.add_argument("--out", type=Path, default=None, help="working directory (default: local-runs/up-<time>)")
     up.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (template.yaml, contracts/)")
+    up.add_argument(
+        "--contracts", type=Path, default=None, help="DIR of contracts (*.yaml) to deploy instead of the root's"
+    )
     up.add_argument("--poll", type=float, default=2.0, help="seconds between polls of the queues (default 2)")
     up.add_argument(
         "--reconcile-every", type=float, default=60.0, help="seconds between reconciler invocations (default 60)"
@@ -58,6 +61,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, rows: int | None = None) 
     parser.add_argument("--seed", type=int, default=7, help="generator seed")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: local-runs/<time>)")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (template.yaml, contracts/)")
+    parser.add_argument(
+        "--contracts",
+        type=Path,
+        default=None,
+        help="DIR of contracts (*.yaml) to deploy instead of the root's contracts/ (your own datasets; needs --data)",
+    )
     parser.add_argument("--no-bad-file", action="store_true", help="do not add the deliberately bad file")
     parser.add_argument("--no-duplicate", action="store_true", help="do not duplicate one S3 notification")
     parser.add_argument(
@@ -75,6 +84,25 @@ def _check_root(root: Path) -> Path:
         if not (root / needed).exists():
             raise UsageError(f"{root} has no {needed}: run from the repository root or pass --root")
     return root
+
+
+def _check_contracts(folder: Path | None) -> Path | None:
+    """The --contracts folder, resolved; its contracts are parsed (with their references) so a broken one stops
+    the command before anything starts, with the file and field at fault."""
+    from dropzone.contract import ContractError, load_contracts
+
+    if folder is None:
+        return None
+    folder = folder.resolve()
+    if not folder.is_dir():
+        raise UsageError(f"--contracts {folder}: not a folder")
+    if not any(folder.glob("*.yaml")):
+        raise UsageError(f"--contracts {folder}: no *.yaml contracts in it")
+    try:
+        load_contracts(folder)
+    except ContractError as e:
+        raise UsageError(str(e)) from None
+    return folder
 
 
 def run_local(args: argparse.Namespace) -> int:
@@ -97,6 +125,7 @@ def run_local(args: argparse.Namespace) -> int:
         bad_file=not args.no_bad_file,
         duplicate=not args.no_duplicate,
         warm_spark=not args.spark_per_run,
+        contracts_dir=_check_contracts(args.contracts),
     )
     try:
         result = run_pipeline(options, progress=lambda line: print(line, flush=True))
@@ -120,16 +149,17 @@ def up(args: argparse.Namespace) -> int:
     if not (args.poll > 0 and args.reconcile_every > 0):  # also refuses nan
         raise UsageError("--poll and --reconcile-every must be more than 0 seconds")
     root = _check_root(args.root)
+    contracts = _check_contracts(args.contracts)
     work = (args.out or root / "local-runs" / f"up-{stamp()}").resolve()
     try:
         prepare_out_dir(work, None, progress=lambda line: print(line, flush=True), outputs=None)
     except ValueError as e:
         raise UsageError(str(e)) from None
     with embedded_aws(args.port) as aws:
-        local = LocalStack.start(aws, root, work)
+        local = LocalStack.start(aws, root, work, contracts_dir=contracts)
         pipeline = Pipeline(local, progress=lambda line: print(line, flush=True))
         pipeline.emr.start_driver()  # warm before the first file arrives
-        sample = _sample_orders(work / "sample")
+        sample = None if contracts else _sample_orders(work / "sample")  # generated orders fit the shipped contracts
         state = {
             "endpoint_url": aws.endpoint_url,
             "region": aws.region,
@@ -140,7 +170,7 @@ def up(args: argparse.Namespace) -> int:
         state_file = root / STATE_FILE
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2) + "\n")
-        print(_welcome(state, state_file, sample), flush=True)
+        print(_welcome(state, state_file, sample, sorted(local.contracts)), flush=True)
         last_reconcile = time.monotonic()
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
         try:
@@ -176,28 +206,36 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
-def _welcome(state: dict[str, str], state_file: Path, sample: Path) -> str:
+def _welcome(state: dict[str, str], state_file: Path, sample: Path | None, datasets: list[str]) -> str:
+    """What to do next: the endpoint and bucket, and a file to drop (``sample``: a generated orders file; None with
+    the user's own contracts: then the datasets they define)."""
     endpoint, bucket = state["endpoint_url"], state["data_bucket"]
     credentials = "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
     env = f"AWS_ENDPOINT_URL={endpoint} {credentials} AWS_REGION={state['region']}"
-    file = _shown(sample)
+    file = _shown(sample) if sample is not None else "<your file>"
+    dataset = "orders" if sample is not None else datasets[0]
+    lines = [
+        "",
+        f"local stack {state['stack_name']} is up (state in {state_file}); Ctrl-C stops it",
+        f"  endpoint: {endpoint}",
+        f"  bucket:   {bucket}  (drop files under incoming/<dataset>/)",
+        f"  ledger:   {state['ledger_table']}",
+        f"  datasets: {', '.join(datasets)}",
+    ]
+    if sample is not None:
+        lines.append(f"  sample:   {_shown(sample.parent.parent)}  (generated orders, products, customers)")
     return "\n".join(
         [
-            "",
-            f"local stack {state['stack_name']} is up (state in {state_file}); Ctrl-C stops it",
-            f"  endpoint: {endpoint}",
-            f"  bucket:   {bucket}  (drop files under incoming/<dataset>/)",
-            f"  ledger:   {state['ledger_table']}",
-            f"  sample:   {_shown(sample.parent.parent)}  (generated orders, products, customers)",
+            *lines,
             "",
             "try, in another shell:",
             f"  export {env}",
-            f"  aws s3 cp {shlex.quote(file)} s3://{bucket}/incoming/orders/",
+            f"  aws s3 cp {shlex.quote(file) if sample is not None else file} s3://{bucket}/incoming/{dataset}/",
             f"  aws s3 ls s3://{bucket}/reports/ --recursive",
             "  dropzone status",
             "or with boto3:",
             f"  s3 = boto3.client('s3', endpoint_url='{endpoint}')",
-            f"  s3.upload_file({file!r}, '{bucket}', 'incoming/orders/x.csv')",
+            f"  s3.upload_file({file!r}, '{bucket}', 'incoming/{dataset}/x.csv')",
             "",
         ]
     )

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,11 @@ def _module(path: Path, name: str) -> ModuleType:
     return module
 
 
-def publish_assets(aws: EmbeddedAws, stack: Stack, root: Path, work_dir: Path) -> dict[str, str]:
-    """Serve every custom resource whose function ships ``build_assets.py``; returns their Data."""
+def publish_assets(
+    aws: EmbeddedAws, stack: Stack, root: Path, work_dir: Path, contracts_dir: Path | None = None
+) -> dict[str, str]:
+    """Serve every custom resource whose function ships ``build_assets.py``; returns their Data. ``contracts_dir``:
+    the contracts published are that folder's ``*.yaml`` instead of ``<root>/contracts``'s."""
     data: dict[str, str] = {}
     for custom in stack.custom_resources:
         if custom.function is None or custom.function not in stack.functions:
@@ -48,6 +52,11 @@ def publish_assets(aws: EmbeddedAws, stack: Stack, root: Path, work_dir: Path) -
             raise StackError(f"{custom.logical_id} ({custom.type}): the local runtime cannot serve it")
         assets_dir = work_dir / "assets"
         _module(builder, f"dropzone_local_build_{custom.logical_id}").build_assets(root, assets_dir)
+        if contracts_dir is not None and (assets_dir / "contracts").is_dir():
+            shutil.rmtree(assets_dir / "contracts")
+            (assets_dir / "contracts").mkdir()
+            for path in sorted(contracts_dir.glob("*.yaml")):
+                shutil.copyfile(path, assets_dir / "contracts" / path.name)
         handler_module = function.handler.rpartition(".")[0]
         app = _module(function.code_dir / f"{handler_module}.py", f"dropzone_local_custom_{custom.logical_id}")
         event = {

@@ -35,6 +35,11 @@ class RunOptions:
     duplicate: bool = True
     cores: int = 2
     warm_spark: bool = True  # one warm local Spark driver for every job run (False: spark-submit per run)
+    contracts_dir: Path | None = None  # the contracts to deploy instead of <root>/contracts (needs data_dir)
+
+    @property
+    def contracts(self) -> Path:
+        return self.contracts_dir or self.root / "contracts"
 
 
 @dataclass
@@ -159,8 +164,12 @@ def prepare_out_dir(
 def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
     """Run everything; the returned result holds what the summary and the report show."""
     started = time.perf_counter()
+    if options.contracts_dir is not None and options.data_dir is None:
+        raise ValueError(
+            f"--contracts {options.contracts_dir} needs --data: generated data fits only the shipped orders contracts"
+        )
     if options.data_dir is not None:  # bad input is refused before anything starts
-        producer_files(options.data_dir, load_contracts(options.root / "contracts"))
+        producer_files(options.data_dir, load_contracts(options.contracts))
     prepare_out_dir(options.out_dir, options.data_dir, progress)
     with embedded_aws() as aws, contextlib.ExitStack() as cleanup:
         work = options.out_dir / "work"
@@ -171,7 +180,9 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
             host.start()
         clock = Clock()
         with clock.stage("deploy"):
-            local = LocalStack.start(aws, options.root, work, options.template, options.stack_name)
+            local = LocalStack.start(
+                aws, options.root, work, options.template, options.stack_name, contracts_dir=options.contracts_dir
+            )
         stack = local.stack
         progress(
             f"deploy   | {stack.name}: {len(stack.resources)} resources, {len(stack.functions)} functions, "

@@ -72,14 +72,17 @@ class LocalStack:
         template: Path | None = None,
         stack_name: str = "dropzone-local",
         parameters: dict[str, str] | None = None,
+        contracts_dir: Path | None = None,
     ) -> LocalStack:
-        """Deploy the template and publish its assets (the custom resource), as `sam deploy` would."""
+        """Deploy the template and publish its assets (the custom resource), as `sam deploy` would; the contracts
+        from ``contracts_dir`` when given, else ``<root>/contracts``."""
+        contracts = load_contracts(contracts_dir or root / "contracts")  # a broken contract stops before the deploy
         work_dir.mkdir(parents=True, exist_ok=True)
         chatter = io.StringIO()
         with contextlib.redirect_stdout(chatter):  # moto prints Docker probes while creating functions
             stack = deploy(aws, template or root / "template.yaml", stack_name, parameters)
-        publish_assets(aws, stack, root, work_dir)
-        return cls(aws, stack, root, work_dir, load_contracts(root / "contracts"))
+        publish_assets(aws, stack, root, work_dir, contracts_dir)
+        return cls(aws, stack, root, work_dir, contracts)
 
 
 class Pipeline:

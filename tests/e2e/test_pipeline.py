@@ -238,3 +238,80 @@ def s3_notifications_queue(local: LocalStack) -> str:
     url = subscribe_notifications(local)
     assert url is not None
     return url
+
+
+PINGS = """\
+dataset: pings
+description: Device heartbeats, one row per ping.
+formats: [jsonl]
+entity: device_id
+timestamp: ping_ts
+columns:
+  ping_id:   {type: string, required: true, unique: true}
+  device_id: {type: string, required: true, regex: '^D[0-9]{4}$'}
+  ping_ts:   {type: timestamp, required: true}
+  battery:   {type: double, required: true, min: 0, max: 100}
+batching: {min_files: 2, max_wait: 5m}
+features:
+  windows: [30, 90]
+  aggregations:
+    - {column: ping_id, functions: [count]}
+    - {column: battery, functions: [mean, min]}
+label: {kind: active_in_horizon, name: pings_next_30d, horizon_days: 30}
+training:
+  algorithm: xgboost
+  hyperparameters: {max_depth: 3, eta: 0.3, num_round: 20}
+  gate: {metric: auc, margin: 0.0, when_not_better: pending}
+"""
+
+
+def _pings(data: Path, days: int = 200, devices: int = 120) -> None:
+    """Two JSON Lines files of pings: device i pings every (i % 7 + 1) days and stops for good after day
+    ``days * (i % 5 + 1) / 5``, so recent activity tells who is still pinging."""
+    end = datetime(2026, 11, 1)
+    lines: list[str] = []
+    for i in range(devices):
+        last = days * (i % 5 + 1) // 5
+        for day in range(0, last, i % 7 + 1):
+            ts = end - timedelta(days=days - day, hours=i % 24)
+            row = {"ping_id": f"p{i}-{day}", "device_id": f"D{i:04d}", "ping_ts": ts.isoformat() + "Z"}
+            lines.append(json.dumps({**row, "battery": float(100 - day % 100)}))
+    (data / "pings").mkdir(parents=True)
+    half = len(lines) // 2
+    (data / "pings" / "a.jsonl").write_text("\n".join(lines[:half]) + "\n")
+    (data / "pings" / "b.jsonl").write_text("\n".join(lines[half:]) + "\n")
+
+
+def test_your_own_contracts_are_deployed_instead_of_the_shipped_ones_and_run_end_to_end(tmp_path: Path) -> None:
+    # GIVEN a contracts folder holding one dataset of a user's own (no orders, no reference data) and its files
+    mine = tmp_path / "contracts"
+    mine.mkdir()
+    (mine / "pings.yaml").write_text(PINGS)
+    data = tmp_path / "data"
+    _pings(data)
+
+    # WHEN the pipeline runs with those contracts
+    lines: list[str] = []
+    run = run_pipeline(
+        RunOptions(root=ROOT, out_dir=tmp_path / "out", data_dir=data, contracts_dir=mine, duplicate=False),
+        progress=lines.append,
+    )
+
+    # THEN only that contract was published, its files went through a feature run, and the deliberate bad file
+    # (written for its contract: JSON Lines, lacking its unique column) was quarantined for that
+    assert sorted(k for k in run.bucket_keys if k.startswith("assets/contracts/")) == ["assets/contracts/pings.yaml"]
+    files = _files(run)
+    assert {k: i["status"] for k, i in files.items() if k != run.bad_key} == {
+        "incoming/pings/a.jsonl": "DONE",
+        "incoming/pings/b.jsonl": "DONE",
+    }
+    assert str(run.bad_key).startswith("incoming/pings/") and str(run.bad_key).endswith(".jsonl")
+    assert files[str(run.bad_key)]["status"] == "QUARANTINED"
+    assert "ping_id" in json.dumps(files[str(run.bad_key)]["reasons"])
+    # AND its features came from its own feature section, and a model was trained and registered in its own group
+    assert [r.state for r in run.emr_runs] == ["SUCCESS"]
+    columns = {f["name"] for f in run.features["pings"]["features"]}
+    assert {"ping_id_count_30d", "battery_mean_90d", "battery_min_30d"} <= columns
+    assert not any(c.startswith(("amount", "order_id", "category")) for c in columns)
+    assert [t.status for t in run.training_jobs] == ["Completed"]
+    assert len(run.model_packages["dropzone-pings"]) == 1

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dropzone.cli import main
 from dropzone.commands.local import _sample_orders, _welcome
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -102,7 +105,7 @@ def test_local_up_names_a_file_that_exists(tmp_path: Path, monkeypatch: pytest.M
         "stack_name": "dropzone-local",
     }
     # WHEN the welcome is written
-    welcome = _welcome(state, tmp_path / ".dropzone" / "local.json", sample)
+    welcome = _welcome(state, tmp_path / ".dropzone" / "local.json", sample, ["customers", "orders", "products"])
     # THEN the AWS CLI and boto3 lines name that file, which exists and holds orders
     (cp,) = [line for line in welcome.splitlines() if "aws s3 cp" in line]
     (upload,) = [line for line in welcome.splitlines() if "upload_file(" in line]
@@ -110,3 +113,47 @@ def test_local_up_names_a_file_that_exists(tmp_path: Path, monkeypatch: pytest.M
     assert file == "up/sample/orders/orders-001.csv"
     assert f"upload_file('{file}'" in upload
     assert (tmp_path / file).read_text().startswith('"order_id","customer_id","order_ts"')
+
+
+def test_local_up_with_your_own_contracts_names_their_datasets_not_a_generated_orders_file(tmp_path: Path) -> None:
+    state = {
+        "endpoint_url": "http://127.0.0.1:4566",
+        "region": "us-east-1",
+        "data_bucket": "bucket",
+        "ledger_table": "ledger",
+        "stack_name": "dropzone-local",
+    }
+    welcome = _welcome(state, tmp_path / "local.json", None, ["pages", "sessions"])
+    assert "  datasets: pages, sessions" in welcome.splitlines()
+    assert "sample" not in welcome
+    (cp,) = [line for line in welcome.splitlines() if "aws s3 cp" in line]
+    assert cp.strip() == "aws s3 cp <your file> s3://bucket/incoming/pages/"
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        (lambda d: None, ["--data", "."], "--contracts {d}: not a folder"),
+        (lambda d: d.mkdir(), ["--data", "."], "--contracts {d}: no *.yaml contracts in it"),
+        (
+            lambda d: (d.mkdir(), (d / "pings.yaml").write_text("dataset: pings\ncolumns: {}\n")),
+            ["--data", "."],
+            "pings.yaml: ",
+        ),
+        (
+            lambda d: (d.mkdir(), (d / "products.yaml").write_text((ROOT / "contracts" / "products.yaml").read_text())),
+            [],
+            "--contracts {d} needs --data: generated data fits only the shipped orders contracts",
+        ),
+    ],
+)
+def test_local_run_refuses_a_contracts_folder_it_cannot_use_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, extra: list[str], message: str
+) -> None:
+    folder = tmp_path / "mine"
+    make(folder)
+    out = tmp_path / "out"
+    code = main(["local", "run", "--root", str(ROOT), "--contracts", str(folder), "--out", str(out), *extra])
+    assert code == 2
+    assert message.format(d=folder) in capsys.readouterr().err
+    assert not out.exists()
