@@ -305,7 +305,8 @@ def test_your_own_contracts_are_deployed_instead_of_the_shipped_ones_and_run_end
         "incoming/pings/a.jsonl": "DONE",
         "incoming/pings/b.jsonl": "DONE",
     }
-    assert str(run.bad_key).startswith("incoming/pings/") and str(run.bad_key).endswith(".jsonl")
+    assert str(run.bad_key).startswith("incoming/pings/")
+    assert str(run.bad_key).endswith(".jsonl")
     assert files[str(run.bad_key)]["status"] == "QUARANTINED"
     assert "ping_id" in json.dumps(files[str(run.bad_key)]["reasons"])
     # AND its features came from its own feature section, and a model was trained and registered in its own group
