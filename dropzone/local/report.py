@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -70,12 +71,20 @@ def _label_balance(label: dict[str, Any]) -> str:
     return ""
 
 
+def usd(amount: float) -> str:
+    """``$0.0139``; a cost below a cent keeps two significant digits (``$0.000032``: 1 s of ml.m5.large), not
+    ``$0.0000``."""
+    if 0 < abs(amount) < 0.01:
+        return f"${amount:.{max(4, 1 - math.floor(math.log10(abs(amount))))}f}"
+    return f"${amount:.4f}"
+
+
 def _training_bill(item: dict[str, Any] | None) -> str:
     """ ", billed <seconds> s on <instances> = $<cost>" from a training job's ledger item, when it was recorded."""
     if not item or item.get("billable_seconds") is None:
         return ""
     cost = item.get("cost_usd")
-    price = f"${float(cost):.4f} at list price" if cost is not None else str(item.get("cost_note") or "no price")
+    price = f"{usd(float(cost))} at list price" if cost is not None else str(item.get("cost_note") or "no price")
     return f", billed {int(item['billable_seconds'])} s on {item.get('instances')} = {price}"
 
 
@@ -149,6 +158,8 @@ def summary_lines(result: RunResult) -> list[str]:
             base = f" vs baseline {baseline:.4f}" if baseline is not None else ""
             lines.append(f"  model    |   {metric} {value:.4f}{base}")
     for group, packages in result.model_packages.items():
+        if not packages and not any(group.endswith(f"-{dataset}") for dataset in result.ledger):
+            continue  # a group of the template for a dataset this run never saw (own contracts: --contracts)
         states = ", ".join(f"v{p['version']} {p['status']}" for p in packages) or "no model registered"
         lines.append(f"  registry | {group}: {states}")
     for note in result.notifications:
@@ -158,7 +169,7 @@ def summary_lines(result: RunResult) -> list[str]:
     priced = [float(i["cost_usd"]) for i in billed.values() if i.get("cost_usd") is not None]
     if billed:
         lines.append(
-            f"  cost     | SageMaker training ${sum(priced):.4f} for {len(priced)} job(s) at list prices"
+            f"  cost     | SageMaker training {usd(sum(priced))} for {len(priced)} job(s) at list prices"
             + (f" ({len(billed) - len(priced)} without a price)" if len(priced) < len(billed) else "")
         )
     stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.clock.seconds.items())
