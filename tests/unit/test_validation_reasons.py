@@ -116,3 +116,25 @@ def test_json_null_and_a_missing_key_are_missing(tmp_path: Path) -> None:
     report = _jsonl(tmp_path, [*lines, _order(3)])
     assert report.rule_counts == {"quantity.required": 2}
     assert "quantity.required: 2 rows (quantity is missing)" in report.reasons
+
+
+def test_a_rule_the_validator_cannot_compile_fails_loudly_instead_of_quarantining_the_file(
+    tmp_path: Path, orders: Contract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a good file and a rule list holding a kind the pyarrow compiler does not know (a bug of ours, e.g. the
+    # shared rules module newer than the compiler)
+    from dropzone import rules
+    from dropzone.validation import validator
+
+    path = tmp_path / "o.csv"
+    path.write_text(HEADER + "\n" + ROW + "\n")
+
+    class Stray(rules.RowRule):
+        def describe(self) -> str:
+            return "is stray"
+
+    stray = Stray("amount.stray", "amount", "stray", None, True)  # type: ignore[arg-type]
+    monkeypatch.setattr(validator, "row_rules", lambda *a, **k: [*rules.row_rules(*a, **k), stray])
+    # WHEN it is validated THEN the error is raised, not turned into "file cannot be read as csv" for the producer
+    with pytest.raises(NotImplementedError, match="no pyarrow compiler for rule kind 'stray'"):
+        validate_path(path, orders)
