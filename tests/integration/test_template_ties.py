@@ -46,10 +46,12 @@ IMPLIED: Mapping[str, tuple[str, ...]] = {
     # (not 403) only to a caller that also holds s3:ListBucket on the bucket (S3 GetObject/HeadObject reference).
     "s3:GetObject": ("s3:GetObjectVersion", "s3:ListBucket"),
 }
-# Functions whose code takes S3's 404 for a missing key as an answer rather than a failure, with where: their
-# roles need s3:ListBucket on the bucket, unconditioned (GetObject/HeadObject requests carry no s3:prefix).
+# Roles whose code takes S3's 404 for a missing key as an answer rather than a failure, with where: they
+# need s3:ListBucket on the bucket, unconditioned (GetObject/HeadObject requests carry no s3:prefix).
 MISSING_KEY_IS_AN_ANSWER: Mapping[str, str] = {
     "IngestFunction": "ContractStore.get (no contract yet: SKIPPED) and Ingestor._head (object deleted: GONE)",
+    # not a function: the Spark job's role (Hadoop FileSystem.exists on S3 is a HEAD first)
+    "EmrJobRole": "spark_app.curate.table_exists (curated/<dataset> before its first run) and output paths",
 }
 # Encryption with the optional customer key (KmsKeyArn): S3 needs these for the caller when the key is set.
 KMS_ACTIONS = frozenset({"kms:Decrypt", "kms:GenerateDataKey"})
@@ -464,10 +466,11 @@ def test_kept_resources_with_fixed_names_do_not_survive_a_failed_first_deploy() 
 @pytest.mark.parametrize("logical_id", sorted(MISSING_KEY_IS_AN_ANSWER))
 def test_functions_that_expect_404_for_missing_keys_hold_list_bucket(logical_id: str) -> None:
     """Without s3:ListBucket, S3 answers a GetObject/HeadObject of a missing key with 403 AccessDenied: the file of
-    a dataset without a contract would fail five times and land in the DLQ instead of being SKIPPED."""
+    a dataset without a contract would fail five times and land in the DLQ instead of being SKIPPED, and a dataset's
+    first Spark run would fail asking whether its curated table exists."""
     grants = [
         s
-        for s in function_statements(logical_id)
+        for s in all_role_statements()[logical_id]
         if s["Effect"] == "Allow"
         and "s3:ListBucket" in as_list(s["Action"])
         and {"Fn::GetAtt": ["DataBucket", "Arn"]} in as_list(s["Resource"])
