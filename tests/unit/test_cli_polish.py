@@ -13,6 +13,14 @@ from dropzone.cli import main
 from dropzone.commands.local import _sample_orders, _welcome
 
 ROOT = Path(__file__).resolve().parents[2]
+# what `local up` writes to .dropzone/local.json, as its welcome reads it
+STATE = {
+    "endpoint_url": "http://127.0.0.1:4566",
+    "region": "us-east-1",
+    "data_bucket": "bucket",
+    "ledger_table": "ledger",
+    "stack_name": "dropzone-local",
+}
 
 
 def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -97,15 +105,8 @@ def test_local_up_names_a_file_that_exists(tmp_path: Path, monkeypatch: pytest.M
     # GIVEN the sample `local up` generates in its working directory
     monkeypatch.chdir(tmp_path)
     sample = _sample_orders(tmp_path / "up" / "sample")
-    state = {
-        "endpoint_url": "http://127.0.0.1:4566",
-        "region": "us-east-1",
-        "data_bucket": "bucket",
-        "ledger_table": "ledger",
-        "stack_name": "dropzone-local",
-    }
     # WHEN the welcome is written
-    welcome = _welcome(state, tmp_path / ".dropzone" / "local.json", sample, ["customers", "orders", "products"])
+    welcome = _welcome(STATE, tmp_path / ".dropzone" / "local.json", sample, ["customers", "orders", "products"])
     # THEN the AWS CLI and boto3 lines name that file, which exists and holds orders
     (cp,) = [line for line in welcome.splitlines() if "aws s3 cp" in line]
     (upload,) = [line for line in welcome.splitlines() if "upload_file(" in line]
@@ -116,14 +117,7 @@ def test_local_up_names_a_file_that_exists(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_local_up_with_your_own_contracts_names_their_datasets_not_a_generated_orders_file(tmp_path: Path) -> None:
-    state = {
-        "endpoint_url": "http://127.0.0.1:4566",
-        "region": "us-east-1",
-        "data_bucket": "bucket",
-        "ledger_table": "ledger",
-        "stack_name": "dropzone-local",
-    }
-    welcome = _welcome(state, tmp_path / "local.json", None, ["pages", "sessions"])
+    welcome = _welcome(STATE, tmp_path / "local.json", None, ["pages", "sessions"])
     assert "  datasets: pages, sessions" in welcome.splitlines()
     assert "sample" not in welcome
     (cp,) = [line for line in welcome.splitlines() if "aws s3 cp" in line]
