@@ -704,3 +704,22 @@ def test_sagemaker_role_can_pull_the_image_the_training_request_names() -> None:
     assert len(pulls) == 1
     assert pulls[0]["Resource"]["Fn::Sub"].endswith(f":repository/{repository}")
     assert SAGEMAKER_TRUST in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+
+
+def test_pre_initialized_workers_are_the_size_each_run_asks_for() -> None:
+    """EMR Serverless gives a run its warm workers only when the run's driver and executors fit them: warm workers
+    smaller than the job's Spark sizing are billed while the application is up and never used."""
+    from dropzone.batching import spark_submit_parameters
+    from dropzone.local.emr import sizing
+
+    (app,) = resources("AWS::EMRServerless::Application").values()
+    initial = app["Properties"]["InitialCapacity"]["Fn::If"]
+    assert initial[0] == "HasPreInitializedCapacity"
+    warm = {entry["Key"]: entry["Value"]["WorkerConfiguration"] for entry in initial[1]}
+    # the sizing of a small batch and of one as large as the application allows: the worker size is the same
+    for batch_bytes in (1, 50 * 2**30):
+        words = spark_submit_parameters(batch_bytes, 64, None).split()
+        conf = dict(w.split("=", 1) for w in words if "=" in w)
+        asked = sizing(conf)
+        assert warm["Driver"] == {"Cpu": f"{asked.driver_vcpu:g} vCPU", "Memory": f"{asked.driver_gb:g} GB"}
+        assert warm["Executor"] == {"Cpu": f"{asked.executor_vcpu:g} vCPU", "Memory": f"{asked.executor_gb:g} GB"}
