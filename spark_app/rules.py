@@ -23,7 +23,7 @@ from dropzone.rules import JSON_KINDS, TEXT_PATTERNS, TRUE_TEXT, RowRule, row_ru
 from spark_app.io import BAD_JSON_LINE, CORRUPT, SPARK_TYPES, json_kind_column
 
 BAD = "_bad"
-MALFORMED = "row.malformed"  # a line Spark could not split into the header's fields
+ROW_COLUMNS = "row.columns"  # a CSV line Spark could not split into the header's fields (the validator's name)
 ROW_JSON = "row.json"  # a JSON Lines line that is not one JSON object (the validator's name)
 
 
@@ -86,11 +86,11 @@ def compile_rules(text_rows: DataFrame, contract: Contract, uploaded_at: datetim
     kinds = {name: F.col(json_kind_column(name)) for name in types}
     wrong = {name: F.coalesce(~kinds[name].isin(list(JSON_KINDS[t])), F.lit(False)) for name, t in types.items()}
     bad_json = F.col(BAD_JSON_LINE).isNotNull()
-    flags: dict[str, Column] = {MALFORMED: F.col(CORRUPT).isNotNull(), ROW_JSON: bad_json}
+    flags: dict[str, Column] = {ROW_COLUMNS: F.col(CORRUPT).isNotNull(), ROW_JSON: bad_json}
     for rule in rules:
         condition = _condition(rule, F.col(rule.column), typed[rule.column], types[rule.column], wrong[rule.column])
         flags[rule.name] = condition & ~bad_json  # a broken line is row.json only
-    blocking = (MALFORMED, ROW_JSON, *[r.name for r in rules if r.blocking])
+    blocking = (ROW_COLUMNS, ROW_JSON, *[r.name for r in rules if r.blocking])
     names = {name: f"_rule{i}" for i, name in enumerate(flags)}
     hidden = {CORRUPT, BAD_JSON_LINE, *[json_kind_column(name) for name in types]}
     bad = F.lit(False)

@@ -89,3 +89,23 @@ def test_typed_values_of_good_rows(spark: SparkSession, tmp_path: Path) -> None:
     assert got["O0000002"]["returned"] is True
     assert got["O0000003"]["returned"] is False
     assert got["O0000003"]["quantity"] == 1000
+
+
+def test_a_csv_row_with_the_wrong_number_of_fields_is_named_as_by_the_validator(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # GIVEN a CSV file with a row short of a field, one with a field too many, and a good one
+    path = tmp_path / "orders.csv"
+    good = ROWS[0]
+    short = "O0000020,C000001,2026-01-01T10:00:00Z,P00001,10.5,1,true"
+    long = "O0000021,C000001,2026-01-01T10:00:00Z,P00001,10.5,1,true,fine,extra"
+    path.write_text("\n".join([HEADER, good, short, long]) + "\n")
+    contract = load_contracts(CONTRACTS)["orders"]
+    report = validate_path(path, contract, uploaded_at=UPLOADED)
+    # WHEN the Spark job reads it and applies the rules
+    batch = Batch("orders", "b", 1, (BatchFile(str(path), "csv"),))
+    compiled = compile_rules(read_batch(spark, contract, batch), contract, uploaded_at=UPLOADED)
+    rows, bad, failures = failure_counts(compiled.frame.agg(*failure_count_columns(compiled)).collect()[0], compiled)
+    # THEN both drop the two rows under one name, row.columns, and nothing else
+    assert report.rule_counts == {"row.columns": 2}
+    assert (rows, bad, failures) == (3, 2, {"row.columns": 2})
