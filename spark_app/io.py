@@ -236,17 +236,8 @@ def _read_json_lines(spark: SparkSession, contract: Contract, paths: list[str]) 
     # Wrapped in [ ]: parse_json ignores what follows the first value, but inside an array that is a syntax error
     # (or a second element); an object line must also end with } (else "{...}] x" would pass).
     wrapped = F.try_parse_json(F.concat(F.lit("["), text, F.lit("]")))
-    # A ] of the line at depth 0 closes the wrapper early and hides what follows ('{...}] {}' parses as [{...}]).
-    # Wrapped again with a last element, that line still closes at the same place, before it: [{...}] without the
-    # 0. Only lines holding a ] need the second parse.
-    closed = F.try_parse_json(F.concat(F.lit("["), text, F.lit(",0]")))
-    to_the_end = (F.try_variant_get(closed, "$[1]", "int") == F.lit(0)) & F.try_variant_get(
-        closed, "$[2]", "variant"
-    ).isNull()
-    whole = F.when(text.contains("]"), F.coalesce(to_the_end, F.lit(False))).otherwise(F.lit(True))
-    object_line = F.is_valid_utf8(line) & trimmed.startswith("{") & trimmed.endswith("}")
     rows = lines.select(
-        F.when(object_line & whole, wrapped).alias("_wrapped"),
+        F.when(F.is_valid_utf8(line) & trimmed.startswith("{") & trimmed.endswith("}"), wrapped).alias("_wrapped"),
         line.alias("_line"),
         F.col("_metadata.file_path").alias("_source_uri"),
     )
