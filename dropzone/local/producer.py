@@ -14,7 +14,6 @@ import hashlib
 import importlib.util
 import io
 import json
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +50,7 @@ def publish_assets(
         if not builder.is_file():
             raise StackError(f"{custom.logical_id} ({custom.type}): the local runtime cannot serve it")
         assets_dir = work_dir / "assets"
-        _module(builder, f"dropzone_local_build_{custom.logical_id}").build_assets(root, assets_dir)
-        if contracts_dir is not None and (assets_dir / "contracts").is_dir():
-            shutil.rmtree(assets_dir / "contracts")
-            (assets_dir / "contracts").mkdir()
-            for path in sorted(contracts_dir.glob("*.yaml")):
-                shutil.copyfile(path, assets_dir / "contracts" / path.name)
+        _module(builder, f"dropzone_local_build_{custom.logical_id}").build_assets(root, assets_dir, contracts_dir)
         handler_module = function.handler.rpartition(".")[0]
         app = _module(function.code_dir / f"{handler_module}.py", f"dropzone_local_custom_{custom.logical_id}")
         event = {

@@ -95,17 +95,18 @@ def training_tarball(root: Path) -> bytes:
     return out.getvalue()
 
 
-def contract_files(root: Path) -> list[Path]:
-    """Every contracts/*.yaml, each parsed with dropzone.contract so a broken contract fails the build."""
-    paths = sorted((root / "contracts").glob("*.yaml"))
+def contract_files(folder: Path) -> list[Path]:
+    """Every ``folder/*.yaml``, each parsed with dropzone.contract so a broken contract fails the build."""
+    paths = sorted(folder.glob("*.yaml"))
     if not paths:
-        raise AssetError(f"{root / 'contracts'}: no *.yaml contracts")
-    load_contracts(root / "contracts")  # references between datasets are resolved too
+        raise AssetError(f"{folder}: no *.yaml contracts")
+    load_contracts(folder)  # references between datasets are resolved too
     return paths
 
 
-def build_assets(root: Path, out: Path) -> list[str]:
-    """Write every asset under ``out`` (replacing it); returns the relative keys written, sorted."""
+def build_assets(root: Path, out: Path, contracts: Path | None = None) -> list[str]:
+    """Write every asset under ``out`` (replacing it); returns the relative keys written, sorted. ``contracts``:
+    the folder of contracts to publish (default ``<root>/contracts``; the local runtime's ``--contracts``)."""
     entry_point = root / "spark_app" / "main.py"
     if not entry_point.is_file():
         raise AssetError(f"{entry_point}: missing, it is the Spark entry point")
@@ -116,7 +117,7 @@ def build_assets(root: Path, out: Path) -> list[str]:
         SPARK_PY_FILES: spark_zip(root),
         TRAINING_SOURCE: training_tarball(root),
     }
-    for path in contract_files(root):
+    for path in contract_files(contracts or root / "contracts"):
         written[f"{CONTRACTS_DIR}/{path.name}"] = path.read_bytes()
     for key, data in written.items():
         target = out / key
