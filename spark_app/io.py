@@ -235,13 +235,25 @@ def _read_json_lines(spark: SparkSession, contract: Contract, paths: list[str]) 
     trimmed = F.btrim(text, F.lit(_JSON_SPACE))
     # Wrapped in [ ]: parse_json ignores what follows the first value, but inside an array that is a syntax error
     # (or a second element); an object line must also end with } (else "{...}] x" would pass).
-    wrapped = F.try_parse_json(F.concat(F.lit("["), text, F.lit("]")))
+    object_line = F.is_valid_utf8(line) & trimmed.startswith("{") & trimmed.endswith("}")
+    # A ] of the line at depth 0 closes the wrapper early and hides what follows ('{...}] {}' parses as [{...}]).
+    # Wrapped again with a last element, such a line still closes at the same place, before it: [{...}] without the
+    # 0. Only lines holding a ] are parsed twice; each parse is a column of its own step (computed once per line).
     rows = lines.select(
-        F.when(F.is_valid_utf8(line) & trimmed.startswith("{") & trimmed.endswith("}"), wrapped).alias("_wrapped"),
+        F.when(object_line, F.try_parse_json(F.concat(F.lit("["), text, F.lit("]")))).alias("_wrapped"),
+        F.when(object_line & text.contains("]"), F.try_parse_json(F.concat(F.lit("["), text, F.lit(",0]")))).alias(
+            "_closed"
+        ),
+        (object_line & text.contains("]")).alias("_bracket"),
         line.alias("_line"),
         F.col("_metadata.file_path").alias("_source_uri"),
     )
-    one = F.col("_wrapped").isNotNull() & F.try_variant_get(F.col("_wrapped"), "$[1]", "variant").isNull()
+    closed = F.col("_closed")
+    to_the_end = (F.try_variant_get(closed, "$[1]", "int") == F.lit(0)) & F.try_variant_get(
+        closed, "$[2]", "variant"
+    ).isNull()
+    whole = ~F.col("_bracket") | F.coalesce(to_the_end, F.lit(False))
+    one = F.col("_wrapped").isNotNull() & F.try_variant_get(F.col("_wrapped"), "$[1]", "variant").isNull() & whole
     rows = rows.select(F.when(one, F.col("_wrapped")).alias("_wrapped"), "_line", "_source_uri")
     names = contract.column_names
     rows = rows.select(

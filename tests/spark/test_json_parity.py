@@ -126,6 +126,11 @@ ODD_LINES: list[tuple[str, list[str]]] = [
     # a repeated key keeps its last value
     (json.dumps({"id": "x13", **GOOD})[:-1] + ', "i": "bad"}', ["i.parse"]),
     (json.dumps({"id": "x14", **GOOD}).replace('"i": 5', '"i": [1], "i": 5'), []),
+    # a ] that would close a wrapping array early, with more after it
+    (json.dumps({"id": "x16", **GOOD}) + " ] {}", ["row.json"]),
+    (json.dumps({"id": "x17", **GOOD}) + ', 0] x {"id": "x18"}', ["row.json"]),
+    # a ] inside a string is text
+    (json.dumps({"id": "x19", **{**GOOD, "s": "a] {}"}}), []),
     # surrounding whitespace is fine
     ("  \t" + json.dumps({"id": "x15", **GOOD}) + " \r", []),
 ]
