@@ -38,5 +38,7 @@ def run(args: argparse.Namespace) -> int:
         result = generate(args.out, args.rows, seed=args.seed, files=args.files, end_date=args.end_date)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    except OSError as e:  # e.g. --out names a file, or a folder this user cannot write
+        raise UsageError(f"--out {args.out}: cannot write there: {e.strerror or e} ({e.filename})") from None
     print(json.dumps(result, indent=2))
     return 0

@@ -56,6 +56,15 @@ def test_a_bad_end_date_names_the_flag_and_the_format(tmp_path: Path, capsys: py
     assert not (tmp_path / "orders").exists()
 
 
+def test_generating_into_a_file_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    taken = tmp_path / "data"
+    taken.write_text("not a folder")
+    assert main(["generate", "--rows", "10", "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dropzone generate: error: --out {taken}: cannot write there: Not a directory")
+    assert taken.read_text() == "not a folder"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
