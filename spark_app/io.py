@@ -239,12 +239,11 @@ def _read_json_lines(spark: SparkSession, contract: Contract, paths: list[str]) 
     # A ] of the line at depth 0 closes the wrapper early and hides what follows ('{...}] {}' parses as [{...}]).
     # Wrapped again with a last element, such a line still closes at the same place, before it: [{...}] without the
     # 0. Only lines holding a ] are parsed twice; each parse is a column of its own step (computed once per line).
+    bracket = object_line & text.contains("]")
     rows = lines.select(
         F.when(object_line, F.try_parse_json(F.concat(F.lit("["), text, F.lit("]")))).alias("_wrapped"),
-        F.when(object_line & text.contains("]"), F.try_parse_json(F.concat(F.lit("["), text, F.lit(",0]")))).alias(
-            "_closed"
-        ),
-        (object_line & text.contains("]")).alias("_bracket"),
+        F.when(bracket, F.try_parse_json(F.concat(F.lit("["), text, F.lit(",0]")))).alias("_closed"),
+        bracket.alias("_bracket"),
         line.alias("_line"),
         F.col("_metadata.file_path").alias("_source_uri"),
     )

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     except OSError as e:  # e.g. --out names a file, or a folder this user cannot write
-        raise UsageError(f"--out {args.out}: cannot write there: {e.strerror or e} ({e.filename})") from None
+        where = f" ({e.filename})" if e.filename else ""
+        raise UsageError(f"--out {args.out}: cannot write there: {e.strerror or e}{where}") from None
     print(json.dumps(result, indent=2))
     return 0
