@@ -72,6 +72,43 @@ class _JsonNumber(str):
     __slots__ = ()
 
 
+# Spark's JSON parser (Jackson, StreamReadConstraints.maxNumberLength) refuses a number of more than 1000 digits, so
+# the line is broken for the Spark job: it is for the validator too (row.json), whatever the column.
+JSON_MAX_NUMBER_DIGITS = 1000
+# Every byte that can be part of a JSON number as b"0", any other as a space: a run of more than
+# JSON_MAX_NUMBER_DIGITS zeros in a block so translated may hold a number the per-line path must judge.
+_NUMBER_RUNS = bytes(48 if chr(b) in "0123456789+-.eE" else 32 for b in range(256))
+
+
+def _check_digits(digits: int) -> None:
+    if digits > JSON_MAX_NUMBER_DIGITS:
+        raise ValueError(f"a number of {digits} digits (at most {JSON_MAX_NUMBER_DIGITS})")
+
+
+def _json_int(token: str) -> int:
+    """``json.loads(parse_int=...)``: the int, or a ValueError (a broken line) above JSON_MAX_NUMBER_DIGITS digits
+    (also below Python's own limit on int conversion, 4300 digits)."""
+    _check_digits(len(token) - token.startswith("-"))
+    return int(token)
+
+
+def _json_number(token: str) -> _JsonNumber:
+    """``json.loads(parse_float=...)``: the number kept as written, or a ValueError (a broken line) when Jackson
+    counts more than JSON_MAX_NUMBER_DIGITS digits in it: those of the integer part, the fraction and the exponent,
+    but for a number whose integer part is 0 and which has a fraction or an exponent, not both, one fewer (Jackson
+    2.20 counts an absent part as -1 on that path: ``0.`` + 1000 digits passes, ``1.`` + 1000 digits does not).
+    Jackson takes that path for any number that crosses the end of its 4000-character buffer, which only a line of
+    more than 32768 characters has (shorter ones are parsed in one piece): there, at exactly 1001 digits so counted,
+    the Spark job may keep a row this refuses (checked with Spark 4.1.1; the other way round cannot happen)."""
+    mantissa, exp, exponent = token.lstrip("-").lower().partition("e")
+    whole, dot, fraction = mantissa.partition(".")
+    digits = len(whole) + len(fraction) + len(exponent.lstrip("+-"))
+    if whole == "0" and bool(dot) != bool(exp):
+        digits -= 1
+    _check_digits(digits)
+    return _JsonNumber(token)
+
+
 def _refuse_constant(name: str) -> Any:
     """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259): the line is broken, as for Spark."""
     raise ValueError(f"{name} is not a JSON value")
@@ -422,8 +459,9 @@ def _jsonl_fast(block: bytes, types: Mapping[str, str], keys_seen: set[str]) -> 
     count, no blank line), each value of the JSON type its column maps to (pyarrow refuses the block otherwise: a
     number in a string column, ``3.0`` in an int column, ``1`` in a bool column, a repeated key), no key outside the
     contract (their order of appearance is reported), every contract key not yet seen in the file non-null in
-    the block (an all-null column cannot tell a null from a missing key), and only finite doubles (pyarrow takes
-    ``NaN``/``Infinity``, which are not JSON).
+    the block (an all-null column cannot tell a null from a missing key), only finite doubles (pyarrow takes
+    ``NaN``/``Infinity``, which are not JSON) and no run of number characters long enough to hold a number of more
+    than JSON_MAX_NUMBER_DIGITS digits (pyarrow takes those too).
     """
     data = np.frombuffer(block, dtype=np.uint8)
     newline = data == 10
@@ -433,6 +471,11 @@ def _jsonl_fast(block: bytes, types: Mapping[str, str], keys_seen: set[str]) -> 
     if int(np.add.reduceat(~blank, starts).min() if len(starts) else 0) == 0:
         return None  # a blank line: skipped by the per-line path, which counts it in the line numbers
     lines = len(starts)
+    ends = np.append(starts[1:], len(data))
+    longest = int((ends - starts).max())
+    # pyarrow reads a double of any length; a number Spark refuses for its length is for the per-line path
+    if longest > JSON_MAX_NUMBER_DIGITS and b"0" * (JSON_MAX_NUMBER_DIGITS + 1) in block.translate(_NUMBER_RUNS):
+        return None
     schema = pa.schema([(name, _JSON_TYPES[ctype]) for name, ctype in types.items()])
     try:
         table = pa_json.read_json(
@@ -507,7 +550,7 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
             if not line.strip():
                 continue
             try:
-                row = json.loads(line, parse_float=_JsonNumber, parse_constant=_refuse_constant)
+                row = json.loads(line, parse_float=_json_number, parse_int=_json_int, parse_constant=_refuse_constant)
             except (ValueError, RecursionError) as e:
                 detail = "not valid UTF-8" if isinstance(e, UnicodeDecodeError) else f"not valid JSON: {e}"
                 checker.invalid_row(number, ROW_JSON, f"line {number} is {detail}")

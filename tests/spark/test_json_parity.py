@@ -78,6 +78,12 @@ CELLS: list[tuple[str, Any, list[str]]] = [
     ("i", "RAW:1000000000000000000.0", []),  # exact: 10**18 fits 64 bits
     ("i", "RAW:9223372036854775808.0", ["i.parse"]),  # exact: 2**63 does not
     ("i", "RAW:1E19", ["i.parse"]),
+    # numbers of up to 1000 digits are JSON to both (docs/validation.md: Spark's parser refuses longer ones)
+    ("i", "RAW:-" + "1" * 1000, ["i.parse"]),  # 1000 digits, the sign not counted
+    ("d", "RAW:" + "1" * 999 + ".5", ["d.finite"]),  # 1000 digits, beyond a double: infinite
+    ("d", "RAW:0." + "0" * 1000, []),  # 0 then 1000 digits: the 0 is not counted
+    ("d", "RAW:0e" + "0" * 1000, []),
+    ("d", "RAW:0.0e" + "0" * 998, []),  # with both a fraction and an exponent the 0 counts: 1000
     ("d", 3.0, []),
     ("b", 1.0, ["b.parse"]),
     ("dt", 3.0, ["dt.parse"]),
@@ -131,6 +137,13 @@ ODD_LINES: list[tuple[str, list[str]]] = [
     (json.dumps({"id": "x17", **GOOD}) + ', 0] x {"id": "x18"}', ["row.json"]),
     # a ] inside a string is text
     (json.dumps({"id": "x19", **{**GOOD, "s": "a] {}"}}), []),
+    # a number of more than 1000 digits is not JSON to Spark's parser: both refuse the line
+    (json.dumps({"id": "x20", **GOOD}).replace('"i": 5', '"i": ' + "1" * 1001), ["row.json"]),
+    (json.dumps({"id": "x21", **GOOD}).replace("1.5", "1" * 1000 + ".5"), ["row.json"]),
+    (json.dumps({"id": "x22", **GOOD}).replace("1.5", "0." + "0" * 1001), ["row.json"]),
+    (json.dumps({"id": "x23", **GOOD}).replace("1.5", "1e" + "0" * 1000), ["row.json"]),
+    (json.dumps({"id": "x24", **GOOD}).replace("1.5", "0.0e" + "0" * 999), ["row.json"]),
+    (json.dumps({"id": "x25", **GOOD}).replace('"s": "text"', '"s": 5' + "0" * 1000), ["row.json"]),
     # surrounding whitespace is fine
     ("  \t" + json.dumps({"id": "x15", **GOOD}) + " \r", []),
 ]

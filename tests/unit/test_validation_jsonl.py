@@ -45,6 +45,14 @@ def line(i: int, **overrides: Any) -> str:
     return json.dumps(obj(i, **overrides))
 
 
+def raw(i: int, **tokens: str) -> str:
+    """A line with each of ``tokens`` written as is (a JSON number as long as a test needs)."""
+    text = line(i, **dict.fromkeys(tokens, "@@"))
+    for token in tokens.values():
+        text = text.replace('"@@"', token, 1)
+    return text
+
+
 def summary(report: ValidationReport) -> dict[str, Any]:
     d = report.to_dict()
     return {k: d[k] for k in ("decision", "reasons", "rows_read", "bad_rows", "rule_counts", "flagged", "schema")} | {
@@ -87,6 +95,10 @@ ODD_LINES: dict[str, list[str]] = {
     "object in a timestamp column": [line(1, order_ts={"at": 1})],
     "number in a timestamp column": [line(1, order_ts=1735689600)],
     "something after the object": [line(1) + " x", line(2) + "]"],
+    # pyarrow reads a double of any length, Spark's parser none above 1000 digits (row.json)
+    "a double of 1000 digits": [raw(1, amount="0." + "0" * 999 + "1")],
+    "a double of 1001 digits": [raw(1, amount="0." + "0" * 1000 + "1")],
+    "a long run of digits in a text": [line(1, review_text="9" * 1200)],
 }
 
 
