@@ -66,6 +66,13 @@ RESERVED_COLUMNS: Mapping[str, str] = {
 _NOT_NAME = re.compile(r"\W+")  # runs of characters that are not letters, digits or _
 MAX_DAYS = 36_500  # windows and horizons: 100 years is past any data a contract accepts
 DATED_TYPES: tuple[str, ...] = ("date", "timestamp")
+# JSON Lines ceilings a contract's limits may not pass, or the validator would accept lines a parser refuses. Depth:
+# Python's json counts each level against the interpreter's recursion limit (1000, shared with the call stack), and
+# Spark's parser (Jackson 2.20, StreamReadConstraints) reads 1000 levels, one of them the array the feature job wraps
+# each line in. Line length: Jackson reads strings of at most 20,000,000 characters, and a line of at most that many
+# bytes cannot hold a longer one (a character is at least a byte).
+MAX_NESTING_DEPTH = 500
+MAX_JSON_LINE_LENGTH = 20_000_000
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?\s*$")
 _SIZE_UNITS = {
@@ -487,7 +494,7 @@ def _column(r: _Reader, name: Any, spec: Any, path: str) -> Column:
     )
 
 
-def _limits(r: _Reader, value: Any) -> Limits:
+def _limits(r: _Reader, value: Any, formats: tuple[str, ...]) -> Limits:
     if value is None:
         return Limits()
     path = "limits"
@@ -519,13 +526,24 @@ def _limits(r: _Reader, value: Any) -> Limits:
         sizes[key] = r.size(m.get(key, getattr(d, key)), _join(path, key))
         if sizes[key] < 1:
             raise r.fail(_join(path, key), "must be at least 1 byte")
+    depth = r.integer(m.get("max_nesting_depth", d.max_nesting_depth), _join(path, "max_nesting_depth"), minimum=1)
+    if depth > MAX_NESTING_DEPTH:
+        raise r.fail(
+            _join(path, "max_nesting_depth"),
+            f"must be at most {MAX_NESTING_DEPTH} (deeper JSON is more than the validator's and the Spark job's"
+            f" parsers read), got {depth}",
+        )
+    if sizes["max_line_length"] > MAX_JSON_LINE_LENGTH and any(f.startswith("jsonl") for f in formats):
+        raise r.fail(
+            _join(path, "max_line_length"),
+            f"must be at most {MAX_JSON_LINE_LENGTH} bytes with a JSON Lines format (the Spark job's JSON parser reads"
+            f" strings of at most {MAX_JSON_LINE_LENGTH} characters), got {sizes['max_line_length']}",
+        )
     return Limits(
         max_bytes=sizes["max_bytes"],
         max_rows=r.integer(m.get("max_rows", d.max_rows), _join(path, "max_rows"), minimum=1),
         max_line_length=sizes["max_line_length"],
-        max_nesting_depth=r.integer(
-            m.get("max_nesting_depth", d.max_nesting_depth), _join(path, "max_nesting_depth"), 1
-        ),
+        max_nesting_depth=depth,
         max_bad_row_fraction=r.fraction(
             m.get("max_bad_row_fraction", d.max_bad_row_fraction), _join(path, "max_bad_row_fraction")
         ),
@@ -920,7 +938,7 @@ def parse_contract(
         entity=entity,
         timestamp=timestamp,
         columns=columns,
-        limits=_limits(r, m.get("limits")),
+        limits=_limits(r, m.get("limits"), formats),
         batching=_batching(r, m.get("batching")),
         features=features,
         label=label,

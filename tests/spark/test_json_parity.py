@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from dropzone.contract import Contract, parse_contract
+from dropzone.contract import MAX_NESTING_DEPTH, Contract, parse_contract
 from dropzone.validation import validate_stream
 from spark_app.io import Batch, BatchFile, read_batch
 from spark_app.rules import BAD, compile_rules, failure_count_columns, failure_counts
@@ -238,3 +238,26 @@ def test_good_json_values_arrive_typed(spark: SparkSession, tmp_path: Path) -> N
     assert [got[k][BAD] for k in ("a", "r2", "r3", "d")] == [False] * 4
     assert (got["a"]["i"], got["r2"]["i"], got["r3"]["i"]) == (5, 3, 100)
     assert (got["d"]["d"], got["d"]["b"]) == (7.0, False)
+
+
+def test_the_deepest_json_a_contract_allows_is_read_by_both(spark: SparkSession, tmp_path: Path) -> None:
+    # GIVEN a contract at the deepest nesting it may allow, and a line exactly that deep (an array in a string column)
+    document = {"dataset": "t", "entity": "id", "formats": ["jsonl"], "columns": {"id": {"type": "string"}}}
+    document["columns"]["s"] = {"type": "string"}
+    document["limits"] = {"max_nesting_depth": MAX_NESTING_DEPTH}
+    c = parse_contract(document, "t.yaml")
+    deep = "[" * (MAX_NESTING_DEPTH - 1) + "]" * (MAX_NESTING_DEPTH - 1)  # the object is one level
+    path = tmp_path / "t.jsonl"
+    path.write_text(f'{{"id": "deep", "s": {deep}}}\n{{"id": "flat", "s": "x"}}\n')
+    # WHEN the validator and the Spark job read it
+    with path.open("rb") as f:
+        report = validate_stream(f, name=path.name, contract=c, uploaded_at=UPLOADED, max_samples=10)
+    compiled = compile_rules(read_batch(spark, c, Batch("t", "b", 1, (BatchFile(str(path), "jsonl"),))), c, UPLOADED)
+    flags = compiled.flags
+    got = {
+        r["id"]: sorted(n for n, col in flags.items() if r[col])
+        for r in compiled.frame.select("id", *flags.values()).collect()
+    }
+    # THEN both parse the line: the value is of the wrong JSON type, not a broken line
+    assert report.rule_counts == {"s.parse": 1}
+    assert got == {"deep": ["s.parse"], "flat": []}

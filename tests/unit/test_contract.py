@@ -100,6 +100,17 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "limits.earliest_timestamp: 'yesterday' is not an ISO 8601",
     ),
     ("depth", _set("limits.max_nesting_depth", 0), "limits.max_nesting_depth: must be at least 1, got 0"),
+    (
+        "deeper than the parsers read",
+        _set("limits.max_nesting_depth", 501),
+        "limits.max_nesting_depth: must be at most 500 (deeper JSON is more than the validator's and the Spark job's"
+        " parsers read), got 501",
+    ),
+    (
+        "JSON line longer than Spark reads",
+        _set("limits.max_line_length", "32 MiB"),
+        "limits.max_line_length: must be at most 20000000 bytes with a JSON Lines format",
+    ),
     ("label kind", _set("label.kind", "churn"), "label.kind: 'churn' is not one of: active_in_horizon"),
     ("horizon", _set("label.horizon_days", "30"), "label.horizon_days: must be an integer, got string '30'"),
     ("gate metric", _set("training.gate.metric", "rmse"), "training.gate.metric: 'rmse' is not one of: auc"),
@@ -210,6 +221,16 @@ def test_broken_contract_names_file_field_and_problem(
     with pytest.raises(ContractError) as caught:
         load_contracts(tmp_path)
     assert str(caught.value).startswith(f"{path}: {message}"), str(caught.value)
+
+
+def test_json_ceilings_are_limits_a_contract_may_reach() -> None:
+    # the deepest nesting both JSON parsers read; without a JSON Lines format, lines as long as the contract says
+    document = copy.deepcopy(ORDERS)
+    document["limits"] = {**document.get("limits", {}), "max_nesting_depth": 500, "max_line_length": "19 MiB"}
+    assert parse_contract(document, "orders.yaml").limits.max_nesting_depth == 500
+    document["limits"]["max_line_length"] = "32 MiB"
+    document["formats"] = ["csv", "csv.gz", "parquet"]
+    assert parse_contract(document, "orders.yaml").limits.max_line_length == 32 * 2**20
 
 
 def test_hyperparameters_the_project_does_not_know_go_to_xgboost_as_they_are() -> None:
