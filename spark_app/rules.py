@@ -42,6 +42,9 @@ def _typed(text: Column, column_type: str) -> Column:
         # +hhmm → +hh:mm (Spark reads the colon form); no zone means UTC, the job's session time zone.
         normal = F.regexp_replace(text, r"([+-][0-9]{2})([0-9]{2})$", "$1:$2")
         return _try_cast(normal, "timestamp")
+    if column_type == "double":
+        # Spark's cast reads NaN without a sign only (null for "-nan"); the rule takes one, as Python's float does
+        text = F.regexp_replace(text, r"^[+-]((?i:nan))$", "$1")
     return _try_cast(text, SPARK_TYPES[column_type].simpleString())
 
 
@@ -86,10 +89,13 @@ def compile_rules(text_rows: DataFrame, contract: Contract, uploaded_at: datetim
     kinds = {name: F.col(json_kind_column(name)) for name in types}
     wrong = {name: F.coalesce(~kinds[name].isin(list(JSON_KINDS[t])), F.lit(False)) for name, t in types.items()}
     bad_json = F.col(BAD_JSON_LINE).isNotNull()
-    flags: dict[str, Column] = {ROW_COLUMNS: F.col(CORRUPT).isNotNull(), ROW_JSON: bad_json}
+    bad_columns = F.col(CORRUPT).isNotNull()
+    flags: dict[str, Column] = {ROW_COLUMNS: bad_columns, ROW_JSON: bad_json}
     for rule in rules:
         condition = _condition(rule, F.col(rule.column), typed[rule.column], types[rule.column], wrong[rule.column])
-        flags[rule.name] = condition & ~bad_json  # a broken line is row.json only
+        # A broken line is row.json only; a CSV row with the wrong number of fields row.columns only (its values may
+        # sit in the wrong columns), as in the validator.
+        flags[rule.name] = condition & ~bad_json & ~bad_columns
     blocking = (ROW_COLUMNS, ROW_JSON, *[r.name for r in rules if r.blocking])
     names = {name: f"_rule{i}" for i, name in enumerate(flags)}
     hidden = {CORRUPT, BAD_JSON_LINE, *[json_kind_column(name) for name in types]}

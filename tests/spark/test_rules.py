@@ -36,6 +36,7 @@ ROWS = [
     "O0000014,C000001,2026-01-01T00:00:00Z,P00001,1,1,false,=HYPERLINK(1)",  # review_text.formula: flagged only
     "O0000015,C000001,2026-01-01T00:00:00Z,P00001,1,1.5,false,",  # quantity.parse
     "O0000016,C000001,2026-01-01T00:00:00Z,P00001,1,1,false," + "x" * 2001,  # review_text.max_length
+    "O0000017,C000001,2026-01-01T00:00:00Z,P00001,-nan,1,false,",  # a signed NaN parses, in any case: amount.finite
 ]
 
 
@@ -51,11 +52,11 @@ def test_spark_rules_match_the_validator(spark: SparkSession, tmp_path: Path) ->
     rows, bad, failures = failure_counts(counted.collect()[0], compiled)
 
     assert rows == report.rows_read == len(ROWS)
-    assert bad == report.bad_rows == 12
+    assert bad == report.bad_rows == 13
     assert failures == report.rule_counts
     expected = {
         "order_ts.parse": 1,
-        "amount.finite": 2,
+        "amount.finite": 3,
         "quantity.parse": 2,
         "returned.parse": 1,
         "customer_id.required": 1,
@@ -99,13 +100,16 @@ def test_a_csv_row_with_the_wrong_number_of_fields_is_named_as_by_the_validator(
     good = ROWS[0]
     short = "O0000020,C000001,2026-01-01T10:00:00Z,P00001,10.5,1,true"
     long = "O0000021,C000001,2026-01-01T10:00:00Z,P00001,10.5,1,true,fine,extra"
-    path.write_text("\n".join([HEADER, good, short, long]) + "\n")
+    # a comma inside an unquoted field: each value after it one column to the right (product_id "P" fails its regex,
+    # quantity "10.5" its type, were the row read as it stands)
+    shifted = "O0000022,C000001,2026-01-01T10:00:00Z,P,00001,10.5,1,true,fine"
+    path.write_text("\n".join([HEADER, good, short, long, shifted]) + "\n")
     contract = load_contracts(CONTRACTS)["orders"]
     report = validate_path(path, contract, uploaded_at=UPLOADED)
     # WHEN the Spark job reads it and applies the rules
     batch = Batch("orders", "b", 1, (BatchFile(str(path), "csv"),))
     compiled = compile_rules(read_batch(spark, contract, batch), contract, uploaded_at=UPLOADED)
     rows, bad, failures = failure_counts(compiled.frame.agg(*failure_count_columns(compiled)).collect()[0], compiled)
-    # THEN both drop the two rows under one name, row.columns, and nothing else
-    assert report.rule_counts == {"row.columns": 2}
-    assert (rows, bad, failures) == (3, 2, {"row.columns": 2})
+    # THEN both drop the three rows under one name, row.columns, and nothing else
+    assert report.rule_counts == {"row.columns": 3}
+    assert (rows, bad, failures) == (4, 3, {"row.columns": 3})
