@@ -306,11 +306,23 @@ def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[st
     elif fmt.startswith("jsonl"):
         return _read_json_lines(spark, contract, paths)
     else:
+        # Spark refuses Parquet timestamps in nanoseconds, pandas' default unit ("Illegal Parquet type: INT64
+        # (TIMESTAMP(NANOS,...))"), unless it reads them as their int64 count: in a timestamp column of a file the
+        # validator accepted, a bigint is such a count (it refuses plain integers there), floored to the microsecond as
+        # the validator floors it.
+        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
         raw = spark.read.parquet(*paths)
-        present = set(raw.columns)
+        types = dict(raw.dtypes)
+        nanos = {c.name for c in contract.columns if c.type == "timestamp" and types.get(c.name) == "bigint"}
+
+        def value(c: str) -> Column:
+            if c in nanos:
+                return F.timestamp_micros(F.expr(f"(`{c}` - pmod(`{c}`, 1000)) div 1000"))
+            return F.col(c)
+
         # Typed Parquet values rendered as text (session time zone UTC), so one rule compiler serves every format.
         df = raw.select(
-            *[F.col(c).cast("string").alias(c) for c in contract.column_names if c in present],
+            *[value(c).cast("string").alias(c) for c in contract.column_names if c in types],
             F.lit(None).cast("string").alias(CORRUPT),
             F.col("_metadata.file_path").alias("_source_uri"),
         )

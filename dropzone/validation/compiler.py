@@ -179,6 +179,10 @@ def typed_values(values: pa.Array, ctype: str) -> tuple[pa.Array, pa.Array]:
         return pa.nulls(len(values), ARROW_TYPES[ctype]), _false(len(values))
     if pa.types.is_string(values.type):
         return parse_text(values, ctype)
+    if ctype == "timestamp" and pa.types.is_timestamp(values.type) and values.type.unit == "ns":
+        # Nanoseconds (pandas' default unit, Parquet's INT96) are kept to the microsecond, rounded down, as the Spark
+        # job keeps them (spark_app.io) and as text with more than six decimals is read: not a failed cast.
+        values = pc.floor_temporal(values, unit="microsecond")
     if ctype == "timestamp" and pa.types.is_timestamp(values.type) and values.type.tz is None:
         values = pc.assume_timezone(values, "UTC")
     try:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from dropzone.contract import load_contracts
+from dropzone.contract import load_contracts, parse_contract
 from dropzone.validation import validate_path
 from spark_app.io import Batch, BatchFile, read_batch
 from spark_app.rules import BAD, compile_rules, failure_count_columns, failure_counts
@@ -113,3 +115,36 @@ def test_a_csv_row_with_the_wrong_number_of_fields_is_named_as_by_the_validator(
     # THEN both drop the three rows under one name, row.columns, and nothing else
     assert report.rule_counts == {"row.columns": 3}
     assert (rows, bad, failures) == (4, 3, {"row.columns": 3})
+
+
+@pytest.mark.parametrize("int96", [False, True])
+def test_parquet_nanosecond_timestamps_are_read_to_the_microsecond(
+    spark: SparkSession, tmp_path: Path, int96: bool
+) -> None:
+    # GIVEN a Parquet file with nanosecond timestamps: pandas' default (INT64 TIMESTAMP(NANOS), which Spark refuses
+    # as such) or the legacy INT96
+    document = {"dataset": "t", "entity": "id", "formats": ["parquet"], "columns": {"id": {"type": "string"}}}
+    document["columns"]["ts"] = {"type": "timestamp"}
+    document["timestamp"] = "ts"
+    document["limits"] = {"earliest_timestamp": "2000-01-01T00:00:00Z"}
+    contract = parse_contract(document, "t.yaml")
+    ns = [1_735_725_600_123_456_789, 946_684_799_999_999_999, 946_684_800_000_000_999, None]
+    table = pa.table({"id": ["a", "b", "c", "d"], "ts": pa.array(ns, pa.timestamp("ns"))})
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, use_deprecated_int96_timestamps=int96)
+    report = validate_path(path, contract, uploaded_at=UPLOADED)
+    # WHEN the Spark job reads it and applies the rules
+    compiled = compile_rules(
+        read_batch(spark, contract, Batch("t", "b", 1, (BatchFile(str(path), "parquet"),))), contract, UPLOADED
+    )
+    got = {r["id"]: r for r in compiled.frame.collect()}
+    # THEN the values are the timestamps floored to the microsecond, and the rules fail as in the validator
+    assert [got[k]["ts"] for k in "abcd"] == [
+        datetime(2025, 1, 1, 10, 0, 0, 123456),
+        datetime(1999, 12, 31, 23, 59, 59, 999999),
+        datetime(2000, 1, 1),
+        None,
+    ]
+    too_old = compiled.flags["ts.too_old"]
+    assert [got[k][too_old] for k in "abcd"] == [False, True, False, False]
+    assert report.rule_counts == {"ts.too_old": 1}

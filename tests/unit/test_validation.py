@@ -203,3 +203,26 @@ def test_checking_blocks_in_groups_keeps_row_numbers_and_counts(
     assert reports[0] == reports[1]
     assert reports[0]["rule_counts"] == {"row.columns": 18, "amount.min": 23}
     assert reports[0]["rows_read"] == 3000
+
+
+def test_parquet_timestamps_in_nanoseconds_are_kept_to_the_microsecond(tmp_path: Path) -> None:
+    # GIVEN a Parquet file with nanosecond timestamps (pandas' default), some with digits below the microsecond
+    from dropzone.contract import parse_contract
+
+    document = {"dataset": "t", "entity": "id", "formats": ["parquet"], "columns": {"id": {"type": "string"}}}
+    document["columns"]["ts"] = {"type": "timestamp"}
+    document["timestamp"] = "ts"
+    document["limits"] = {"earliest_timestamp": "2000-01-01T00:00:00Z"}
+    contract = parse_contract(document, "t.yaml")
+    ns = [
+        1_735_725_600_123_456_789,  # 2025-01-01T10:00:00.123456789
+        946_684_799_999_999_999,  # 1999-12-31T23:59:59.999999999: before the earliest timestamp
+        946_684_800_000_000_999,  # 2000-01-01T00:00:00.000000999: the earliest timestamp, once floored
+        None,
+    ]
+    table = pa.table({"id": ["a", "b", "c", "d"], "ts": pa.array(ns, pa.timestamp("ns"))})
+    pq.write_table(table, tmp_path / "t.parquet")
+    # WHEN validated THEN every value is a timestamp: only the one before 2000 fails, too_old
+    report = validate_path(tmp_path / "t.parquet", contract, uploaded_at=UPLOADED)
+    assert report.rule_counts == {"ts.too_old": 1}
+    assert [(s["row"], s["rules"]) for s in report.samples] == [(2, ["ts.too_old"])]
