@@ -313,11 +313,13 @@ def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[st
         spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
         raw = spark.read.parquet(*paths)
         types = dict(raw.dtypes)
-        nanos = {c.name for c in contract.columns if c.type == "timestamp" and types.get(c.name) == "bigint"}
+        stamps = {c.name for c in contract.columns if c.type == "timestamp"}
 
         def value(c: str) -> Column:
-            if c in nanos:
+            if c in stamps and types[c] == "bigint":
                 return F.timestamp_micros(F.expr(f"(`{c}` - pmod(`{c}`, 1000)) div 1000"))
+            if c in stamps and types[c] == "date":  # midnight UTC, as the validator reads a date there; as text a
+                return F.col(c).cast("timestamp")  # date alone would fail the timestamp pattern
             return F.col(c)
 
         # Typed Parquet values rendered as text (session time zone UTC), so one rule compiler serves every format.

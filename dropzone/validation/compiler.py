@@ -169,6 +169,18 @@ def compatible(found: pa.DataType, ctype: str) -> bool:
     }[ctype]
 
 
+def spark_unreadable(found: pa.DataType) -> str | None:
+    """Why the Spark job cannot read a Parquet column of type ``found`` (its Parquet reader fails the whole run on
+    the file), or None."""
+    if pa.types.is_dictionary(found):
+        found = found.value_type
+    if pa.types.is_float16(found):
+        return "Spark does not read 16-bit floats"
+    if pa.types.is_decimal(found) and found.precision > 38:
+        return "Spark reads decimals of at most 38 digits"
+    return None
+
+
 def typed_values(values: pa.Array, ctype: str) -> tuple[pa.Array, pa.Array]:
     """Any input array (text or typed) → (values of the contract type, parse-failure mask)."""
     if pa.types.is_dictionary(values.type):
@@ -185,10 +197,11 @@ def typed_values(values: pa.Array, ctype: str) -> tuple[pa.Array, pa.Array]:
         values = pc.floor_temporal(values, unit="microsecond")
     if ctype == "timestamp" and pa.types.is_timestamp(values.type) and values.type.tz is None:
         values = pc.assume_timezone(values, "UTC")
-    try:
-        return pc.cast(values, ARROW_TYPES[ctype]), _false(len(values))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _cast_values(values, ARROW_TYPES[ctype])[0], pc.invert(pc.is_valid(values))
+    if ctype == "double" and (pa.types.is_integer(values.type) or pa.types.is_decimal(values.type)):
+        # The nearest double, as Spark's cast gives it: an integer beyond 2**53 is no failure (a checked cast fails)
+        return pc.cast(values, ARROW_TYPES[ctype], safe=False), _false(len(values))
+    typed, failed = _cast_values(values, ARROW_TYPES[ctype])  # e.g. a uint64 beyond the int64 range fails parse
+    return typed, _false(len(values)) if failed is None else failed
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

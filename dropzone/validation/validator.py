@@ -40,7 +40,15 @@ from dropzone.rules import (
     row_rules,
     unique_rule_name,
 )
-from dropzone.validation.compiler import any_of, bool_array, compatible, failure_mask, false_mask, typed_values
+from dropzone.validation.compiler import (
+    any_of,
+    bool_array,
+    compatible,
+    failure_mask,
+    false_mask,
+    spark_unreadable,
+    typed_values,
+)
 from dropzone.validation.digits import bools, digit_pattern
 from dropzone.validation.guard import GuardedStream, human_size
 from dropzone.validation.report import Rejected, SchemaDiff, ValidationReport
@@ -648,8 +656,10 @@ def _parquet(stream: Any, contract: Contract, checker: _Checker, report: Validat
     for column in contract.columns:
         if column.name in names:
             found = schema.field(column.name).type
-            if not compatible(found, column.type):
-                diff.wrong_type.append({"column": column.name, "expected": column.type, "found": str(found)})
+            why = spark_unreadable(found)
+            if why is not None or not compatible(found, column.type):
+                shown = str(found) if why is None else f"{found} ({why})"
+                diff.wrong_type.append({"column": column.name, "expected": column.type, "found": shown})
     if diff:
         report.schema = diff
         for reason in diff.reasons():

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from dropzone.contract import load_contracts, parse_contract
+from dropzone.contract import Contract, load_contracts, parse_contract
 from dropzone.validation import validate_path
 from spark_app.io import Batch, BatchFile, read_batch
 from spark_app.rules import BAD, compile_rules, failure_count_columns, failure_counts
@@ -148,3 +150,78 @@ def test_parquet_nanosecond_timestamps_are_read_to_the_microsecond(
     too_old = compiled.flags["ts.too_old"]
     assert [got[k][too_old] for k in "abcd"] == [False, True, False, False]
     assert report.rule_counts == {"ts.too_old": 1}
+
+
+def _parquet_contract(column: dict[str, Any]) -> Contract:
+    document = {"dataset": "t", "entity": "id", "formats": ["parquet"], "columns": {"id": {"type": "string"}}}
+    document["columns"]["v"] = column
+    return parse_contract(document, "t.yaml")
+
+
+# (contract column, Parquet values, the value Spark reads, rules failing) per row, by hand
+PARQUET_TYPES: dict[str, tuple[dict[str, Any], pa.Array, list[Any], list[list[str]]]] = {
+    "uint64 beyond int64 in an int column": (
+        {"type": "int"},
+        pa.array([1, None, 2**64 - 1], pa.uint64()),
+        [1, None, None],
+        [[], [], ["v.parse"]],
+    ),
+    "int64 beyond 2**53 in a double column": (  # the nearest double, which the rules see
+        {"type": "double", "max": 9e18},
+        pa.array([2**63 - 1, 2**53 + 1], pa.int64()),
+        [9.223372036854775807e18, 9007199254740992.0],
+        [["v.max"], []],
+    ),
+    "date in a timestamp column": (
+        {"type": "timestamp"},
+        pa.array([date(2025, 1, 2), None], pa.date32()),
+        [datetime(2025, 1, 2), None],
+        [[], []],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARQUET_TYPES))
+def test_parquet_types_the_contract_accepts_read_alike(spark: SparkSession, tmp_path: Path, case: str) -> None:
+    # GIVEN a Parquet column of a physical type the contract's type accepts (docs/validation.md, Parquet)
+    column, values, expected, rules = PARQUET_TYPES[case]
+    contract = _parquet_contract(column)
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(values))], "v": values}), path)
+    # WHEN the validator checks it and the Spark job reads it
+    report = validate_path(path, contract, uploaded_at=UPLOADED)
+    batch = Batch("t", "b", 1, (BatchFile(str(path), "parquet"),))
+    compiled = compile_rules(read_batch(spark, contract, batch), contract, UPLOADED)
+    rows = sorted(compiled.frame.collect(), key=lambda r: r["id"])
+    # THEN the same rows fail the same rules, and Spark holds the expected values
+    failing = [sorted(name for name, col in compiled.flags.items() if r[col]) for r in rows]
+    assert failing == rules
+    assert sorted((s["row"], s["rules"]) for s in report.samples) == [(i + 1, r) for i, r in enumerate(rules) if r]
+    assert [r["v"] for r in rows] == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        (pa.array([1.5], pa.float16()), "column 'v' has type halffloat (Spark does not read 16-bit floats)"),
+        (
+            pa.array([Decimal("1.5")], pa.decimal256(50, 2)),
+            "column 'v' has type decimal256(50, 2) (Spark reads decimals of at most 38 digits)",
+        ),
+    ],
+)
+def test_parquet_types_spark_cannot_read_are_refused(
+    spark: SparkSession, tmp_path: Path, values: pa.Array, reason: str
+) -> None:
+    # GIVEN a Parquet column of a type Spark's reader refuses (it would fail the whole run)
+    contract = _parquet_contract({"type": "double"})
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["r0"], "v": values}), path)
+    # THEN the validator quarantines the file, naming the column and why
+    report = validate_path(path, contract, uploaded_at=UPLOADED)
+    assert report.decision == "QUARANTINED"
+    assert report.reasons == [f"{reason}, expected double"]
+    # and Spark does refuse it
+    batch = Batch("t", "b", 1, (BatchFile(str(path), "parquet"),))
+    with pytest.raises(Exception, match=r"FLOAT16|precision 50 exceeds"):
+        read_batch(spark, contract, batch).collect()
