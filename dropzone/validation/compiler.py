@@ -201,7 +201,22 @@ def typed_values(values: pa.Array, ctype: str) -> tuple[pa.Array, pa.Array]:
         # The nearest double, as Spark's cast gives it: an integer beyond 2**53 is no failure (a checked cast fails)
         return pc.cast(values, ARROW_TYPES[ctype], safe=False), _false(len(values))
     typed, failed = _cast_values(values, ARROW_TYPES[ctype])  # e.g. a uint64 beyond the int64 range fails parse
-    return typed, _false(len(values)) if failed is None else failed
+    failed = _false(len(values)) if failed is None else failed
+    if ctype in _FOUR_DIGIT_YEARS:
+        failed = pc.or_(failed, _outside_four_digit_years(typed, ctype))
+    return typed, failed
+
+
+# Dates and timestamps whose year Spark writes in four digits, 0000-01-01 to 9999-12-31T23:59:59.999999 UTC (days and
+# microseconds from 1970): the Spark job checks a typed Parquet value as that text, where a value outside fails the
+# YYYY pattern (e.g. '+10000-01-01'). The value is kept, so the other rules see it as Spark does.
+_FOUR_DIGIT_YEARS = {"date": (-719_528, 2_932_896), "timestamp": (-62_167_219_200_000_000, 253_402_300_799_999_999)}
+
+
+def _outside_four_digit_years(typed: pa.Array, ctype: str) -> pa.Array:
+    low, high = _FOUR_DIGIT_YEARS[ctype]
+    count = pc.cast(typed, pa.int32() if ctype == "date" else pa.int64())
+    return pc.fill_null(pc.or_(pc.less(count, low), pc.greater(count, high)), False)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

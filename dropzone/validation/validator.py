@@ -149,6 +149,14 @@ def _sample_value(value: Any) -> Any:
     return value
 
 
+def _cell(values: pa.Array, i: int) -> Any:
+    """The value at ``i`` as Python, or as Arrow's text when Python has no such value (a date beyond year 9999)."""
+    try:
+        return values[i].as_py()
+    except (OverflowError, ValueError):
+        return pc.cast(values.slice(i, 1), pa.string())[0].as_py()
+
+
 class _Checker:
     """Applies the compiled rules to each batch and accumulates counts, samples and uniqueness."""
 
@@ -269,7 +277,7 @@ class _Checker:
                 if originals is not None:
                     values = {name: _sample_value(originals[i].get(name)) for name in columns}
                 else:
-                    values = {name: _sample_value(arr[i].as_py()) for name, arr in columns.items()}
+                    values = {name: _sample_value(_cell(arr, i)) for name, arr in columns.items()}
                 number = int(row_numbers[i]) if row_numbers is not None else first_row + i
                 self.report.samples.append({"row": number, "rules": failed, "values": values})
         self._limit_rows()

@@ -226,3 +226,24 @@ def test_parquet_timestamps_in_nanoseconds_are_kept_to_the_microsecond(tmp_path:
     report = validate_path(tmp_path / "t.parquet", contract, uploaded_at=UPLOADED)
     assert report.rule_counts == {"ts.too_old": 1}
     assert [(s["row"], s["rules"]) for s in report.samples] == [(2, ["ts.too_old"])]
+
+
+def test_parquet_dates_beyond_year_9999_fail_parse_and_are_sampled_as_text(tmp_path: Path) -> None:
+    # GIVEN Parquet dates beyond four-digit years (which Python's date cannot hold), one next to a missing value
+    from dropzone.contract import parse_contract
+
+    document = {"dataset": "t", "entity": "id", "formats": ["parquet"], "columns": {"id": {"type": "string"}}}
+    document["columns"]["dt"] = {"type": "date"}
+    document["columns"]["n"] = {"type": "int", "required": True}
+    contract = parse_contract(document, "t.yaml")
+    days = [2_932_896, 2_932_897, -719_529]  # 9999-12-31, 10000-01-01, -0001-12-31 (days from 1970)
+    table = pa.table({"id": ["a", "b", "c"], "dt": pa.array(days, pa.date32()), "n": [1, None, 3]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    # WHEN validated THEN the two fail dt.parse (the Spark job reads them as text '+10000-01-01', '-0001-12-31'),
+    # and the samples show them as text, not a crash
+    report = validate_path(tmp_path / "t.parquet", contract, uploaded_at=UPLOADED)
+    assert report.rule_counts == {"dt.parse": 2, "n.required": 1}
+    assert [(s["row"], sorted(s["rules"]), s["values"]["dt"]) for s in report.samples] == [
+        (2, ["dt.parse", "n.required"], "10000-01-01"),
+        (3, ["dt.parse"], "-0001-12-31"),
+    ]
