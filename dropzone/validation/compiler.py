@@ -54,13 +54,13 @@ def _cast_values(candidates: pa.Array, target: pa.DataType) -> tuple[pa.Array, p
         pass
     values: list[object] = []
     failed: list[bool] = []
-    for scalar in candidates:
+    for i, scalar in enumerate(candidates):
         if not scalar.is_valid:
             values.append(None)
             failed.append(False)
             continue
-        try:
-            values.append(pc.cast(pa.array([scalar.as_py()], type=candidates.type), target)[0].as_py())
+        try:  # the value as an array of one, not through Python (which may hold no such value)
+            values.append(pc.cast(candidates.slice(i, 1), target)[0].as_py())
             failed.append(False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             values.append(None)
