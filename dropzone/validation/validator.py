@@ -783,6 +783,13 @@ def validate_stream(
                 max_bytes=contract.limits.max_bytes,
                 max_line_length=contract.limits.max_line_length,
             )
+            if guard.gzip and not fmt.endswith(".gz"):
+                # The feature job's reader (Hadoop's) picks the codec by the name: it would read the compressed bytes
+                # as text and fail the batch's run.
+                raise Rejected(
+                    f"content is gzip but the name says {fmt}: name it {Path(name).name}.gz (the feature job reads a"
+                    " file by its name)"
+                )
             if fmt.startswith("csv"):
                 _csv(guard, contract, checker, report)
             else:

@@ -1,5 +1,5 @@
 """Hostile input is data, never a crash: each case ends QUARANTINED with a specific reason, or ACCEPTED where the
-validator tolerates it on purpose (BOM, CRLF, gzip under a .csv name, brackets inside JSON strings, quoted newlines).
+validator tolerates it on purpose (BOM, CRLF, brackets inside JSON strings, quoted newlines).
 
 Files are generated here, in tmp_path, never committed.
 """
@@ -167,10 +167,13 @@ def test_gzip_over_max_bytes_decompressed(tmp_path: Path) -> None:
     quarantined(check(write(tmp_path, "o.csv.gz", data), contract), "decompressed size exceeds max_bytes 64.0 KiB")
 
 
-def test_gzip_under_a_csv_name_is_sniffed_and_accepted(tmp_path: Path, orders: Contract) -> None:
-    report = check(write(tmp_path, "o.csv", gzip.compress(csv_text(7).encode())), orders)
-    assert report.decision == "ACCEPTED"
-    assert report.rows_read == 7
+@pytest.mark.parametrize("name", ["o.csv", "o.jsonl"])
+def test_gzip_under_a_plain_name_is_sniffed_and_refused_with_the_name_to_use(
+    tmp_path: Path, orders: Contract, name: str
+) -> None:
+    # the feature job's reader decompresses by the name only: accepted, the file would fail the batch's run
+    report = check(write(tmp_path, name, gzip.compress(csv_text(7).encode())), orders)
+    quarantined(report, f"content is gzip but the name says {name[2:]}: name it {name}.gz")
 
 
 def test_gz_name_with_plain_content(tmp_path: Path, orders: Contract) -> None:
