@@ -149,6 +149,16 @@ def _sample_value(value: Any) -> Any:
     return value
 
 
+def _spark_unreadable_chunk(chunk: Any) -> str | None:
+    """Why the feature job's Parquet reader (Spark 4.1) cannot read a column chunk pyarrow reads, or None: the whole
+    run would fail on the file."""
+    if chunk.compression == "BROTLI":
+        return "is compressed with Brotli, for which Spark has no codec: write snappy, zstd, gzip or lz4"
+    if "BYTE_STREAM_SPLIT" in chunk.encodings:
+        return "uses the BYTE_STREAM_SPLIT encoding, which Spark's Parquet reader does not read: write it without"
+    return None
+
+
 def _cell(values: pa.Array, i: int) -> Any:
     """The value at ``i`` as Python, or as Arrow's text when Python has no such value (a date beyond year 9999)."""
     try:
@@ -687,6 +697,9 @@ def _parquet(stream: Any, contract: Contract, checker: _Checker, report: Validat
             end = max(chunk.data_page_offset, chunk.dictionary_page_offset or 0) + chunk.total_compressed_size
             if chunk.data_page_offset < 4 or chunk.file_offset > size or end > size + chunk.total_compressed_size:
                 raise Rejected(f"row group {g} column {name!r} points outside the file (the footer lies)")
+            unreadable = _spark_unreadable_chunk(chunk) if name in wanted else None
+            if unreadable is not None:
+                raise Rejected(f"row group {g} column {name!r} {unreadable}")
             stats = chunk.statistics
             if name in wanted and stats is not None and stats.has_null_count and stats.null_count > group.num_rows:
                 raise Rejected(f"row group {g} column {name!r}: footer statistics count more nulls than rows")

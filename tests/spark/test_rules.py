@@ -265,3 +265,35 @@ def test_csv_quoted_values_are_read_as_the_validator_reads_them(spark: SparkSess
     assert sorted(got) == sorted(review)
     assert [got[k][BAD] for k in review] == [False] * 4
     assert {k: got[k]["review_text"] for k in review} == {**review, "O0000004": None}
+
+
+@pytest.mark.parametrize(
+    ("write", "reason"),
+    [
+        (
+            {"compression": {"id": "snappy", "v": "brotli"}},
+            "row group 0 column 'v' is compressed with Brotli, for which Spark has no codec",
+        ),
+        (
+            {"use_dictionary": False, "column_encoding": {"v": "BYTE_STREAM_SPLIT"}},
+            "row group 0 column 'v' uses the BYTE_STREAM_SPLIT encoding, which Spark's Parquet reader does not read",
+        ),
+    ],
+    ids=["brotli", "byte_stream_split"],
+)
+def test_parquet_codecs_and_encodings_spark_cannot_read_are_refused(
+    spark: SparkSession, tmp_path: Path, write: dict[str, Any], reason: str
+) -> None:
+    # GIVEN a Parquet file pyarrow reads but Spark's reader does not (a compression codec, an encoding)
+    contract = _parquet_contract({"type": "double"})
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["r0", "r1"], "v": [1.5, 2.5]}), path, **write)
+    # THEN the validator quarantines it, naming the column and what to write instead
+    report = validate_path(path, contract, uploaded_at=UPLOADED)
+    assert report.decision == "QUARANTINED"
+    assert len(report.reasons) == 1
+    assert report.reasons[0].startswith(reason)
+    # and Spark does fail on it
+    batch = Batch("t", "b", 1, (BatchFile(str(path), "parquet"),))
+    with pytest.raises(Exception, match=r"FAILED_READ_FILE|BROTLI|Brotli|BYTE_STREAM_SPLIT"):
+        read_batch(spark, contract, batch).collect()
