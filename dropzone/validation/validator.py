@@ -159,6 +159,18 @@ def _spark_unreadable_chunk(chunk: Any) -> str | None:
     return None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins an escaped pair: what is left is half of one
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone UTF-16 surrogate in a parsed JSON value's strings, keys included, or None."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        return found.group() if found else None
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else []
+    return next((half for v in items if (half := _lone_surrogate(v)) is not None), None)
+
+
 def _cell(values: pa.Array, i: int) -> Any:
     """The value at ``i`` as Python, or as Arrow's text when Python has no such value (a date beyond year 9999)."""
     try:
@@ -584,6 +596,11 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
             if not isinstance(row, dict):
                 checker.invalid_row(number, ROW_JSON, f"line {number} is a JSON {type(row).__name__}, not an object")
                 continue
+            if b"\\u" in line and (half := _lone_surrogate(row)) is not None:
+                raise Rejected(
+                    f"line {number} has an escape of half a UTF-16 surrogate pair (\\u{ord(half):04x} alone), which is"
+                    " no text: write the character whole"
+                )
             index = len(numbers)
             numbers.append(number)
             originals.append(row)

@@ -187,3 +187,17 @@ def test_key_missing_from_every_line_is_still_reported(tmp_path: Path, orders: C
     with_nulls = tmp_path / "n.jsonl"
     with_nulls.write_text("\n".join(line(i, review_text=None) for i in range(20)) + "\n")
     assert validate_path(with_nulls, orders, uploaded_at=UPLOADED).decision == "ACCEPTED"
+
+
+def test_a_lone_surrogate_escape_is_named_with_its_line(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN an escaped emoji cut in half (as a UTF-16 producer truncating a string leaves it), after good lines
+    lines = [line(i) for i in range(1, 4)] + ['{"order_id": "O9", "review_text": "cut \\ud83d"}']
+    path = tmp_path / "o.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    # WHEN validated THEN the file is refused for that line and that escape (not as invalid UTF-8: its bytes are ASCII)
+    report = validate_path(path, orders, uploaded_at=UPLOADED)
+    assert report.decision == "QUARANTINED"
+    assert report.reasons == [
+        "line 4 has an escape of half a UTF-16 surrogate pair (\\ud83d alone), which is no text: write the character"
+        " whole"
+    ]
