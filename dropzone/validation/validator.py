@@ -134,8 +134,9 @@ def _plain(value: Any) -> Any:
 
 
 def _sample_value(value: Any) -> Any:
-    if isinstance(value, _JsonNumber):
-        value = float(value)
+    if isinstance(value, _JsonNumber):  # a number, unless no double is that number: then the number as written
+        number = float(value)
+        value = number if np.isfinite(number) and Decimal(repr(number)) == Decimal(value) else str(value)
     elif isinstance(value, list | dict):
         value = json.dumps(_plain(value), ensure_ascii=False)
     if isinstance(value, str) and len(value) > MAX_SAMPLE_VALUE:

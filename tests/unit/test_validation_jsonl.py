@@ -201,3 +201,18 @@ def test_a_lone_surrogate_escape_is_named_with_its_line(tmp_path: Path, orders: 
         "line 4 has an escape of half a UTF-16 surrogate pair (\\ud83d alone), which is no text: write the character"
         " whole"
     ]
+
+
+def test_a_sampled_number_shows_its_value_as_written(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN int values with a fraction: one a double holds (2.5), one no double holds (its double is 5.0)
+    lines = [raw(1, quantity="2.5"), raw(2, quantity="5.00000000000000000001"), raw(3, amount="1e400")]
+    path = tmp_path / "o.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    # WHEN validated THEN each sample shows the number, or its text when a double would show another number
+    report = validate_path(path, orders, uploaded_at=UPLOADED)
+    values = [(s["row"], s["rules"], s["values"]["quantity"], s["values"]["amount"]) for s in report.samples]
+    assert values == [
+        (1, ["quantity.parse"], 2.5, 11.5),
+        (2, ["quantity.parse"], "5.00000000000000000001", 12.5),
+        (3, ["amount.finite", "amount.max"], 1, "1e400"),
+    ]
