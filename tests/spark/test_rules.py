@@ -119,19 +119,25 @@ def test_a_csv_row_with_the_wrong_number_of_fields_is_named_as_by_the_validator(
     assert (rows, bad, failures) == (4, 3, {"row.columns": 3})
 
 
+def _parquet_contract(column: dict[str, Any], **fields: Any) -> Contract:
+    """A Parquet contract of an ``id`` and a ``v`` column, plus ``fields`` (e.g. ``timestamp``, ``limits``)."""
+    columns = {"id": {"type": "string"}, "v": column}
+    return parse_contract(
+        {"dataset": "t", "entity": "id", "formats": ["parquet"], "columns": columns, **fields}, "t.yaml"
+    )
+
+
 @pytest.mark.parametrize("int96", [False, True])
 def test_parquet_nanosecond_timestamps_are_read_to_the_microsecond(
     spark: SparkSession, tmp_path: Path, int96: bool
 ) -> None:
     # GIVEN a Parquet file with nanosecond timestamps: pandas' default (INT64 TIMESTAMP(NANOS), which Spark refuses
     # as such) or the legacy INT96
-    document = {"dataset": "t", "entity": "id", "formats": ["parquet"], "columns": {"id": {"type": "string"}}}
-    document["columns"]["ts"] = {"type": "timestamp"}
-    document["timestamp"] = "ts"
-    document["limits"] = {"earliest_timestamp": "2000-01-01T00:00:00Z"}
-    contract = parse_contract(document, "t.yaml")
+    contract = _parquet_contract(
+        {"type": "timestamp"}, timestamp="v", limits={"earliest_timestamp": "2000-01-01T00:00:00Z"}
+    )
     ns = [1_735_725_600_123_456_789, 946_684_799_999_999_999, 946_684_800_000_000_999, None]
-    table = pa.table({"id": ["a", "b", "c", "d"], "ts": pa.array(ns, pa.timestamp("ns"))})
+    table = pa.table({"id": ["a", "b", "c", "d"], "v": pa.array(ns, pa.timestamp("ns"))})
     path = tmp_path / "t.parquet"
     pq.write_table(table, path, use_deprecated_int96_timestamps=int96)
     report = validate_path(path, contract, uploaded_at=UPLOADED)
@@ -141,21 +147,15 @@ def test_parquet_nanosecond_timestamps_are_read_to_the_microsecond(
     )
     got = {r["id"]: r for r in compiled.frame.collect()}
     # THEN the values are the timestamps floored to the microsecond, and the rules fail as in the validator
-    assert [got[k]["ts"] for k in "abcd"] == [
+    assert [got[k]["v"] for k in "abcd"] == [
         datetime(2025, 1, 1, 10, 0, 0, 123456),
         datetime(1999, 12, 31, 23, 59, 59, 999999),
         datetime(2000, 1, 1),
         None,
     ]
-    too_old = compiled.flags["ts.too_old"]
+    too_old = compiled.flags["v.too_old"]
     assert [got[k][too_old] for k in "abcd"] == [False, True, False, False]
-    assert report.rule_counts == {"ts.too_old": 1}
-
-
-def _parquet_contract(column: dict[str, Any]) -> Contract:
-    document = {"dataset": "t", "entity": "id", "formats": ["parquet"], "columns": {"id": {"type": "string"}}}
-    document["columns"]["v"] = column
-    return parse_contract(document, "t.yaml")
+    assert report.rule_counts == {"v.too_old": 1}
 
 
 # (contract column, Parquet values, the value Spark reads, rules failing) per row, by hand

@@ -15,7 +15,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from dropzone.contract import Contract, load_contract
+from dropzone.contract import Contract, load_contract, parse_contract
 from dropzone.generate import generate
 from dropzone.validation import validate_path, validate_stream
 from dropzone.validation import validator as validator_module
@@ -205,15 +205,22 @@ def test_checking_blocks_in_groups_keeps_row_numbers_and_counts(
     assert reports[0]["rows_read"] == 3000
 
 
+def parquet_contract(columns: dict[str, Any], **fields: Any) -> Contract:
+    """A Parquet contract of an ``id`` column and ``columns``, plus ``fields`` (e.g. ``timestamp``, ``limits``)."""
+    document = {
+        "dataset": "t",
+        "entity": "id",
+        "formats": ["parquet"],
+        "columns": {"id": {"type": "string"}, **columns},
+    }
+    return parse_contract({**document, **fields}, "t.yaml")
+
+
 def test_parquet_timestamps_in_nanoseconds_are_kept_to_the_microsecond(tmp_path: Path) -> None:
     # GIVEN a Parquet file with nanosecond timestamps (pandas' default), some with digits below the microsecond
-    from dropzone.contract import parse_contract
-
-    document = {"dataset": "t", "entity": "id", "formats": ["parquet"], "columns": {"id": {"type": "string"}}}
-    document["columns"]["ts"] = {"type": "timestamp"}
-    document["timestamp"] = "ts"
-    document["limits"] = {"earliest_timestamp": "2000-01-01T00:00:00Z"}
-    contract = parse_contract(document, "t.yaml")
+    contract = parquet_contract(
+        {"ts": {"type": "timestamp"}}, timestamp="ts", limits={"earliest_timestamp": "2000-01-01T00:00:00Z"}
+    )
     ns = [
         1_735_725_600_123_456_789,  # 2025-01-01T10:00:00.123456789
         946_684_799_999_999_999,  # 1999-12-31T23:59:59.999999999: before the earliest timestamp
@@ -230,12 +237,7 @@ def test_parquet_timestamps_in_nanoseconds_are_kept_to_the_microsecond(tmp_path:
 
 def test_parquet_dates_beyond_year_9999_fail_parse_and_are_sampled_as_text(tmp_path: Path) -> None:
     # GIVEN Parquet dates beyond four-digit years (which Python's date cannot hold), one next to a missing value
-    from dropzone.contract import parse_contract
-
-    document = {"dataset": "t", "entity": "id", "formats": ["parquet"], "columns": {"id": {"type": "string"}}}
-    document["columns"]["dt"] = {"type": "date"}
-    document["columns"]["n"] = {"type": "int", "required": True}
-    contract = parse_contract(document, "t.yaml")
+    contract = parquet_contract({"dt": {"type": "date"}, "n": {"type": "int", "required": True}})
     days = [2_932_896, 2_932_897, -719_529]  # 9999-12-31, 10000-01-01, -0001-12-31 (days from 1970)
     table = pa.table({"id": ["a", "b", "c"], "dt": pa.array(days, pa.date32()), "n": [1, None, 3]})
     pq.write_table(table, tmp_path / "t.parquet")
