@@ -84,6 +84,7 @@ def session(driver_memory: str) -> SparkSession:
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "8")  # as spark_app.job sets it
         .config("spark.sql.codegen.maxFields", "1000")  # as spark_app.job sets it
+        .config("spark.python.sql.dataFrameDebugging.enabled", "false")  # as spark_app.job sets it
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")  # as spark_app.job sets it
         .config(map=file_system_conf())  # as the local runtime's driver sets it (no process per file written)
         .getOrCreate()

@@ -54,6 +54,9 @@ _DROPPED_CONF = re.compile(
 # save (docs/local.md: about 45 % less CPU for a feature run). EMR's own JVMs keep their defaults.
 LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 LOCAL_SPARK_CONF = {"spark.sql.shuffle.partitions": "8", "spark.default.parallelism": "4"}
+# What spark_app.job.build_session sets on EMR that is fixed when the driver starts (a static SQL setting): the warm
+# driver's session is created before any job, so its driver options carry it, and a per-run spark-submit the same.
+DRIVER_STATIC_CONF = {"spark.python.sql.dataFrameDebugging.enabled": "false"}
 _PROGRESS = re.compile(r"\[dropzone\].*")
 _STAGE = re.compile(r"\[Stage (\d+):[=>\s]*\((\d+) \+ (\d+)\) / (\d+)\]")  # Spark's console progress bar
 STAGE_REPORT_SECONDS = 5.0
@@ -183,7 +186,7 @@ def driver_options(cores: int, driver_memory: str, java_options: str, conf: dict
     options += ["--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=true"]
     options += ["--conf", "spark.log.level=WARN"]  # the INFO chatter of a local driver is thousands of lines
     # EMR sizes shuffles for many executors; a local[N] driver pays per task: few partitions, AQE coalesces.
-    for key, value in LOCAL_SPARK_CONF.items():
+    for key, value in {**LOCAL_SPARK_CONF, **DRIVER_STATIC_CONF}.items():
         if key not in conf:
             options += ["--conf", f"{key}={value}"]
     # Local files through a file system without a process per file (dropzone/local/localfs.py); its class path is

@@ -136,6 +136,27 @@ def test_a_run_executes_with_staged_inputs_and_reports_truthfully(
 
 @pytest.mark.slow
 @pytest.mark.spark
+def test_a_run_records_no_python_call_sites_unless_it_asks(
+    aws: EmbeddedAws, toy_stack: Stack, executor: EmrExecutor
+) -> None:
+    # as spark_app.job.build_session on EMR: set when the driver starts, so the local drivers carry it themselves
+    quiet = executor.execute(*_start(aws, toy_stack, "--show-debugging"))
+    asked = executor.execute(
+        *_start(
+            aws, toy_stack, "--show-debugging", parameters="--conf spark.python.sql.dataFrameDebugging.enabled=true"
+        )
+    )
+    assert [quiet.state, asked.state] == ["SUCCESS", "SUCCESS"], asked.log.read_text()[-2000:]
+    assert _said(executor) == [
+        "[dropzone] dataframe debugging false, in effect False",
+        "[dropzone] counted 6 rows",
+        "[dropzone] dataframe debugging true, in effect True",
+        "[dropzone] counted 6 rows",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.spark
 def test_a_failing_run_is_failed_with_the_error_in_its_details(
     aws: EmbeddedAws, toy_stack: Stack, executor: EmrExecutor
 ) -> None:

@@ -24,6 +24,7 @@ def spark() -> Iterator[SparkSession]:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("spark.sql.codegen.maxFields", "1000")  # as spark_app.job.build_session: the same generated code
+        .config("spark.python.sql.dataFrameDebugging.enabled", "false")  # as spark_app.job.build_session
         .config("spark.driver.memory", "2g")  # as the local runtime's driver (dropzone.local.emr)
         .config("spark.sql.warehouse.dir", "/tmp/dropzone-spark-warehouse")
         .config(map=file_system_conf())  # as the local runtime's driver: local files without a process per file

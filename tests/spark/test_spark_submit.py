@@ -74,3 +74,32 @@ def test_spark_submit_runs_the_packaged_job(tmp_path: Path) -> None:
     assert written["row_counts"]["score_rows"] > 0
     assert written["as_of"] == "2026-06-01"  # the day after the last event
     assert json.loads(done.stdout.strip().splitlines()[-1])["run_id"] == "submit-1"
+
+
+PROBE = """
+from pyspark.errors.utils import is_debugging_enabled
+from pyspark.sql import functions as F
+
+from spark_app.job import build_session
+
+spark = build_session()
+F.col("x")  # a Column call: pyspark decides here whether to record its call site
+print("debugging", spark.conf.get("spark.python.sql.dataFrameDebugging.enabled"), is_debugging_enabled())
+"""
+
+
+@pytest.mark.parametrize(("conf", "expected"), [([], "debugging false False"), (["true"], "debugging true True")])
+def test_the_job_session_records_no_call_sites_unless_the_run_asks(
+    tmp_path: Path, conf: list[str], expected: str
+) -> None:
+    _, archive = build(tmp_path / "build")
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.pop("PYTHONPATH", None)
+    cmd = [str(Path(sys.executable).with_name("spark-submit")), "--master", "local[1]"]
+    cmd += [a for value in conf for a in ("--conf", f"spark.python.sql.dataFrameDebugging.enabled={value}")]
+    cmd += ["--py-files", str(archive), str(probe)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == expected

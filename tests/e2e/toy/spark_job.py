@@ -1,8 +1,10 @@
 """Toy Spark entry point for the runtime's tests: reads the CSVs a JSON manifest lists, writes their row count.
 
 Options that let the tests see what a run inherits from the runs before it in a warm driver: ``--show-state``
-prints the session's shuffle partitions, time zone and persisted RDDs; ``--set-time-zone`` and ``--cache`` leave
-such state behind; ``--lib`` prints ``toylib.VALUE`` from the run's --py-files; ``--exit-hard`` ends the process.
+prints the session's shuffle partitions, time zone and persisted RDDs; ``--show-debugging`` whether pyspark
+records the call site of each DataFrame call (a setting fixed when the driver starts); ``--set-time-zone`` and
+``--cache`` leave such state behind; ``--lib`` prints ``toylib.VALUE`` from the run's --py-files; ``--exit-hard``
+ends the process.
 """
 
 import argparse
@@ -21,6 +23,7 @@ parser.add_argument("--lib", action="store_true")
 parser.add_argument("--show-state", action="store_true")
 parser.add_argument("--set-time-zone", default="")
 parser.add_argument("--cache", action="store_true")
+parser.add_argument("--show-debugging", action="store_true")
 args = parser.parse_args()
 if args.fail:
     raise ValueError(args.fail)
@@ -41,6 +44,11 @@ if args.show_state:
         f"time zone {conf.get('spark.sql.session.timeZone')}, persisted {persisted}",
         flush=True,
     )
+if args.show_debugging:
+    from pyspark.errors.utils import is_debugging_enabled
+
+    setting = spark.conf.get("spark.python.sql.dataFrameDebugging.enabled")
+    print(f"[dropzone] dataframe debugging {setting}, in effect {is_debugging_enabled()}", flush=True)
 if args.set_time_zone:
     spark.conf.set("spark.sql.session.timeZone", args.set_time_zone)
 frame = spark.read.csv(files, header=True)
