@@ -193,6 +193,20 @@ def machine() -> list[str]:
     ]
 
 
+def cpu_reference() -> str:
+    """Seconds a fixed pure-Python loop (5 million additions, one core) takes, best of 3: how fast this machine is
+    today. The machines of this kind differ, and so does one machine from day to day (seen here: the same commit's
+    demo in 23 s one day and 65 s two days later), so absolute figures of different runs compare only beside it."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(5_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return f"{best:.2f}"
+
+
 def load_average() -> str:
     return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"
 
@@ -827,6 +841,7 @@ def main(argv: list[str] | None = None) -> int:
     commit = git_commit()
     sizes = "quick sizes, not for quoting" if args.quick else "full sizes"
     load_before = load_average()
+    speed = cpu_reference()
     state = read_state(RESULTS.read_text() if RESULTS.exists() else "")
     outcomes: dict[str, str] = {}
 
@@ -865,6 +880,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Last `make bench`: started {started_at:%Y-%m-%d %H:%M} UTC at commit {commit}; {ran}.",
         "",
         *machine(),
+        f"- CPU speed reference: {speed} s for a fixed pure-Python loop (5 million additions, one core, best of 3;",
+        "  absolute figures of runs on different days compare only beside it)",
         f"- 1-minute load average: {load_before} before, {load_average()} after (other work shares the cores:",
         "  wall times are inflated alike for a figure and its peer; ratios are the fairer reading)",
         "",
