@@ -196,7 +196,8 @@ def machine() -> list[str]:
 def cpu_reference() -> str:
     """Seconds a fixed pure-Python loop (5 million additions, one core) takes, best of 3: how fast this machine is
     today. The machines of this kind differ, and so does one machine from day to day (seen here: the same commit's
-    demo in 23 s one day and 65 s two days later), so absolute figures of different runs compare only beside it."""
+    demo in 23 s one day and 65 s a day and a half later), so absolute figures of different runs compare only
+    beside it."""
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
