@@ -19,6 +19,20 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 
 
+def spark_submit(
+    cwd: Path, options: list[str], archive: Path, script: Path, arguments: list[str]
+) -> subprocess.CompletedProcess[str]:
+    """``script`` under pyspark's spark-submit with ``archive`` as --py-files, run from ``cwd`` (outside the
+    repository, without PYTHONPATH: spark_app and dropzone can only come from the zip); asserts it succeeded."""
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.pop("PYTHONPATH", None)
+    cmd = [str(Path(sys.executable).with_name("spark-submit")), *options, "--py-files", str(archive), str(script)]
+    cmd += arguments
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def test_package_holds_what_the_job_imports(tmp_path: Path) -> None:
     main, archive = build(tmp_path / "a")
     names = set(zipfile.ZipFile(archive).namelist())
@@ -36,20 +50,8 @@ def test_spark_submit_runs_the_packaged_job(tmp_path: Path) -> None:
     manifest.write_text(
         json.dumps({"dataset": "orders", "batch_id": "b1", "attempt": 1, "files": [{"uri": u} for u in data["orders"]]})
     )
-    spark_submit = Path(sys.executable).with_name("spark-submit")
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    env.pop("PYTHONPATH", None)
-    cmd = [
-        str(spark_submit),
-        "--master",
-        "local[2]",
-        "--conf",
-        "spark.ui.enabled=false",
-        "--conf",
-        "spark.sql.shuffle.partitions=4",
-        "--py-files",
-        str(archive),
-        str(main),
+    options = ["--master", "local[2]", "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=4"]
+    arguments = [
         "--manifest",
         str(manifest),
         "--contracts",
@@ -63,9 +65,7 @@ def test_spark_submit_runs_the_packaged_job(tmp_path: Path) -> None:
         "--run-id",
         "submit-1",
     ]
-    # cwd outside the repository: spark_app can only come from the zip.
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = spark_submit(tmp_path, options, archive, main, arguments)
     written = json.loads((tmp_path / "features" / "orders" / "run=submit-1" / "_manifest.json").read_text())
     assert written["batch_id"] == "b1"
     assert written["curated"]["rows_written"] == 300
@@ -95,11 +95,7 @@ def test_the_job_session_records_no_call_sites_unless_the_run_asks(
     _, archive = build(tmp_path / "build")
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    env.pop("PYTHONPATH", None)
-    cmd = [str(Path(sys.executable).with_name("spark-submit")), "--master", "local[1]"]
-    cmd += [a for value in conf for a in ("--conf", f"spark.python.sql.dataFrameDebugging.enabled={value}")]
-    cmd += ["--py-files", str(archive), str(probe)]
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    options = ["--master", "local[1]"]
+    options += [a for value in conf for a in ("--conf", f"spark.python.sql.dataFrameDebugging.enabled={value}")]
+    done = spark_submit(tmp_path, options, archive, probe, [])
     assert done.stdout.strip().splitlines()[-1] == expected
