@@ -11,6 +11,7 @@ header flags) is checked here.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections import deque
 from typing import Any, BinaryIO, cast
@@ -21,6 +22,13 @@ from isal import isal_zlib
 from dropzone.validation.report import Rejected
 
 GZIP_MAGIC = b"\x1f\x8b"
+# Rows end with LF or CRLF. A carriage return alone ends a line for some readers (pyarrow's) and not for others
+# (Spark's, whose line end is the file's first), so such a file could not be read alike: it is refused, naming why.
+CR_LINE_ENDS = (
+    "the file's lines end with a carriage return alone (CR, as classic Mac OS and Excel's 'CSV (Macintosh)' write"
+    " them): save it with LF or CRLF line ends"
+)
+BARE_CR = re.compile(rb"\r[^\n]")  # a CR that ends a chunk's text is not judged
 UTF8_BOM = b"\xef\xbb\xbf"
 CHUNK = 1 << 20
 # A gzip bomb expands absurdly: real CSV/JSON compresses 3-20x. The ratio is judged once this much came out.
@@ -156,6 +164,11 @@ class GuardedStream:
             self.rejection = reason
         raise Rejected(self.rejection)
 
+    def _reject_long_line(self, line: int, text: bytes) -> None:
+        """``text``: the part of the line in the current chunk; a carriage return alone in it names the likely cause."""
+        reason = f"line {line} is longer than max_line_length {human_size(self.max_line_length)}"
+        self._reject(f"{reason}: {CR_LINE_ENDS}" if BARE_CR.search(text) else reason)
+
     def _read_raw(self, n: int) -> bytes:
         data = self._raw.read(n)
         if data is None:
@@ -242,22 +255,22 @@ class GuardedStream:
         if first < 0:
             self._since_newline += len(data)
             if self._since_newline > limit:
-                self._reject(f"line {self.lines + 1} is longer than max_line_length {human_size(limit)}")
+                self._reject_long_line(self.lines + 1, data)
             self._append(data)
             return
         newline_count = self._count_newlines(data)
         if self._since_newline + first > limit:
-            self._reject(f"line {self.lines + 1} is longer than max_line_length {human_size(limit)}")
+            self._reject_long_line(self.lines + 1, data[: first + 1])
         if limit < len(data):  # a line inside this chunk could be too long: measure them all
             newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
             over = np.flatnonzero(np.diff(newlines) - 1 > limit)
             if over.size:
                 line = self.lines + 2 + int(over[0])
-                self._reject(f"line {line} is longer than max_line_length {human_size(limit)}")
+                self._reject_long_line(line, data[newlines[over[0]] + 1 : newlines[over[0] + 1] + 1])
         self._since_newline = len(data) - data.rfind(b"\n") - 1
         if self._since_newline > limit:
             line = self.lines + newline_count + 1
-            self._reject(f"line {line} is longer than max_line_length {human_size(limit)}")
+            self._reject_long_line(line, data[data.rfind(b"\n") + 1 :])
         self.lines += newline_count
         self._append(data)
 

@@ -50,7 +50,7 @@ from dropzone.validation.compiler import (
     typed_values,
 )
 from dropzone.validation.digits import bools, digit_pattern
-from dropzone.validation.guard import GuardedStream, human_size
+from dropzone.validation.guard import BARE_CR, CR_LINE_ENDS, GuardedStream, human_size
 from dropzone.validation.report import Rejected, SchemaDiff, ValidationReport
 from dropzone.validation.uniqueness import UniqueTracker
 
@@ -326,8 +326,11 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
     first = guard.peek_line()
     if not first.strip(b"\r\n\t "):
         raise Rejected("file is empty" if not first else "file is empty (blank first line, no header)")
+    line = first.removesuffix(b"\n").removesuffix(b"\r")
+    if b"\r" in line:  # peek_line reads to the first LF: with CR line ends, the whole file (or refused as too long)
+        raise Rejected(f"the header line holds a carriage return not followed by LF: {CR_LINE_ENDS}")
     try:
-        text = first.decode("utf-8").rstrip("\r\n")
+        text = line.decode("utf-8")
     except UnicodeDecodeError as e:
         raise Rejected(f"header line is not valid UTF-8 (byte {e.start}): the file is binary or not UTF-8") from None
     header = next(csv.reader([text]))
@@ -592,6 +595,8 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
                 row = json.loads(line, parse_float=_json_number, parse_int=_json_int, parse_constant=_refuse_constant)
             except (ValueError, RecursionError) as e:
                 detail = "not valid UTF-8" if isinstance(e, UnicodeDecodeError) else f"not valid JSON: {e}"
+                if isinstance(e, json.JSONDecodeError) and e.msg == "Extra data" and BARE_CR.search(line):
+                    detail += "; a carriage return alone ends no line here: end lines with LF or CRLF"
                 checker.invalid_row(number, ROW_JSON, f"line {number} is {detail}")
                 continue
             if not isinstance(row, dict):

@@ -241,6 +241,42 @@ def test_crlf_line_endings_are_accepted(tmp_path: Path, orders: Contract) -> Non
     assert report.bad_rows == 0
 
 
+CR_REASON = "the file's lines end with a carriage return alone (CR, as classic Mac OS"
+
+
+@pytest.mark.parametrize("name", ["o.csv", "o.csv.gz"])
+def test_cr_line_endings_are_refused_naming_them(tmp_path: Path, orders: Contract, name: str) -> None:
+    # GIVEN a small file whose lines end with CR alone (no LF anywhere: its first "line" is the whole file)
+    data = csv_text(6).replace("\n", "\r").encode()
+    report = check(write(tmp_path, name, gzip.compress(data) if name.endswith(".gz") else data), orders)
+    # THEN it is quarantined for that, with the way out (it was a crash in the header's CSV parser)
+    quarantined(report, "the header line holds a carriage return not followed by LF")
+    quarantined(report, "save it with LF or CRLF line ends")
+
+
+def test_a_large_cr_file_is_refused_naming_its_line_ends(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN more than max_line_length (1 MiB) of CR-ended lines: the line-length guard stops it first
+    report = check(write(tmp_path, "o.csv", csv_text(20_000).replace("\n", "\r")), orders)
+    quarantined(report, f"line 1 is longer than max_line_length 1.0 MiB: {CR_REASON}")
+
+
+def test_a_long_crlf_line_is_not_taken_for_cr_line_ends(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN a CRLF file with one line over the limit, the limit reached where a chunk ends in CR LF
+    text = csv_text(3).replace("\n", "\r\n") + row(4, review_text="x" * (2**20 + 10)) + "\r\n"
+    report = check(write(tmp_path, "o.csv", text), orders)
+    quarantined(report, "line 5 is longer than max_line_length 1.0 MiB")
+    assert not any("carriage return" in reason for reason in report.reasons), report.reasons
+
+
+def test_a_cr_json_lines_file_names_its_line_ends(tmp_path: Path) -> None:
+    document = yaml.safe_load((CONTRACTS / "orders.yaml").read_text())
+    contract = parse_contract({**document, "formats": ["jsonl"]}, "orders.yaml")
+    rows = [dict(zip(HEADER.split(","), row(i).split(","), strict=True)) for i in range(3)]
+    report = check(write(tmp_path, "o.jsonl", "".join(json.dumps(r) + "\r" for r in rows)), contract)
+    quarantined(report, "row.json: 1 rows")
+    assert report.samples[0]["detail"].endswith("a carriage return alone ends no line here: end lines with LF or CRLF")
+
+
 def test_quoted_newline_in_text_is_accepted(tmp_path: Path, orders: Contract) -> None:
     text = csv_text(3) + row(9, review_text='"two\nlines, and a comma"') + "\n"
     report = check(write(tmp_path, "o.csv", text), orders)
