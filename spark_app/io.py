@@ -179,12 +179,16 @@ def load_job_contracts(contracts_uri: str, dataset: str) -> dict[str, Contract]:
     return {dataset: contract, **references}
 
 
-def _csv_header(uri: str, fmt: str) -> list[str]:
+def _csv_head(uri: str, fmt: str) -> tuple[list[str], str]:
+    """The column names of a CSV file's header line and the line end it has, ``\r\n`` or ``\n`` (the validator
+    refuses lines that end with CR alone)."""
     raw = read_bytes(uri, 1 << 16)
     if fmt == "csv.gz":
         raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 1 << 16)
-    line = raw.decode("utf-8-sig", errors="replace").splitlines()[0] if raw else ""
-    return [h.strip().strip('"') for h in line.split(",")] if line else []
+    first = raw.split(b"\n", 1)[0]
+    line_sep = "\r\n" if first.endswith(b"\r") else "\n"
+    line = first.removesuffix(b"\r").decode("utf-8-sig", errors="replace")
+    return ([h.strip().strip('"') for h in line.split(",")] if line.strip() else []), line_sep
 
 
 def json_kind_column(name: str) -> str:
@@ -287,9 +291,12 @@ def _read_json_lines(spark: SparkSession, contract: Contract, paths: list[str]) 
     return rows.select(*out, F.lit(None).cast("string").alias(CORRUPT), BAD_JSON_LINE, "_source_uri")
 
 
-def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[str], header: list[str]) -> DataFrame:
+def _read_group(
+    spark: SparkSession, contract: Contract, fmt: str, uris: list[str], header: list[str], line_sep: str
+) -> DataFrame:
     """Every contract column as text (the validator's rules parse text) and, for JSON Lines, its JSON type; plus
-    ``_corrupt_record`` (CSV), ``_bad_json_line`` (JSON Lines) and the file."""
+    ``_corrupt_record`` (CSV), ``_bad_json_line`` (JSON Lines) and the file. ``header``, ``line_sep``: those of
+    the group's CSV files."""
     paths = [spark_path(u) for u in uris]
     text = T.StringType()
     if fmt.startswith("csv"):
@@ -299,11 +306,14 @@ def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[st
         # rows at every newline by default: the rest of the value became a row of its own, both dropped as bad) and
         # writes a quote as two ("" where Spark's default escape is a backslash). With multiLine a file is read by one
         # task, not split: the 8 generated files of 1M and 10M rows, read and checked, 4.8-4.9 s and 25.6 s against
-        # 5.3-5.8 s and 28.6 s split (this 2-core machine, warm). A CRLF inside a quoted value arrives as LF.
+        # 5.3-5.8 s and 28.6 s split (this 2-core machine, warm). The line end is the file's own: without lineSep
+        # Spark takes it from the first line and, when it is CRLF, turns a CRLF inside a quoted value into LF (with
+        # lineSep and multiLine it keeps quoted values as they are, as pyarrow does).
         df = (
             spark.read.schema(schema)
             .option("header", True)
             .option("multiLine", True)
+            .option("lineSep", line_sep)
             .option("escape", '"')
             .option("enforceSchema", True)
             .option("mode", "PERMISSIVE")
@@ -355,15 +365,18 @@ def _hadoop_uri(spark: SparkSession, uri: str) -> str:
 def read_batch(spark: SparkSession, contract: Contract, batch: Batch) -> DataFrame:
     """Every file of the batch: the contract's columns as text, ``_corrupt_record`` (non-null when a line could not
     be split into fields) and ``_file_index`` (position in the manifest: later files win on duplicate keys)."""
-    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    groups: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
     for f in batch.files:
         if f.format not in contract.formats:
             raise JobInputError(f"{f.uri}: format {f.format} is not accepted by the {contract.dataset} contract")
-        header = tuple(_csv_header(f.uri, f.format)) if f.format.startswith("csv") else ()
+        header, line_sep = _csv_head(f.uri, f.format) if f.format.startswith("csv") else ([], "\n")
         if f.format.startswith("csv") and not header:
             raise JobInputError(f"{f.uri}: the CSV file has no header line")
-        groups.setdefault((f.format, header), []).append(f.uri)
-    frames = [_read_group(spark, contract, fmt, uris, list(header)) for (fmt, header), uris in groups.items()]
+        groups.setdefault((f.format, tuple(header), line_sep), []).append(f.uri)
+    frames = [
+        _read_group(spark, contract, fmt, uris, list(header), line_sep)
+        for (fmt, header, line_sep), uris in groups.items()
+    ]
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -265,6 +266,37 @@ def test_csv_quoted_values_are_read_as_the_validator_reads_them(spark: SparkSess
     assert sorted(got) == sorted(review)
     assert [got[k][BAD] for k in review] == [False] * 4
     assert {k: got[k]["review_text"] for k in review} == {**review, "O0000004": None}
+
+
+@pytest.mark.parametrize("name", ["orders.csv", "orders.csv.gz"])
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_csv_quoted_line_ends_are_kept(spark: SparkSession, tmp_path: Path, line_end: str, name: str) -> None:
+    # GIVEN quoted reviews holding CRLF and LF, in a file whose rows end with LF or with CRLF; the orders contract's
+    # review_text max_length is 2000, and a CRLF is two characters of it
+    review = {
+        "O0000001": "windows\r\nline",
+        "O0000002": "unix\nline",
+        "O0000003": "a" * 1998 + "\r\n",  # 2000 characters: good
+        "O0000004": "a" * 1999 + "\r\n",  # 2001: review_text.max_length
+        "O0000005": "last",
+    }
+    lines = [f'{k},C000001,2026-01-01T10:00:00Z,P00001,10.5,1,true,"{v}"' for k, v in review.items()]
+    lines.append("O0000006,C000001,2026-01-01T10:00:00Z,P00001,10.5,1,true,unquoted")
+    data = line_end.join([HEADER, *lines, ""]).encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    contract = load_contracts(CONTRACTS)["orders"]
+    report = validate_path(path, contract, uploaded_at=UPLOADED)
+    # WHEN the Spark job reads it
+    batch = Batch("orders", "b", 1, (BatchFile(str(path), name.removeprefix("orders.")),))
+    compiled = compile_rules(read_batch(spark, contract, batch), contract, UPLOADED)
+    got = {r["order_id"]: r for r in compiled.frame.collect()}
+    rows, bad, failures = failure_counts(compiled.frame.agg(*failure_count_columns(compiled)).collect()[0], compiled)
+    # THEN the values are the file's, line ends inside quotes included, and both count the same bad row
+    assert (report.rows_read, report.bad_rows, report.rule_counts) == (6, 1, {"review_text.max_length": 1})
+    assert (rows, bad, failures) == (6, 1, {"review_text.max_length": 1})
+    assert {k: got[k]["review_text"] for k in review} == review
+    assert got["O0000006"]["review_text"] == "unquoted"
 
 
 @pytest.mark.parametrize(
