@@ -222,13 +222,17 @@ def _json_value_text(string: Column, double: Column, schema: Column, kind: Colum
     return F.when(kind.isin(list(JSON_KINDS[column_type])), text)
 
 
+_SURROGATE_PAIR = r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # Java regex: high then low half
+
+
 def _read_json_lines(spark: SparkSession, contract: Contract, paths: list[str]) -> DataFrame:
     """JSON Lines by the validator's rule (docs/validation.md, "JSON Lines"): each line is a row; blank lines are
-    skipped; a line that is not valid UTF-8, not JSON (RFC 8259: no NaN, no single quotes) or not one object with
-    nothing after it is a bad row (``BAD_JSON_LINE``); a repeated key keeps its last value. Each contract column
-    comes as text plus its JSON type (``json_kind_column``), read from the line parsed as a variant: Spark's JSON
-    reader would render ``17`` and ``"17"`` alike, take ``[{...}, {...}]`` as two rows and ignore what follows an
-    object. Built in steps, each value computed once (variant expressions are not shared by code generation)."""
+    skipped; a line that is not valid UTF-8, not JSON (RFC 8259: no NaN, no single quotes), not one object with
+    nothing after it or with an escape of half a surrogate pair is a bad row (``BAD_JSON_LINE``); a repeated key
+    keeps its last value. Each contract column comes as text plus its JSON type (``json_kind_column``), read from
+    the line parsed as a variant: Spark's JSON reader would render ``17`` and ``"17"`` alike, take ``[{...}, {...}]``
+    as two rows and ignore what follows an object. Built in steps, each value computed once (variant expressions
+    are not shared by code generation)."""
     # parse_json refuses a repeated key unless this is set; json.loads (the validator) keeps the last value
     spark.conf.set("spark.sql.variant.allowDuplicateKeys", "true")
     lines = spark.read.option("lineSep", "\n").text(paths)  # the validator splits at \n only
@@ -244,10 +248,15 @@ def _read_json_lines(spark: SparkSession, contract: Contract, paths: list[str]) 
     # Wrapped again with a last element, such a line still closes at the same place, before it: [{...}] without the
     # 0. Only lines holding a ] are parsed twice; each parse is a column of its own step (computed once per line).
     bracket = object_line & text.contains("]")
+    # An escape of half a UTF-16 surrogate pair is no text (the validator's bad row; Spark's parser reads it as "?").
+    # Found in the line: escaped backslashes dropped first (what follows one is text), then the escaped pairs.
+    escapes = F.regexp_replace(F.regexp_replace(text, r"\\\\", ""), _SURROGATE_PAIR, "")
+    lone = F.when(object_line & text.contains("\\u"), escapes.rlike(r"\\u[dD][89a-fA-F]"))
     rows = lines.select(
         F.when(object_line, F.try_parse_json(F.concat(F.lit("["), text, F.lit("]")))).alias("_wrapped"),
         F.when(bracket, F.try_parse_json(F.concat(F.lit("["), text, F.lit(",0]")))).alias("_closed"),
         bracket.alias("_bracket"),
+        F.coalesce(lone, F.lit(False)).alias("_lone"),
         line.alias("_line"),
         F.col("_metadata.file_path").alias("_source_uri"),
     )
@@ -256,7 +265,12 @@ def _read_json_lines(spark: SparkSession, contract: Contract, paths: list[str]) 
         closed, "$[2]", "variant"
     ).isNull()
     whole = ~F.col("_bracket") | F.coalesce(to_the_end, F.lit(False))
-    one = F.col("_wrapped").isNotNull() & F.try_variant_get(F.col("_wrapped"), "$[1]", "variant").isNull() & whole
+    one = (
+        F.col("_wrapped").isNotNull()
+        & F.try_variant_get(F.col("_wrapped"), "$[1]", "variant").isNull()
+        & whole
+        & ~F.col("_lone")
+    )
     rows = rows.select(F.when(one, F.col("_wrapped")).alias("_wrapped"), "_line", "_source_uri")
     names = contract.column_names
     rows = rows.select(

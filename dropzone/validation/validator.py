@@ -603,10 +603,13 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
                 checker.invalid_row(number, ROW_JSON, f"line {number} is a JSON {type(row).__name__}, not an object")
                 continue
             if b"\\u" in line and (half := _lone_surrogate(row)) is not None:
-                raise Rejected(
+                checker.invalid_row(
+                    number,
+                    ROW_JSON,
                     f"line {number} has an escape of half a UTF-16 surrogate pair (\\u{ord(half):04x} alone), which is"
-                    " no text: write the character whole"
+                    " no text: write the character whole",
                 )
+                continue
             index = len(numbers)
             numbers.append(number)
             originals.append(row)

@@ -144,6 +144,15 @@ ODD_LINES: list[tuple[str, list[str]]] = [
     (json.dumps({"id": "x23", **GOOD}).replace("1.5", "1e" + "0" * 1000), ["row.json"]),
     (json.dumps({"id": "x24", **GOOD}).replace("1.5", "0.0e" + "0" * 999), ["row.json"]),
     (json.dumps({"id": "x25", **GOOD}).replace('"s": "text"', '"s": 5' + "0" * 1000), ["row.json"]),
+    # an escape of half a UTF-16 surrogate pair is no text (a key included); an escaped pair, or an escaped
+    # backslash before "u", is
+    (json.dumps({"id": "x26", **GOOD}).replace('"text"', '"cut \\ud83d"'), ["row.json"]),
+    (json.dumps({"id": "x27", **GOOD}).replace('"text"', '"\\uDC00 low"'), ["row.json"]),
+    (json.dumps({"id": "x28", **GOOD}).replace('"text"', '"\\ud83d\\ud83d\\ude00"'), ["row.json"]),
+    (json.dumps({"id": "x29", **GOOD}).replace('"text"', '"\\\\\\ud800"'), ["row.json"]),  # \\ then \ud800
+    (json.dumps({"id": "x30", **GOOD}).replace('"id"', '"\\ud800": 1, "id"'), ["row.json"]),
+    (json.dumps({"id": "x31", **GOOD}).replace('"text"', '"\\ud83d\\ude00 \\u00e9"'), []),
+    (json.dumps({"id": "x32", **GOOD}).replace('"text"', '"\\\\ud800 \\\\\\\\udc00"'), []),  # \\ then ud800: text
     # surrounding whitespace is fine
     ("  \t" + json.dumps({"id": "x15", **GOOD}) + " \r", []),
 ]

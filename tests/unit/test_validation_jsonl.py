@@ -189,17 +189,24 @@ def test_key_missing_from_every_line_is_still_reported(tmp_path: Path, orders: C
     assert validate_path(with_nulls, orders, uploaded_at=UPLOADED).decision == "ACCEPTED"
 
 
-def test_a_lone_surrogate_escape_is_named_with_its_line(tmp_path: Path, orders: Contract) -> None:
-    # GIVEN an escaped emoji cut in half (as a UTF-16 producer truncating a string leaves it), after good lines
-    lines = [line(i) for i in range(1, 4)] + ['{"order_id": "O9", "review_text": "cut \\ud83d"}']
+def test_a_lone_surrogate_escape_is_a_bad_row_named_with_its_line(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN an escaped emoji cut in half (as a UTF-16 producer truncating a string leaves it) among 200 good lines
+    lines = [line(i) for i in range(1, 201)]
+    lines.insert(3, '{"order_id": "O9", "review_text": "cut \\ud83d"}')
     path = tmp_path / "o.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    # WHEN validated THEN the file is refused for that line and that escape (not as invalid UTF-8: its bytes are ASCII)
+    # WHEN validated THEN that line is a bad row naming the escape (not invalid UTF-8: its bytes are ASCII); the
+    # others are read, and one bad row in 201 is within the contract's 1%
     report = validate_path(path, orders, uploaded_at=UPLOADED)
-    assert report.decision == "QUARANTINED"
-    assert report.reasons == [
-        "line 4 has an escape of half a UTF-16 surrogate pair (\\ud83d alone), which is no text: write the character"
-        " whole"
+    assert (report.decision, report.rows_read, report.bad_rows) == ("ACCEPTED", 201, 1)
+    assert report.rule_counts == {"row.json": 1}
+    assert report.samples == [
+        {
+            "row": 4,
+            "rules": ["row.json"],
+            "detail": "line 4 has an escape of half a UTF-16 surrogate pair (\\ud83d alone), which is no text: write"
+            " the character whole",
+        }
     ]
 
 
