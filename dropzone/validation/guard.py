@@ -71,6 +71,7 @@ class GuardedStream:
         self.bytes_read = 0  # raw (compressed) bytes consumed
         self.bytes_out = 0  # decompressed bytes produced
         self.lines = 0  # newlines seen so far
+        self.ascii = True  # no byte above 0x7F so far (such text is UTF-8)
         self.rejection: str | None = None
         self._since_newline = 0
         # Checked text not yet read: the chunks as inflated or read (immutable), the first one from _offset on. A
@@ -243,6 +244,8 @@ class GuardedStream:
                 self._reject("content is Parquet (PAR1 magic bytes), but the file name says a text format")
             elif data[:2] in (b"\xff\xfe", b"\xfe\xff"):
                 self._reject("file is UTF-16 encoded (byte order mark found); expected UTF-8")
+        if self.ascii and not data.isascii():  # memchr-fast; a parser may then skip its UTF-8 check while it holds
+            self.ascii = False
         self.bytes_out += len(data)
         if self.bytes_out > self.max_bytes:
             self._reject(f"decompressed size exceeds max_bytes {human_size(self.max_bytes)}")

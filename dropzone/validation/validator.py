@@ -62,6 +62,11 @@ MAX_PARQUET_FOOTER = 16 << 20
 MAX_SAMPLE_VALUE = 200
 ROW_COLUMNS = "row.columns"  # a CSV row with the wrong number of fields
 ROW_JSON = "row.json"  # a JSON Lines line that is not a JSON object
+# What an invalid UTF-8 byte in a text file most often is: a legacy 8-bit encoding's letter (é is 0xE9 in both).
+OTHER_ENCODING = (
+    'the file is probably in another encoding, such as Windows-1252 or Latin-1 (Excel\'s "CSV (Comma delimited)"'
+    ' writes one): save it as UTF-8 ("CSV UTF-8" in Excel)'
+)
 _JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
 
 
@@ -370,6 +375,7 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
             null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
+            check_utf8=False,  # checked below, per batch, where the first bad byte can be named
         ),
     )
     group: list[pa.RecordBatch] = []
@@ -405,6 +411,10 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
         elif numbers:
             numbers.append(np.arange(start, end))
         starts[1] = end
+        # The guard is ahead of the reader: all ASCII so far, this batch too (and no UTF-8 to check)
+        place = None if guard.ascii else _invalid_utf8(batch, start, numbers[-1] if numbers else None)
+        if place is not None:
+            raise Rejected(f"file is not valid UTF-8 text at {place}: {OTHER_ENCODING}")
         # Blocks stay small (pyarrow's reader memory grows fast with the block size: RSS), the checks run on 8 at a
         # time (~4 MiB, ~50,000 rows): fewer per-batch calls. 1 GiB orders CSV: 3 per check ~4.1 CPU-s, 8 ~3.6.
         group.append(batch)
@@ -413,6 +423,33 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
     check_group()
     for number, detail in sorted(invalid, key=lambda item: item[0]):
         checker.invalid_row(number, ROW_COLUMNS, detail)
+
+
+def _invalid_utf8(batch: pa.RecordBatch, first_row: int, rows: np.ndarray | None) -> str | None:
+    """Where the batch's first byte that is not UTF-8 is (data row, column, byte of the value), or None. pyarrow's
+    own check (``ConvertOptions.check_utf8``) fails the read naming no place; this one costs the same. ``rows``: the
+    data row number of each row, when they are not ``first_row`` onwards."""
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        data = column.buffers()[2]
+        if data is None or np.frombuffer(data, dtype=np.uint8).max(initial=0) < 0x80:
+            continue  # ASCII (the column's whole data buffer)
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        for i, value in enumerate(column.view(pa.binary()).to_pylist()):
+            try:
+                if value is not None:
+                    value.decode("utf-8")
+            except UnicodeDecodeError as e:
+                row = int(rows[i]) if rows is not None else first_row + i
+                around = value[max(0, e.start - 20) : e.start + 20].decode("utf-8", errors="backslashreplace")
+                shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in around)
+                byte = f'byte {e.start + 1} of its value (0x{value[e.start]:02X} in "{shown}")'
+                return f"data row {row}, column {name!r}, {byte}"
+        return f"column {name!r}"  # (pyarrow found what Python's decoder did not)
+    return None
 
 
 def _json_depth_guard(block: bytes, first_line: int, limit: int) -> None:
@@ -753,7 +790,7 @@ def _first_line(e: BaseException) -> str:
 def _arrow_reason(e: BaseException, fmt: str, report: ValidationReport) -> str:
     message = _first_line(e)
     if "utf8" in message.lower() or "utf-8" in message.lower():
-        return f"file is not valid UTF-8 text (in the block after row {report.rows_read})"
+        return f"file is not valid UTF-8 text (in the block after row {report.rows_read}): {OTHER_ENCODING}"
     return f"file cannot be read as {fmt}: {message}"
 
 

@@ -193,9 +193,37 @@ def test_file_larger_than_max_bytes_is_refused_before_reading(orders: Contract) 
 # --- encodings and bytes ----------------------------------------------------------------------------------------
 
 
-def test_invalid_utf8_in_a_row(tmp_path: Path, orders: Contract) -> None:
-    data = csv_text(5).encode().replace(b"fine", b"caf\xe9", 1)  # Windows-1252, not UTF-8
-    quarantined(check(write(tmp_path, "o.csv", data), orders), "file is not valid UTF-8 text")
+OTHER_ENCODING = (
+    'the file is probably in another encoding, such as Windows-1252 or Latin-1 (Excel\'s "CSV (Comma delimited)"'
+    ' writes one): save it as UTF-8 ("CSV UTF-8" in Excel)'
+)
+
+
+def test_invalid_utf8_in_a_row_is_placed(tmp_path: Path, orders: Contract) -> None:
+    data = csv_text(5).encode().replace(b"fine", b"caf\xe9", 3)  # Windows-1252, not UTF-8, in rows 1 to 3
+    report = check(write(tmp_path, "o.csv", data), orders)
+    assert report.reasons == [
+        "file is not valid UTF-8 text at data row 1, column 'review_text', byte 4 of its value (0xE9 in \"caf\\xe9\"): "
+        + OTHER_ENCODING
+    ]
+
+
+@pytest.mark.parametrize("name", ["o.csv", "o.csv.gz"])
+def test_invalid_utf8_deep_in_a_large_file_is_placed(tmp_path: Path, orders: Contract, name: str) -> None:
+    # GIVEN 200,000 rows (~16 MiB) of UTF-8 reviews with accents, a quoted review holding a newline in row 10, a row
+    # with too few fields in row 100,000 (rows are not lines), and row 150,000 written in Latin-1
+    review = "cr\u00e8me br\u00fbl\u00e9e"
+    data = csv_text(200_000, review_text=review).encode()
+    line = row(149_999, review_text=review)
+    data = data.replace(line.encode(), line.encode("latin-1"))
+    data = data.replace(row(9, review_text=review).encode(), row(9, review_text='"two\nlines"').encode())
+    data = data.replace(row(99_999, review_text=review).encode(), b"O1,C1")
+    report = check(write(tmp_path, name, gzip.compress(data, 1) if name.endswith(".gz") else data), orders)
+    # THEN the reason names that row, its column and the first byte that is no UTF-8: the è of crème, its 3rd
+    assert report.reasons == [
+        "file is not valid UTF-8 text at data row 150000, column 'review_text', byte 3 of its value (0xE8 in "
+        '"cr\\xe8me br\\xfbl\\xe9e"): ' + OTHER_ENCODING
+    ]
 
 
 def test_invalid_utf8_in_the_header(tmp_path: Path, orders: Contract) -> None:

@@ -124,3 +124,20 @@ def test_peek_finds_a_header_spread_over_many_chunks_and_refuses_one_too_long(co
     # AND a header over the limit is refused while peeking
     with pytest.raises(Rejected, match="line 1 is longer than max_line_length 200 B"):
         guard(200).peek_line()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_the_guard_says_whether_the_text_so_far_is_ascii(compress: bool) -> None:
+    # A parser skips its UTF-8 check while the guard, which is ahead of it, has seen ASCII only
+    def guard_of(text: bytes) -> GuardedStream:
+        raw = gzip.compress(text) if compress else text
+        return GuardedStream(io.BytesIO(raw), gzip=None, max_bytes=1 << 30, max_line_length=1 << 20, chunk=4096)
+
+    ascii_text = guard_of(b"\xef\xbb\xbf" + BODY)  # a UTF-8 BOM is stripped, not text
+    drain(ascii_text)
+    assert ascii_text.ascii
+    late = guard_of(BODY + b"caf\xc3\xa9\n")
+    assert late.read(4096)
+    assert late.ascii  # what the guard read so far ends before the é
+    drain(late)
+    assert not late.ascii
