@@ -631,7 +631,11 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
             try:
                 row = json.loads(line, parse_float=_json_number, parse_int=_json_int, parse_constant=_refuse_constant)
             except (ValueError, RecursionError) as e:
-                detail = "not valid UTF-8" if isinstance(e, UnicodeDecodeError) else f"not valid JSON: {e}"
+                if isinstance(e, UnicodeDecodeError):  # (e.object: the line's bytes)
+                    byte = f"0x{e.object[e.start]:02X} at byte {e.start + 1}"
+                    detail = f"not valid UTF-8 ({byte}): save the file as UTF-8"
+                else:
+                    detail = f"not valid JSON: {e}"
                 if isinstance(e, json.JSONDecodeError) and e.msg == "Extra data" and BARE_CR.search(line):
                     detail += "; a carriage return alone ends no line here: end lines with LF or CRLF"
                 checker.invalid_row(number, ROW_JSON, f"line {number} is {detail}")

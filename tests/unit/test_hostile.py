@@ -471,7 +471,8 @@ def test_json_invalid_utf8(tmp_path: Path, orders: Contract) -> None:
     data = (json_row(1) + "\n").encode().replace(b"fine", b"f\xffne")
     report = check(write(tmp_path, "o.jsonl", data), orders)
     quarantined(report, "row.json: 1 rows")
-    assert report.samples[0]["detail"] == "line 1 is not valid UTF-8"
+    # 177 bytes up to `"review_text": `, then the quote, the f and the byte
+    assert report.samples[0]["detail"] == "line 1 is not valid UTF-8 (0xFF at byte 180): save the file as UTF-8"
 
 
 # --- Parquet ------------------------------------------------------------------------------------------------------
