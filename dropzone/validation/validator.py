@@ -67,6 +67,7 @@ OTHER_ENCODING = (
     'the file is probably in another encoding, such as Windows-1252 or Latin-1 (Excel\'s "CSV (Comma delimited)"'
     ' writes one): save it as UTF-8 ("CSV UTF-8" in Excel)'
 )
+_EXCEL_SEP = re.compile(r'"?sep=.?"?', re.IGNORECASE)  # a first line Excel reads as "the delimiter is ..."
 _JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
 
 
@@ -345,6 +346,11 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
     diff = _schema_diff(header, contract)
     if diff:
         report.schema = diff
+        if _EXCEL_SEP.fullmatch(text.strip()):
+            report.quarantine(
+                f"the first line is {text.strip()!r}, a delimiter hint for Excel, not the header: remove it (the"
+                " header must be the first line)"
+            )
         # A wrong delimiter explains every missing and unexpected column below it: the producer reads it first.
         if len(header) == 1:
             for delimiter, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):

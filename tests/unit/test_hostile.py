@@ -116,6 +116,17 @@ def test_wrong_delimiter(tmp_path: Path, orders: Contract) -> None:
     quarantined(report, "the file looks semicolon-delimited; expected commas")
 
 
+def test_an_excel_delimiter_hint_line_is_named(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN the "sep=," line some tools write first for Excel, above a good header and rows
+    report = check(write(tmp_path, "o.csv", "sep=,\r\n" + csv_text(3)), orders)
+    # THEN the first reason says what that line is, before the columns it puts out of place
+    assert report.reasons[0] == (
+        "the first line is 'sep=,', a delimiter hint for Excel, not the header: remove it (the header must be the"
+        " first line)"
+    )
+    quarantined(report, "missing column 'order_id'")
+
+
 def test_ragged_rows(tmp_path: Path, orders: Contract) -> None:
     text = csv_text(5) + "O99999999,C000001,2025-01-01T00:00:00Z\n"
     report = check(write(tmp_path, "o.csv", text), orders)
