@@ -103,6 +103,17 @@ INT64_RANGE = (-(2**63), 2**63)  # [low, high): whole JSON numbers an int column
 DECIMAL_DIGITS = 38  # JSON numbers without an exponent up to this many digits (and decimals) are exact
 
 
+# What each column type's text looks like (the forms above), for reasons a producer reads.
+EXPECTED_FORMS: dict[str, str] = {
+    "string": "a JSON string",
+    "int": "a whole number such as 42, within 64 bits",
+    "double": "a plain number such as 10.5 or 1e3, without thousands separators, currency signs or decimal commas",
+    "bool": "true, false, 1 or 0",
+    "date": "YYYY-MM-DD such as 2025-03-01",
+    "timestamp": "ISO 8601 such as 2025-03-01T10:00:00Z or 2025-03-01 10:00:00+01:00",
+}
+
+
 def type_name(column_type: str) -> str:
     """``an int``, ``a string``...: for messages."""
     return f"{'an' if column_type[:1] in 'aeiou' else 'a'} {column_type}"
@@ -131,11 +142,15 @@ class RowRule:
         """A short human phrase for reports, e.g. ``amount below 0``."""
         text = {
             "required": "is missing",
-            "parse": f"is not a valid {self.value}",
+            "parse": f"is not a valid {self.value}: expected {EXPECTED_FORMS.get(str(self.value), self.value)}",
             "finite": "is NaN or infinite",
             "min": f"is below {self.value:g}" if isinstance(self.value, float) else "is below the minimum",
             "max": f"is above {self.value:g}" if isinstance(self.value, float) else "is above the maximum",
-            "allowed": "is not an allowed value",
+            "allowed": (
+                f"is not one of {', '.join(map(str, self.value))}"
+                if isinstance(self.value, tuple) and len(self.value) <= 8
+                else "is not an allowed value"
+            ),
             "regex": f"does not match {self.value}",
             "max_length": f"is longer than {self.value} characters",
             "too_old": f"is before {self.value.isoformat() if isinstance(self.value, datetime) else self.value}",

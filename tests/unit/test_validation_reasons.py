@@ -91,12 +91,40 @@ def test_a_json_value_of_the_wrong_type_is_one_parse_failure_told_what_it_got(tm
     assert samples[4]["values"]["customer_id"] == 17
 
 
+def test_values_in_a_spreadsheet_s_local_forms_are_told_the_form_expected(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN a day-first date and time, a decimal comma and "yes" for a bool, as a spreadsheet exports them
+    path = tmp_path / "o.csv"
+    path.write_text(HEADER + "\n" + 'O00000001,C000001,01/03/2025 10:00,P00001,"5,5",2,yes,nice' + "\n")
+    # WHEN it is validated THEN each reason names the form the column takes
+    report = validate_path(path, orders)
+    assert report.reasons[1:] == [
+        "order_ts.parse: 1 rows (order_ts is not a valid timestamp: expected ISO 8601 such as 2025-03-01T10:00:00Z or"
+        " 2025-03-01 10:00:00+01:00)",
+        "amount.parse: 1 rows (amount is not a valid double: expected a plain number such as 10.5 or 1e3, without"
+        " thousands separators, currency signs or decimal commas)",
+        "returned.parse: 1 rows (returned is not a valid bool: expected true, false, 1 or 0)",
+    ]
+
+
+def test_a_value_outside_a_short_allowed_list_is_told_the_list(tmp_path: Path) -> None:
+    customers = load_contract(CONTRACTS / "customers.yaml")
+    header = ",".join(customers.column_names)
+    values = {"customer_id": "C000001", "segment": "enterprise", "region": "north"}
+    path = tmp_path / "c.csv"
+    path.write_text(header + "\n" + ",".join(values.get(c, "") for c in customers.column_names) + "\n")
+    report = validate_path(path, customers)
+    assert "segment.allowed: 1 rows (segment is not one of consumer, small_business, corporate)" in report.reasons
+
+
 def test_a_number_that_is_not_whole_in_an_int_column_shows_its_value(tmp_path: Path) -> None:
     # GIVEN 2.5 where an int belongs (3.0 is an int)
     report = _jsonl(tmp_path, [_order(1, quantity=3.0), _order(2, quantity=2.5), _order(3)])
     # THEN: one parse failure, no "missing", and the sample shows 2.5, not null
     assert report.rule_counts == {"quantity.parse": 1}
-    assert "quantity.parse: 1 rows (quantity is not a valid int)" in report.reasons
+    assert (
+        "quantity.parse: 1 rows (quantity is not a valid int: expected a whole number such as 42, within 64 bits)"
+        in report.reasons
+    )
     assert report.samples == [{"row": 2, "rules": ["quantity.parse"], "values": json.loads(_order(2, quantity=2.5))}]
 
 
@@ -106,8 +134,8 @@ def test_bad_text_and_wrong_json_types_in_one_column_are_told_apart(tmp_path: Pa
     # THEN the reason says both
     assert report.rule_counts == {"quantity.parse": 3}
     assert (
-        "quantity.parse: 3 rows (quantity is not a valid int; 1 of them: quantity expected an int, got an object)"
-        in report.reasons
+        "quantity.parse: 3 rows (quantity is not a valid int: expected a whole number such as 42, within 64 bits; 1 of"
+        " them: quantity expected an int, got an object)" in report.reasons
     )
 
 
