@@ -180,8 +180,8 @@ def load_job_contracts(contracts_uri: str, dataset: str) -> dict[str, Contract]:
 
 
 def _csv_head(uri: str, fmt: str) -> tuple[list[str], str]:
-    """The column names of a CSV file's header line and the line end it has, ``\r\n`` or ``\n`` (the validator
-    refuses lines that end with CR alone)."""
+    """The column names of a CSV file's header line and the line end it has, CRLF or LF (the validator refuses
+    lines that end with CR alone)."""
     raw = read_bytes(uri, 1 << 16)
     if fmt == "csv.gz":
         raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 1 << 16)

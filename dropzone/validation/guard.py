@@ -23,7 +23,7 @@ from dropzone.validation.report import Rejected
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Rows end with LF or CRLF. A carriage return alone ends a line for some readers (pyarrow's) and not for others
-# (Spark's, whose line end is the file's first), so such a file could not be read alike: it is refused, naming why.
+# (Spark's, which takes one line end per file), so such a file could not be read alike: it is refused, naming why.
 CR_LINE_ENDS = (
     "the file's lines end with a carriage return alone (CR, as classic Mac OS and Excel's 'CSV (Macintosh)' write"
     " them): save it with LF or CRLF line ends"

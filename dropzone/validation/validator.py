@@ -432,9 +432,9 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
 
 
 def _invalid_utf8(batch: pa.RecordBatch, first_row: int, rows: np.ndarray | None) -> str | None:
-    """Where the batch's first byte that is not UTF-8 is (data row, column, byte of the value), or None. pyarrow's
-    own check (``ConvertOptions.check_utf8``) fails the read naming no place; this one costs the same. ``rows``: the
-    data row number of each row, when they are not ``first_row`` onwards."""
+    """Where the batch's first byte that is not UTF-8 is (data row, column, byte of the value), or None: pyarrow's
+    own check (``ConvertOptions.check_utf8``) fails the read naming no place. A column whose bytes are all ASCII
+    is skipped. ``rows``: the data row number of each row, when they are not ``first_row`` onwards."""
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
         data = column.buffers()[2]
         if data is None or np.frombuffer(data, dtype=np.uint8).max(initial=0) < 0x80:
