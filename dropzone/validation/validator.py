@@ -208,14 +208,18 @@ class _Checker:
         for name in contract.unique_columns:
             self.descriptions[unique_rule_name(name)] = f"{name} repeats a value seen earlier in the file"
         self.descriptions[ROW_COLUMNS] = "row has the wrong number of fields"
-        self.descriptions[ROW_JSON] = "line is not a JSON object"
+        self.descriptions[ROW_JSON] = "line is not one readable JSON object"
         self.types = {c.name: c.type for c in contract.columns}
         # JSON values of a JSON type their column does not take (they fail ``<col>.parse``): column -> kinds, rows
         self.json_kinds: dict[str, set[str]] = {}
         self.json_kind_rows: dict[str, int] = {}
+        self.first_detail: dict[str, str] = {}  # row.json, row.columns: what the first such row is
 
     def describe(self, name: str) -> str:
-        """The phrase of a rule in reasons; ``<col>.parse`` names the JSON types that did not fit, if any."""
+        """The phrase of a rule in reasons; ``<col>.parse`` names the JSON types that did not fit, if any, and a
+        row no parser read the first such row's detail (in the samples too, but a notification shows reasons)."""
+        if name in self.first_detail:
+            return f"{self.descriptions.get(name, name)}; the first: {self.first_detail[name]}"
         column = name[: -len(".parse")] if name.endswith(".parse") else None
         if column is None or column not in self.json_kinds:
             return self.descriptions.get(name, name)
@@ -245,6 +249,8 @@ class _Checker:
         self.report.rows_read += 1
         self.report.bad_rows += 1
         self._count(rule, 1)
+        if rule not in self.first_detail:  # for reasons, which reach notifications: no row text
+            self.first_detail[rule] = f"data row {row}, {detail.split(': ', 1)[0]}" if rule == ROW_COLUMNS else detail
         if len(self.report.samples) < self.max_samples:
             self.report.samples.append({"row": row, "rules": [rule], "detail": detail[:MAX_SAMPLE_VALUE]})
         self._limit_rows()

@@ -116,6 +116,23 @@ def test_a_value_outside_a_short_allowed_list_is_told_the_list(tmp_path: Path) -
     assert "segment.allowed: 1 rows (segment is not one of consumer, small_business, corporate)" in report.reasons
 
 
+def test_rows_no_parser_read_are_told_by_their_first_one_without_its_text(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN a CSV row cut short, and JSON Lines written in Latin-1 (reasons reach notifications: no row values)
+    short = tmp_path / "o.csv"
+    short.write_text(HEADER + "\n" + ROW + "\n" + "O00000002,C000001\n")
+    latin = tmp_path / "o.jsonl"
+    latin.write_bytes((_order(1) + "\n").replace("nice", "tr\u00e8s").encode("latin-1") + (_order(2) + "\n").encode())
+    # THEN the reason says what the first one is
+    assert (
+        "row.columns: 1 rows (row has the wrong number of fields; the first: data row 2, expected 8 fields, got 2)"
+        in validate_path(short, orders).reasons
+    )
+    assert (
+        "row.json: 1 rows (line is not one readable JSON object; the first: line 1 is not valid UTF-8 (0xE8 at byte"
+        " 179): save the file as UTF-8)" in validate_path(latin, orders).reasons
+    )
+
+
 def test_a_number_that_is_not_whole_in_an_int_column_shows_its_value(tmp_path: Path) -> None:
     # GIVEN 2.5 where an int belongs (3.0 is an int)
     report = _jsonl(tmp_path, [_order(1, quantity=3.0), _order(2, quantity=2.5), _order(3)])
