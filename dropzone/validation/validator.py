@@ -63,10 +63,11 @@ MAX_SAMPLE_VALUE = 200
 ROW_COLUMNS = "row.columns"  # a CSV row with the wrong number of fields
 ROW_JSON = "row.json"  # a JSON Lines line that is not a JSON object
 # What an invalid UTF-8 byte in a text file most often is: a legacy 8-bit encoding's letter (é is 0xE9 in both).
-OTHER_ENCODING = (
-    'the file is probably in another encoding, such as Windows-1252 or Latin-1 (Excel\'s "CSV (Comma delimited)"'
-    ' writes one): save it as UTF-8 ("CSV UTF-8" in Excel)'
+_ENCODINGS = (
+    'another encoding, such as Windows-1252 or Latin-1 (Excel\'s "CSV (Comma delimited)" writes one): save it as'
+    ' UTF-8 ("CSV UTF-8" in Excel)'
 )
+OTHER_ENCODING = f"the file is probably in {_ENCODINGS}"
 _EXCEL_SEP = re.compile(r'"?sep=.?"?', re.IGNORECASE)  # a first line Excel reads as "the delimiter is ..."
 _JSON_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
 
@@ -344,7 +345,8 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise Rejected(f"header line is not valid UTF-8 (byte {e.start}): the file is binary or not UTF-8") from None
+        byte = f"0x{line[e.start]:02X} at byte {e.start + 1}"
+        raise Rejected(f"header line is not valid UTF-8 ({byte}): the file is binary, or in {_ENCODINGS}") from None
     header = next(csv.reader([text]))
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
