@@ -305,7 +305,7 @@ def test_a_large_cr_file_is_refused_naming_its_line_ends(tmp_path: Path, orders:
 
 
 def test_a_long_crlf_line_is_not_taken_for_cr_line_ends(tmp_path: Path, orders: Contract) -> None:
-    # GIVEN a CRLF file with one line over the limit, the limit reached where a chunk ends in CR LF
+    # GIVEN a CRLF file with one line over the limit, found in the chunk that holds the line's CR LF
     text = csv_text(3).replace("\n", "\r\n") + row(4, review_text="x" * (2**20 + 10)) + "\r\n"
     report = check(write(tmp_path, "o.csv", text), orders)
     quarantined(report, "line 5 is longer than max_line_length 1.0 MiB")
