@@ -245,13 +245,14 @@ class _Checker:
         if self.report.rows_read > limit:
             raise Rejected(f"file has more than max_rows {limit} rows")
 
-    def invalid_row(self, row: int, rule: str, detail: str) -> None:
-        """A row no parser could turn into values (wrong field count, broken JSON): bad, counted, sampled."""
+    def invalid_row(self, row: int, rule: str, detail: str, summary: str | None = None) -> None:
+        """A row no parser could turn into values (wrong field count, broken JSON): bad, counted, sampled.
+        ``summary``: what reasons say of it when ``detail`` holds the row's text."""
         self.report.rows_read += 1
         self.report.bad_rows += 1
         self._count(rule, 1)
         if rule not in self.first_detail:  # for reasons, which reach notifications: no row text
-            self.first_detail[rule] = f"data row {row}, {detail.split(': ', 1)[0]}" if rule == ROW_COLUMNS else detail
+            self.first_detail[rule] = detail if summary is None else f"data row {row}, {summary}"
         if len(self.report.samples) < self.max_samples:
             self.report.samples.append({"row": row, "rules": [rule], "detail": detail[:MAX_SAMPLE_VALUE]})
         self._limit_rows()
@@ -345,8 +346,9 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
-        byte = f"0x{line[e.start]:02X} at byte {e.start + 1}"
-        raise Rejected(f"header line is not valid UTF-8 ({byte}): the file is binary, or in {_ENCODINGS}") from None
+        raise Rejected(
+            f"header line is not valid UTF-8 ({_bad_byte(e)}): the file is binary, or in {_ENCODINGS}"
+        ) from None
     header = next(csv.reader([text]))
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
@@ -368,12 +370,12 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
         for reason in diff.reasons():
             report.quarantine(reason)
         return
-    invalid: list[tuple[int, str]] = []
+    invalid: list[tuple[int, str, str]] = []  # data row number, field counts, the row's text
 
     def on_invalid(row: Any) -> str:
         # the serial reader numbers records, the header being 1 (blank lines not counted): data row = number - 1
         number = row.number - 1 if row.number is not None and row.number > 0 else -1
-        invalid.append((number, f"expected {row.expected_columns} fields, got {row.actual_columns}: {row.text}"))
+        invalid.append((number, f"expected {row.expected_columns} fields, got {row.actual_columns}", row.text))
         return "skip"
 
     # One thread: the handler above then gets each invalid row's number (the threaded reader numbers none, and
@@ -417,10 +419,10 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
             end += 1
         if mine:
             check_group()  # the rows of earlier blocks first, then this block's invalid rows, then its others
-            for number, detail in mine:
-                checker.invalid_row(number, ROW_COLUMNS, detail)
+            for number, counts, text in mine:
+                checker.invalid_row(number, ROW_COLUMNS, f"{counts}: {text}", summary=counts)
             block = np.arange(start, end)
-            kept = block[~np.isin(block, [number for number, _ in mine])]
+            kept = block[~np.isin(block, [number for number, _, _ in mine])]
             numbers.append(kept if len(kept) == batch.num_rows else block[: batch.num_rows])  # (unnumbered rows)
         elif numbers:
             numbers.append(np.arange(start, end))
@@ -435,8 +437,13 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
         if len(group) == CSV_BATCHES_PER_CHECK:
             check_group()
     check_group()
-    for number, detail in sorted(invalid, key=lambda item: item[0]):
-        checker.invalid_row(number, ROW_COLUMNS, detail)
+    for number, counts, text in sorted(invalid, key=lambda item: item[0]):
+        checker.invalid_row(number, ROW_COLUMNS, f"{counts}: {text}", summary=counts)
+
+
+def _bad_byte(e: UnicodeDecodeError) -> str:
+    """``0xE9 at byte 4``: the first byte a UTF-8 decode refused, counted from 1 in the bytes decoded."""
+    return f"0x{e.object[e.start]:02X} at byte {e.start + 1}"
 
 
 def _invalid_utf8(batch: pa.RecordBatch, first_row: int, rows: np.ndarray | None) -> str | None:
@@ -645,9 +652,8 @@ def _jsonl(guard: GuardedStream, contract: Contract, checker: _Checker, report: 
             try:
                 row = json.loads(line, parse_float=_json_number, parse_int=_json_int, parse_constant=_refuse_constant)
             except (ValueError, RecursionError) as e:
-                if isinstance(e, UnicodeDecodeError):  # (e.object: the line's bytes)
-                    byte = f"0x{e.object[e.start]:02X} at byte {e.start + 1}"
-                    detail = f"not valid UTF-8 ({byte}): save the file as UTF-8"
+                if isinstance(e, UnicodeDecodeError):
+                    detail = f"not valid UTF-8 ({_bad_byte(e)}): save the file as UTF-8"
                 else:
                     detail = f"not valid JSON: {e}"
                 if isinstance(e, json.JSONDecodeError) and e.msg == "Extra data" and BARE_CR.search(line):
