@@ -430,7 +430,7 @@ class EmrExecutor:
         self._events = aws.client("events")
         self._applications = application_ids
         self._work = work_dir
-        self._mirror = Mirror(aws.client("s3"), work_dir / "s3")
+        self._mirror = Mirror(aws.client("s3"), work_dir / "s3", put=aws.put_object)
         self._progress = progress
         self._cores = cores
         self._driver_memory = driver_memory

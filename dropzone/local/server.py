@@ -65,6 +65,15 @@ class EmbeddedAws:
 
         return get_backend(service)[self.account_id][self.region]  # type: ignore[call-overload]
 
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        """Store an object as PutObject does, through moto's own S3 code (the bucket's default encryption, its
+        event notifications) but without the HTTP round trip: about 0.1 ms against 9 ms for a small object here,
+        where most of the 9 ms is botocore and the server thread sharing one interpreter. For the hundreds of small
+        files a local job run writes (a daily-partitioned table), which EMR would write straight to S3."""
+        from moto.backends import get_backend
+
+        get_backend("s3")[self.account_id]["global"].put_object(bucket, key, body)
+
     def reset(self) -> None:
         """Forget every resource: moto's state is per process, shared by all servers in it."""
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")  # noqa: S310

@@ -10,6 +10,7 @@ back to ``s3://``, with any ``_manifest.json`` uploaded last (readers trust noth
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,11 @@ class Snapshot:
 class Mirror:
     """Local copies of S3 objects under ``root``."""
 
-    def __init__(self, s3: Any, root: Path) -> None:
+    def __init__(self, s3: Any, root: Path, put: Callable[[str, str, bytes], None] | None = None) -> None:
+        """``put(bucket, key, body)``: how :meth:`publish` stores a small object, when not with ``s3``'s
+        PutObject (:meth:`dropzone.local.server.EmbeddedAws.put_object`)."""
         self._s3 = s3
+        self._put = put or (lambda bucket, key, body: self._s3.put_object(Bucket=bucket, Key=key, Body=body))
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -119,7 +123,7 @@ class Mirror:
             if p.is_file() and not p.name.startswith(".") and before.files.get(p) != _stamp(p)
         ]
         manifests = [p for p in changed if p.name == _MANIFEST]
-        # a feature run writes hundreds of small Parquet files: a few at a time, each with one PutObject
+        # a run writes hundreds of small Parquet files (a daily-partitioned table): each with one put, a few at a time
         with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
             uploaded = list(pool.map(self._upload, [p for p in changed if p.name != _MANIFEST]))
         return uploaded + [self._upload(p) for p in manifests]  # readers trust nothing before the manifest
@@ -130,9 +134,9 @@ class Mirror:
         if path.suffix in _TEXT_SUFFIXES:
             text = path.read_text(encoding="utf-8", errors="replace")
             body = re.sub(re.escape(str(self.root)) + r"/([^/\"]+)/", lambda m: f"s3://{m.group(1)}/", text)
-            self._s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
+            self._put(bucket, key, body.encode())
         elif path.stat().st_size <= _SINGLE_PUT_BYTES:
-            self._s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            self._put(bucket, key, path.read_bytes())
         else:
             self._s3.upload_file(str(path), bucket, key)  # multipart
         return uri

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import pytest
 
 from dropzone.local.emr import EmrExecutor, parse_job_driver, sizing
 from dropzone.local.server import EmbeddedAws
 from dropzone.local.stack import Stack
+from dropzone.local.staging import Mirror
 
 TOY = Path(__file__).parent / "toy"
 
@@ -268,3 +272,46 @@ def test_a_driver_that_dies_fails_its_run_and_the_next_run_gets_a_new_one(
     run = aws.client("emr-serverless").get_job_run(applicationId=app_id, jobRunId=run_id)["jobRun"]
     assert run["state"] == "FAILED"
     assert "exited during the run with code 3" in run["stateDetails"]
+
+
+def test_published_files_are_objects_like_any_put_without_a_request_each(
+    aws: EmbeddedAws, toy_stack: Stack, tmp_path: Path
+) -> None:
+    """A run's small files are stored through moto's S3 code directly (a daily-partitioned table is hundreds of
+    them): readable over the API with their bytes and MD5 ETags, the bucket's notifications sent, the manifest
+    last; a file above the single-put size still goes through the API in parts."""
+    s3 = aws.client("s3")
+    sent: list[str] = []
+    s3.meta.events.register("before-call.s3", lambda model, **_: sent.append(model.name))
+    root = tmp_path / "s3"
+    mirror = Mirror(s3, root, put=aws.put_object)
+    bucket = toy_stack.outputs["DataBucketName"]
+    before = mirror.snapshot()
+    bodies = {f"curated/t/event_date=2026-01-{day:02d}/part-0.parquet": os.urandom(100 + day) for day in (1, 2, 3)}
+    bodies["incoming/t/late.csv"] = b"a,b\n1,2\n"  # under the toy bucket's notification prefix
+    bodies["features/t/big.bin"] = os.urandom(9 * 2**20)
+    for key, body in bodies.items():
+        (root / bucket / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / bucket / key).write_bytes(body)
+    manifest = root / bucket / "features/t/_manifest.json"
+    manifest.write_text(json.dumps({"table": str(root / bucket / "curated/t") + "/"}))
+
+    uploaded = mirror.publish(before)
+
+    assert sorted(uploaded[:-1]) == sorted(f"s3://{bucket}/{key}" for key in bodies)
+    assert uploaded[-1] == f"s3://{bucket}/features/t/_manifest.json"
+    for key, body in bodies.items():
+        got = s3.get_object(Bucket=bucket, Key=key)
+        assert got["Body"].read() == body, key
+        if len(body) < 2**20:
+            assert got["ETag"] == f'"{hashlib.md5(body).hexdigest()}"', key
+    stored = json.loads(s3.get_object(Bucket=bucket, Key="features/t/_manifest.json")["Body"].read())
+    assert stored == {"table": f"s3://{bucket}/curated/t/"}
+    published = [name for name in sent if name not in ("GetObject", "HeadObject")]
+    assert "PutObject" not in published
+    assert published.count("CreateMultipartUpload") == 1  # the 9 MiB file only
+    sqs = aws.client("sqs")
+    inbox = next(u for u in sqs.list_queues()["QueueUrls"] if "InboxQueue" in u)
+    notes = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10)["Messages"]]
+    keys = [unquote_plus(r["s3"]["object"]["key"]) for note in notes for r in note.get("Records", [])]
+    assert keys == ["incoming/t/late.csv"]  # the same notification a PutObject request gets
