@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dropzone.local.jvm import with_archive
 from dropzone.local.localfs import CLASS_PATH, file_system_conf
 from dropzone.local.server import EmbeddedAws
 from dropzone.local.staging import Mirror
@@ -175,11 +176,14 @@ def _spark_submit() -> str:
     return str(Path(_find_spark_home()) / "bin" / "spark-submit")
 
 
-def driver_options(cores: int, driver_memory: str, java_options: str, conf: dict[str, str]) -> list[str]:
-    """The local driver's spark-submit options for a run's Spark properties ``conf`` (none: the warm driver's)."""
+def driver_options(
+    cores: int, driver_memory: str, java_options: str, conf: dict[str, str], archive: bool = True
+) -> list[str]:
+    """The local driver's spark-submit options for a run's Spark properties ``conf`` (none: the warm driver's);
+    ``archive``: the JVM maps Spark's classes from the class data sharing archive when one is built (jvm.py)."""
     options = ["--master", f"local[{cores}]", "--driver-memory", driver_memory]
     if java_options and "spark.driver.extraJavaOptions" not in conf:
-        options += ["--driver-java-options", java_options]
+        options += ["--driver-java-options", with_archive(java_options) if archive else java_options]
     for key, value in conf.items():
         if not _DROPPED_CONF.search(key):
             options += ["--conf", f"{key}={value}"]
