@@ -227,6 +227,20 @@ class HostAnswer:
     died: str = ""  # the driver process ended during the run (its stateDetails)
 
 
+def host_launch(options: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that start a warm driver (``spark_host.py``) with spark-submit ``options``."""
+    from dropzone.local import spark_host
+
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "PYSPARK_SUBMIT_ARGS": shlex.join([*options, "pyspark-shell"]),
+    }
+    # -P: the script's directory (dropzone/local) is not put on sys.path; -u: output as it is printed
+    return [sys.executable, "-P", "-u", str(Path(spark_host.__file__))], env
+
+
 class SparkHost:
     """One warm local Spark driver (``spark_host.py``) for a runtime's life: started once, runs runs in turn.
 
@@ -263,18 +277,9 @@ class SparkHost:
     def start(self) -> None:
         if self._process is not None or self.broken:
             return
-        from dropzone.local import spark_host
-
         self._work.mkdir(parents=True, exist_ok=True)
         self.driver_log.parent.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "PYSPARK_PYTHON": sys.executable,
-            "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "PYSPARK_SUBMIT_ARGS": shlex.join([*self.options, "pyspark-shell"]),
-        }
-        # -P: the script's directory (dropzone/local) is not put on sys.path; -u: output as it is printed
-        command = [sys.executable, "-P", "-u", str(Path(spark_host.__file__))]
+        command, env = host_launch(self.options)
         with self.driver_log.open("a", encoding="utf-8") as log:
             log.write(f"{shlex.join(command)}\nPYSPARK_SUBMIT_ARGS={env['PYSPARK_SUBMIT_ARGS']}\n")
         self._process = subprocess.Popen(  # noqa: S603 - our own driver script

@@ -22,7 +22,6 @@ import argparse
 import functools
 import hashlib
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -53,12 +52,10 @@ def _java_version(executable: str) -> str:
 
 def _class_path() -> list[Path]:
     """What the local driver's class path holds besides the JDK: our file system's jar and pyspark's jars."""
-    import pyspark
-
-    from dropzone.local.localfs import CLASS_PATH, file_system_conf
+    from dropzone.local.localfs import CLASS_PATH, file_system_conf, pyspark_jars
 
     extra = file_system_conf().get(CLASS_PATH)
-    jars = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
+    jars = sorted(pyspark_jars()[0].glob("*.jar"))
     return ([Path(extra)] if extra else []) + jars
 
 
@@ -104,8 +101,7 @@ def usable(path: Path) -> bool:
 
 def build(directory: Path | None = None) -> tuple[Path | None, str]:
     """Build the archive unless it exists; returns (its path, "") or (None, why not)."""
-    from dropzone.local import spark_host
-    from dropzone.local.emr import LOCAL_JAVA_OPTIONS, driver_options
+    from dropzone.local.emr import LOCAL_JAVA_OPTIONS, driver_options, host_launch
 
     directory = directory or ARCHIVE_DIR
     name = archive_name()
@@ -121,14 +117,8 @@ def build(directory: Path | None = None) -> tuple[Path | None, str]:
     with tempfile.TemporaryDirectory(prefix="dropzone-jvm-") as scratch:
         partial = directory / f".{name}.{os.getpid()}.partial"
         options = driver_options(2, "2g", f"{LOCAL_JAVA_OPTIONS} -XX:ArchiveClassesAtExit={partial}", {}, archive=False)
-        env = {
-            **os.environ,
-            "PYSPARK_PYTHON": sys.executable,
-            "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "PYSPARK_SUBMIT_ARGS": shlex.join([*options, "pyspark-shell"]),
-        }
+        command, env = host_launch(options)  # no run on its stdin: its warm-up, then it exits
         log = Path(scratch) / "driver.log"
-        command = [sys.executable, "-P", str(Path(spark_host.__file__))]  # no run: its warm-up, then it exits
         try:
             with log.open("w", encoding="utf-8") as out:
                 done = subprocess.run(  # noqa: S603 - our own driver script

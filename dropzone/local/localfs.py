@@ -36,7 +36,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dropzone"
 
 
-def _pyspark_jars() -> tuple[Path, str]:
+def pyspark_jars() -> tuple[Path, str]:
     import pyspark
 
     return Path(pyspark.__file__).parent / "jars", pyspark.__version__
@@ -44,7 +44,7 @@ def _pyspark_jars() -> tuple[Path, str]:
 
 def build_jar(directory: Path | None = None) -> Path | None:
     """The compiled file system's jar (built now if missing), or None without a working ``javac``."""
-    jars, version = _pyspark_jars()
+    jars, version = pyspark_jars()
     digest = hashlib.sha256(SOURCE.read_bytes() + version.encode()).hexdigest()[:16]
     directory = directory or cache_dir()
     jar = directory / f"localfs-{digest}.jar"
