@@ -433,8 +433,11 @@ _COLUMN = ("type", "required", "unique", "min", "max", "allowed", "regex", "max_
 
 
 def _not_reserved(r: _Reader, name: str, path: str) -> None:
-    if name in RESERVED_COLUMNS:
-        raise r.fail(path, f"{name!r} is reserved: it is {RESERVED_COLUMNS[name]}")
+    # Spark resolves column names whatever their case (spark.sql.caseSensitive is false by default, and on EMR):
+    # a column Event_Date is the partition column event_date to the feature job.
+    if name.lower() in RESERVED_COLUMNS:
+        case = "" if name == name.lower() else " (Spark ignores case)"
+        raise r.fail(path, f"{name!r} is reserved: it is {RESERVED_COLUMNS[name.lower()]}{case}")
     if name.startswith("_"):
         raise r.fail(path, f"{name!r}: names starting with an underscore are reserved for the pipeline's own columns")
 
@@ -696,6 +699,8 @@ def _features(
         sequence = SequenceFeatures(
             short_window_days=r.days(sm.get("short_window_days", 7), _join(spath, "short_window_days"))
         )
+    if not (aggs or joins or text or sequence):
+        raise r.fail(path, "defines no feature: give it aggregations, joins, text or sequence")
     return Features(windows=windows, aggregations=aggs, joins=tuple(joins), text=text, sequence=sequence)
 
 
@@ -872,14 +877,17 @@ def _check_output_names(
     r: _Reader, features: Features, label: Label | None, entity: str, references: Mapping[str, Contract]
 ) -> None:
     """No two columns of the feature tables share a name: the features, the entity, the cutoff, the label."""
-    taken = {entity: "the entity column", CUTOFF: RESERVED_COLUMNS[CUTOFF]}
+    # Compared without case, as Spark compares column names.
+    taken = {entity.lower(): "the entity column", CUTOFF: RESERVED_COLUMNS[CUTOFF]}
     for name in feature_names(features, entity, references):
-        if name in taken:
-            what = "two features" if taken[name] == "a feature" else f"a feature and {taken[name]}"
+        if name.lower() in taken:
+            held = taken[name.lower()]
+            what = "two features" if held == "a feature" else f"a feature and {held}"
             raise r.fail("features", f"{what} would be named {name!r} (the naming rule is in docs/features.md)")
-        taken[name] = "a feature"
-    if label is not None and label.name in taken:
-        raise r.fail("label.name", f"{label.name!r} is the name of {taken[label.name]}: give the label its own")
+        taken[name.lower()] = "a feature"
+    if label is not None and label.name.lower() in taken:
+        held = taken[label.name.lower()]
+        raise r.fail("label.name", f"{label.name!r} is the name of {held}: give the label its own")
 
 
 def parse_contract(
@@ -897,6 +905,12 @@ def parse_contract(
         raise r.fail("columns", "must be a non-empty mapping of column name to spec")
     columns = tuple(_column(r, name, spec, _join("columns", str(name))) for name, spec in columns_raw.items())
     by_name = {c.name: c for c in columns}
+    folded: dict[str, str] = {}
+    for c in columns:
+        other = folded.setdefault(c.name.lower(), c.name)
+        if other != c.name:
+            problem = f"{c.name!r} and {other!r} differ only in case: Spark, which ignores case, would take them as one"
+            raise r.fail(_join("columns", c.name), problem)
     entity = r.string(r.required(m, "entity", ""), "entity")
     if entity not in by_name:
         raise r.fail("entity", f"{entity!r} is not one of the columns")

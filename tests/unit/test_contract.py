@@ -168,6 +168,33 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         _set("columns.event_date", {"type": "date"}),
         "columns.event_date: 'event_date' is reserved: it is the curated table's partition column",
     ),
+    # Spark ignores the case of column names: these ran into "[COLUMN_ALREADY_EXISTS] The column `event_date`
+    # already exists" or an ambiguous reference in the feature job after the validator had accepted the files.
+    (
+        "partition column in capitals",
+        _set("columns.Event_Date", {"type": "date"}),
+        "columns.Event_Date: 'Event_Date' is reserved: it is the curated table's partition column (Spark ignores case)",
+    ),
+    (
+        "label named Cutoff",
+        _set("label.name", "Cutoff"),
+        "label.name: 'Cutoff' is reserved: it is the feature tables' cutoff column (Spark ignores case)",
+    ),
+    (
+        "columns differing in case",
+        _set("columns.Amount", {"type": "double"}),
+        "columns.Amount: 'Amount' and 'amount' differ only in case: Spark, which ignores case, would take them as one",
+    ),
+    (
+        "label named like a feature in capitals",
+        _set("label.name", "Gap_Days_Mean"),
+        "label.name: 'Gap_Days_Mean' is the name of a feature: give the label its own",
+    ),
+    (
+        "features without a feature",
+        _set("features", {"windows": [30]}),
+        "features: defines no feature: give it aggregations, joins, text or sequence",
+    ),
     (
         "underscore column",
         _set("columns._id", {"type": "string"}),
