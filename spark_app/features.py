@@ -1,7 +1,7 @@
 """Point-in-time features and labels, all derived from the contract's ``features`` and ``label`` sections.
 
 Shape of the computation (one shuffle for everything windowed):
-  events ─(broadcast join: reference attributes of each event, e.g. product category)
+  events ─(join, a broadcast for a small table: reference attributes of each event, e.g. product category)
          ─(text: per-event term counts (TF-IDF) or Word2Vec vector; Word2Vec is fitted before the first cutoff)
          ─(repartition by entity: the only shuffle, of raw events, not of aggregation buffers)
          ─(window lag per entity: gap to the previous event, when there are sequence features; no shuffle of its own)
@@ -11,7 +11,7 @@ Shape of the computation (one shuffle for everything windowed):
            the value; a local sort, no shuffle)
          ─(explode: one copy per cutoff, keeping events before the cutoff and, for training cutoffs, the label window)
          ─(one group-by per entity+cutoff with conditional aggregates for every window: no second shuffle)
-         ─(broadcast join: entity attributes, e.g. customer segment)
+         ─(join, a broadcast for a small table: entity attributes, e.g. customer segment)
          ─(TF-IDF: the IDF weights from document counts the group-by also took, applied to the cached result)
 
 Features for a cutoff use only events strictly before it; window ``w`` is ``[cutoff - w days, cutoff)``; the
@@ -243,7 +243,9 @@ def compute_features(
                 *[F.col(c).alias(f"_{j.dataset}_{c}") for c in needed],
                 F.lit(True).alias(f"_{j.dataset}_matched"),
             )
-            events = events.join(F.broadcast(small), on=j.key, how="left")
+            # Broadcast when Spark finds the table small (spark.sql.autoBroadcastJoinThreshold, 10 MB by default, and
+            # AQE's at run time), not by a hint: a hint broadcasts a reference table of any size from the driver.
+            events = events.join(small, on=j.key, how="left")
 
     # --- text: per-event vector; the model (IDF weights or Word2Vec) sees only events before the first cutoff
     text_fit_rows = 0
@@ -298,13 +300,18 @@ def compute_features(
     # --- aggregates over attributes of joined events (e.g. distinct categories, share of spend per category)
     for j in event_joins:
         ref_contract = reference_contracts[j.dataset]
+        # A reference table not curated yet: its aggregates and shares are null (unknown), not the 0 that counts,
+        # sums and shares over attributes that are all null would give.
+        absent = j.dataset in missing
         for a in j.aggregations:
             for w in windows:
                 v = F.when(in_window(w), F.col(f"_{j.dataset}_{a.column}"))
                 for fn in a.functions:
                     name = window_feature(a.column, fn, w, j.dataset)
                     what = f"{_describe(fn)} {j.dataset}.{a.column} of the events over [cutoff - {w}d, cutoff)"
-                    if fn == "distinct":
+                    if absent:
+                        add(name, F.lit(None), "bigint" if fn in ("count", "distinct") else "double", what)
+                    elif fn == "distinct":
                         distinct_count(name, f"_{j.dataset}_{a.column}", w, what)
                     elif PERCENTILE.match(fn):
                         add(name, percentile(f"_{j.dataset}_{a.column}", w, int(fn[1:])), "double", what)
@@ -318,9 +325,10 @@ def compute_features(
                     part = F.sum(
                         F.when(in_window(w) & (F.col(f"_{j.dataset}_{s.column}") == F.lit(value)), F.col(s.measure))
                     )
+                    share = F.lit(None) if absent else _safe_ratio(F.coalesce(part, F.lit(0.0)), total)
                     add(
                         share_feature(j.dataset, s, value, w),
-                        _safe_ratio(F.coalesce(part, F.lit(0.0)), total),
+                        share,
                         "double",
                         f"share of {s.measure} on {s.column}={value} over [cutoff - {w}d, cutoff)",
                     )
@@ -484,16 +492,16 @@ def compute_features(
             small = latest_per_key(ref, j.key).select(
                 F.col(j.key).alias(entity), *[F.col(a).alias(f"_a_{a}") for a, _, _ in names], F.lit(1).alias("_m")
             )
-            result = result.join(F.broadcast(small), on=entity, how="left")
+            result = result.join(small, on=entity, how="left")  # a broadcast when small, as above
             for attr, name, atype in names:
                 result = result.withColumn(name, _attribute_feature(F.col(f"_a_{attr}"), atype)).drop(f"_a_{attr}")
             result = result.withColumn(counter, F.when(F.col("_m").isNull(), 1).otherwise(0)).drop("_m")
         counters.append(counter)
         for attr, name, atype in names:
-            what = "days from" if atype in DATED_TYPES else "value of"
-            features.append(
-                FeatureSpec(name, _attr_type(atype), f"{what} {j.dataset}.{attr} of the entity (at the cutoff)")
-            )
+            what = f"value of {j.dataset}.{attr} of the entity"
+            if atype in DATED_TYPES:
+                what = f"days from {j.dataset}.{attr} of the entity to the cutoff"
+            features.append(FeatureSpec(name, _attr_type(atype), f"{what} (the reference table's current row)"))
 
     # parse_contract checked the names feature_names gives for clashes: they must be the names computed here.
     if [f.name for f in features] != list(feature_names(spec, entity, reference_contracts)):

@@ -313,6 +313,24 @@ def test_the_feature_pass_shuffles_the_events_once_and_runs_no_python(spark: Spa
     assert {"Window", "Generate", "HashAggregate"} <= {n.name for n in nodes}
     assert [n.name for n in nodes if "Python" in n.name or "Arrow" in n.name] == []
 
+    # Spark, not a hint, decides what is small: with broadcasts turned off the references are joined by shuffles
+    # (as a reference table above the threshold would be) and every feature is the same.
+    expected = [r.asDict() for r in sorted(result.frame.collect())]
+    names = ("spark.sql.autoBroadcastJoinThreshold", "spark.sql.adaptive.autoBroadcastJoinThreshold")
+    before = {name: spark.conf.get(name, None) for name in names}
+    try:
+        for name in names:
+            spark.conf.set(name, "-1")
+        unhinted = compute_features(contracts["orders"], events, references, contracts, cutoffs)
+        assert [n.name for n in plan_nodes(unhinted.frame) if "Broadcast" in n.name] == []
+        got = [r.asDict() for r in sorted(unhinted.frame.collect())]
+        assert len(got) == len(expected) == 7
+        for row, want in zip(got, expected, strict=True):  # sums may add in another order: approx for floats
+            assert row == pytest.approx(want)
+    finally:
+        for name, value in before.items():
+            spark.conf.unset(name) if value is None else spark.conf.set(name, value)
+
 
 def _typed(line: str) -> dict[str, Any]:
     """One CSV line of the fixtures as a typed record (what a JSON Lines or Parquet producer would write)."""

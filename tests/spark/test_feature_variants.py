@@ -396,3 +396,38 @@ def test_latest_attribute_of_events_on_the_same_day_does_not_depend_on_row_order
         seen.add((train["products_category_last"], train["products_list_price_last"]))
     # P00002 > P00001: both attributes of O3's product, not the greatest of each (which would be toys and 30.0).
     assert seen == {("toys", 10.0)}
+
+
+def test_features_of_a_reference_not_curated_yet_are_null_not_zero(spark: SparkSession) -> None:
+    """Until the products table has been curated its counts, sums, distinct counts, percentiles and shares are
+    unknown: null, as the manifest's missing_references says, not the 0 that aggregates of all-null attributes give
+    (a model would read 0 as "no spend on books")."""
+    contracts = load_contracts(CONTRACTS)
+    orders = contracts["orders"]
+    assert orders.features is not None
+    join = Join(
+        dataset="products",
+        key="product_id",
+        attributes=("category",),
+        aggregations=(Aggregation("category", ("count", "distinct")), Aggregation("list_price", ("sum", "p50"))),
+        shares=(Share("category", "amount"),),
+    )
+    own = (Aggregation("amount", ("count", "sum")),)
+    features = replace(orders.features, windows=(30,), joins=(join,), aggregations=own, text=None, sequence=None)
+    contract = replace(orders, features=features)
+    rows = [
+        ("O1", "C000001", datetime(2026, 1, 10), "P00001", 30.0, 1, False, None),
+        ("O2", "C000001", datetime(2026, 1, 20), "P00002", 10.0, 1, False, None),
+    ]
+    cutoffs = Cutoffs((date(2026, 2, 1),), date(2026, 3, 1))
+    result = compute_features(contract, spark.createDataFrame(rows, COLUMNS), {}, contracts, cutoffs)
+
+    assert result.missing_references == ["products"]
+    (train,) = [r for r in result.frame.collect() if r["_role"] == "train"]
+    joined = [f.name for f in result.features if f.name.startswith("products_")]
+    assert len(joined) == 13  # count, distinct; sum, p50; a share for each of the 8 categories; the latest category
+    assert {n: train[n] for n in joined} == dict.fromkeys(joined)
+    # The dataset's own aggregates are computed as ever.
+    assert (train["amount_count_30d"], train["amount_sum_30d"]) == (2, 40.0)
+    types = {f.name: f.type for f in result.features}
+    assert (types["products_category_count_30d"], types["products_list_price_p50_30d"]) == ("bigint", "double")
