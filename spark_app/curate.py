@@ -22,7 +22,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from dropzone.contract import EVENT_DATE, Contract
-from spark_app.io import FILE_INDEX, join_uri, spark_path
+from spark_app.io import FILE_INDEX, join_uri, literal_path, spark_path
 
 BATCH_ID = "_batch_id"
 _PRIORITY = "_priority"
@@ -77,7 +77,7 @@ def read_table(spark: SparkSession, uri: str) -> DataFrame | None:
     """The curated table, or None when no run has written it yet."""
     if not table_exists(spark, uri):
         return None
-    return spark.read.parquet(spark_path(uri))
+    return spark.read.parquet(literal_path(spark_path(uri)))  # a root such as runs[1]/curated names itself
 
 
 def latest_partition(table: DataFrame) -> date | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,16 @@ def spark_path(uri: str) -> str:
         return uri
     # Not Path.as_uri(): Hadoop takes the path literally and would keep %-escapes such as run%3D1.
     return "file:" + str(local_path(uri).resolve())
+
+
+# Hadoop reads a path with any of these characters as a glob pattern (FileSystem.globStatus), in Spark's readers on
+# EMR (s3://) as locally: a file the validator accepted as orders[1].csv was then "not found" and its batch failed.
+_GLOB = re.compile(r"([\\*?\[\]{}])")
+
+
+def literal_path(path: str) -> str:
+    """A path for Spark's readers that names exactly one file, whatever its name: each glob character escaped."""
+    return _GLOB.sub(r"\\\1", path)
 
 
 def file_format(uri: str) -> str:
@@ -311,7 +322,7 @@ def _read_group(
     """Every contract column as text (the validator's rules parse text) and, for JSON Lines, its JSON type; plus
     ``_corrupt_record`` (CSV), ``_bad_json_line`` (JSON Lines) and the file. ``header``, ``line_sep``: those of
     the group's CSV files."""
-    paths = [spark_path(u) for u in uris]
+    paths = [literal_path(spark_path(u)) for u in uris]
     text = T.StringType()
     if fmt.startswith("csv"):
         # Columns by the file's own header (any order); columns outside the contract are dropped.
