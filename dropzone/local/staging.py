@@ -9,6 +9,7 @@ back to ``s3://``, with any ``_manifest.json`` uploaded last (readers trust noth
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/([^\s\"'<>\\]*)")
+_BUCKET = r"([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])"
+S3_URI = re.compile(rf"s3://{_BUCKET}/([^\s\"'<>\\]*)")  # a URI inside free text: it ends at a space or a quote
+_WHOLE_URI = re.compile(rf"s3://{_BUCKET}/(.*)", re.DOTALL)  # a whole string: the key is the rest, spaces and all
 _TEXT_SUFFIXES = (".json",)
 _MANIFEST = "_manifest.json"
 UPLOAD_THREADS = 4
@@ -26,7 +29,7 @@ _SINGLE_PUT_BYTES = 8 * 2**20  # boto3's multipart threshold: smaller files go i
 
 
 def split_uri(uri: str) -> tuple[str, str]:
-    match = S3_URI.fullmatch(uri)
+    match = _WHOLE_URI.fullmatch(uri)
     if not match:
         raise ValueError(f"{uri!r} is not an s3://bucket/key URI")
     return match.group(1), match.group(2)
@@ -100,12 +103,33 @@ class Mirror:
         return target
 
     def _localise(self, path: Path, depth: int) -> None:
+        """Stage the objects a JSON document names and point it at the local copies. A string value that is an
+        ``s3://`` URI is one whole URI, whatever its key holds (spaces, escaped UTF-8: a batch manifest's file
+        names); only a file that is not valid JSON is searched as text, where a URI ends at a space or a quote."""
         text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = None
+        else:
+            localised = self._localise_value(document, depth)
+            if localised != document:
+                path.write_text(json.dumps(localised, indent=1, ensure_ascii=False), encoding="utf-8")
+            return
         uris = {m.group(0) for m in S3_URI.finditer(text)}
         for uri in sorted(uris, key=len, reverse=True):
             text = text.replace(uri, self.stage(uri, depth))
         if uris:
             path.write_text(text, encoding="utf-8")
+
+    def _localise_value(self, value: Any, depth: int) -> Any:
+        if isinstance(value, str):
+            return self.stage(value, depth) if _WHOLE_URI.fullmatch(value) else value
+        if isinstance(value, list):
+            return [self._localise_value(v, depth) for v in value]
+        if isinstance(value, dict):
+            return {k: self._localise_value(v, depth) for k, v in value.items()}
+        return value
 
     def snapshot(self) -> Snapshot:
         return Snapshot({p: _stamp(p) for p in self.root.rglob("*") if p.is_file()})
