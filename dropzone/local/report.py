@@ -157,6 +157,11 @@ def summary_lines(result: RunResult) -> list[str]:
         for metric, value, baseline in _metric_pairs(job.metrics):
             base = f" vs baseline {baseline:.4f}" if baseline is not None else ""
             lines.append(f"  model    |   {metric} {value:.4f}{base}")
+    if result.trainable == []:  # only reference contracts: joined by others, never trained on
+        lines.append(
+            "  training | none: no dataset with a label in the contracts (only reference data): nothing to train, "
+            "no model to register"
+        )
     for group, packages in result.model_packages.items():
         if not packages and not any(group.endswith(f"-{dataset}") for dataset in result.ledger):
             continue  # a group of the template for a dataset this run never saw (own contracts: --contracts)

@@ -61,6 +61,7 @@ class RunResult:
     feature_runs: list[dict[str, Any]] = field(default_factory=list)  # every run's manifest, in start order
     bucket_keys: list[str] = field(default_factory=list)
     report: Path | None = None
+    trainable: list[str] | None = None  # the deployed datasets with a label (None: not known, an older result)
 
     @property
     def features(self) -> dict[str, Any]:
@@ -235,6 +236,7 @@ def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:
             model_packages=model_packages(local),
             notifications=read_notifications(local, notifications_url),
             deliveries=dict(pipeline.deliveries),
+            trainable=sorted(name for name, contract in local.contracts.items() if not contract.is_reference),
         )
         result.feature_runs = _feature_runs(local, result)
         paginator = aws.client("s3").get_paginator("list_objects_v2")

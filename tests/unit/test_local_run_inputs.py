@@ -252,3 +252,14 @@ def test_local_up_reuses_only_its_own_earlier_working_folder(
     assert main(["local", "up", "--root", str(ROOT), "--out", str(tmp_path / "mine")]) == 2
     assert "not empty and not the output of an earlier run" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_a_run_with_no_dataset_to_train_on_says_so() -> None:
+    """Only reference contracts (--contracts with products.yaml alone): exit 1 as documented, and the summary says
+    why no model was registered."""
+    why = (
+        "  training | none: no dataset with a label in the contracts (only reference data): nothing to train, "
+        "no model to register"
+    )
+    assert why in summary_lines(replace(_result([]), trainable=[]))
+    assert why not in summary_lines(replace(_result([]), trainable=["orders"]))
