@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
@@ -34,6 +36,33 @@ class CommandParser(argparse.ArgumentParser):
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return namespace, extras
+
+
+@contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """Print to stdout in the block for a reader that may stop reading (``dropzone ... | head -1``): a closed pipe
+    ends the output quietly instead of with a BrokenPipeError traceback. As Python's signal docs advise, stdout then
+    points at devnull, so later prints and the flush at exit do not fail again; the command goes on and its exit
+    code still says what the work found."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def say(text: str) -> None:
+    """Print one line (or several) now, for a reader that may leave (:func:`reader_may_leave`)."""
+    with reader_may_leave():
+        print(text, flush=True)
+
+
+def cannot_write(flag: str, path: object, error: OSError) -> str:
+    """The one-line error for an output folder that cannot be created or written (``--out``)."""
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{flag} {path}: cannot write there: {error.strerror or error}{where}"
 
 
 def date_arg(text: str) -> date:
@@ -64,11 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (ContractError, UsageError) as e:
-        print(f"dropzone {args.command}: error: {e}", file=sys.stderr)
+        command = " ".join([args.command, *([args.action] if getattr(args, "action", None) else [])])
+        print(f"dropzone {command}: error: {e}", file=sys.stderr)  # as argparse names it: `dropzone local up`
         return 2
     except KeyboardInterrupt:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m dropzone.cli
+    from dropzone import cli  # the module the commands import, not this __main__ copy: their UsageError is its
+
+    sys.exit(cli.main())

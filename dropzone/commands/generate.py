@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from dropzone.cli import UsageError, date_arg
+from dropzone.cli import UsageError, cannot_write, date_arg, reader_may_leave
 from dropzone.generate import generate
 
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     except OSError as e:  # e.g. --out names a file, or a folder this user cannot write
-        where = f" ({e.filename})" if e.filename else ""
-        raise UsageError(f"--out {args.out}: cannot write there: {e.strerror or e}{where}") from None
-    print(json.dumps(result, indent=2))
+        raise UsageError(cannot_write("--out", args.out, e)) from None
+    with reader_may_leave():  # `| head`: the files are written, the rest of the list is not wanted
+        print(json.dumps(result, indent=2))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import signal
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dropzone.cli import UsageError
+from dropzone.cli import UsageError, say
 
 STATE_FILE = Path(".dropzone") / "local.json"
 SAMPLE_ROWS = 1_000  # the orders `local up` generates for its hint: a file to drop in that passes the contract
@@ -128,13 +129,13 @@ def run_local(args: argparse.Namespace) -> int:
         contracts_dir=_check_contracts(args.contracts),
     )
     try:
-        result = run_pipeline(options, progress=lambda line: print(line, flush=True))
+        result = run_pipeline(options, progress=say)
     except ValueError as e:
         raise UsageError(str(e)) from None
     lines = summary_lines(result)
-    print("\n".join(lines))
+    say("\n".join(lines))
     report = write_report(result, lines)
-    print(f"report: {report}")
+    say(f"report: {report}")
     registered = any(p["status"] == "Approved" for ps in result.model_packages.values() for p in ps)
     return 0 if registered else 1
 
@@ -142,22 +143,30 @@ def run_local(args: argparse.Namespace) -> int:
 def up(args: argparse.Namespace) -> int:
     from dropzone.local.run import prepare_out_dir, stamp
     from dropzone.local.runtime import LocalStack, Pipeline
-    from dropzone.local.server import embedded_aws
+    from dropzone.local.server import PortUnavailable, check_port, embedded_aws
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    try:
+        check_port(args.port)  # before anything is written: a port taken is the commonest reason `up` cannot start
+    except PortUnavailable as e:
+        raise UsageError(f"--port {args.port}: {e}") from None
     if not (args.poll > 0 and args.reconcile_every > 0):  # also refuses nan
         raise UsageError("--poll and --reconcile-every must be more than 0 seconds")
     root = _check_root(args.root)
     contracts = _check_contracts(args.contracts)
     work = (args.out or root / "local-runs" / f"up-{stamp()}").resolve()
     try:
-        prepare_out_dir(work, None, progress=lambda line: print(line, flush=True), outputs=None)
+        prepare_out_dir(work, None, progress=say, outputs=None)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    with embedded_aws(args.port) as aws:
+    with contextlib.ExitStack() as running:
+        try:
+            aws = running.enter_context(embedded_aws(args.port))
+        except PortUnavailable as e:  # taken between the check and the start
+            raise UsageError(f"--port {args.port}: {e}") from None
         local = LocalStack.start(aws, root, work, contracts_dir=contracts)
-        pipeline = Pipeline(local, progress=lambda line: print(line, flush=True))
+        pipeline = Pipeline(local, progress=say)
         pipeline.emr.start_driver()  # warm before the first file arrives
         sample = None if contracts else _sample_orders(work / "sample")  # generated orders fit the shipped contracts
         state = {
@@ -170,7 +179,7 @@ def up(args: argparse.Namespace) -> int:
         state_file = root / STATE_FILE
         state_file.parent.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps(state, indent=2) + "\n")
-        print(_welcome(state, state_file, sample, sorted(local.contracts)), flush=True)
+        say(_welcome(state, state_file, sample, sorted(local.contracts)))
         last_reconcile = time.monotonic()
         signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
         try:

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 
 from dropzone import aws
-from dropzone.cli import UsageError
+from dropzone.cli import UsageError, reader_may_leave
 from dropzone.ledger import Ledger
 from dropzone.status import collect, render
 
@@ -99,10 +99,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read ledger table {ledger.table_name!r} in {where}: {code}: {e}") from None
     except BotoCoreError as e:
         raise UsageError(f"cannot read ledger table {ledger.table_name!r} in {where}: {e}") from None
-    if args.json:
-        json.dump(status.to_dict(), sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    else:
-        print(f"ledger {ledger.table_name} ({where})\n")
-        print(render(status, limit=args.limit))
+    with reader_may_leave():  # `| head`: the rest is not wanted
+        if args.json:
+            json.dump(status.to_dict(), sys.stdout, indent=2, default=str)
+            sys.stdout.write("\n")
+        else:
+            print(f"ledger {ledger.table_name} ({where})\n")
+            print(render(status, limit=args.limit))
     return 0

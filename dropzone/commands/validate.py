@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from dropzone.cli import UsageError
+from dropzone.cli import UsageError, reader_may_leave
 from dropzone.contract import load_contract_with_references
 from dropzone.validation import ValidationReport, validate_path
 from dropzone.validation.guard import human_size
@@ -75,18 +74,11 @@ def run(args: argparse.Namespace) -> int:
         if not p.is_file():
             raise UsageError(f"not a file: {p}")
     reports = [validate_path(p, contract) for p in paths]
-    try:
+    with reader_may_leave():  # `| head`: the rest is not wanted
         if args.json:
             print(json.dumps([r.to_dict() for r in reports], indent=2, default=str))
         else:
             print("\n\n".join(_table(r) for r in reports))
             accepted = sum(r.accepted for r in reports)
             print(f"\n{accepted} of {len(reports)} file(s) accepted, {len(reports) - accepted} quarantined")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader left (`| head`): the rest is not wanted. As Python's signal docs advise, stdout now points at
-        # devnull so the flush at exit does not fail again; the exit code still says what the validation found.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
     return 0 if all(r.accepted for r in reports) else 1

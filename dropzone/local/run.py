@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dropzone.cli import cannot_write
 from dropzone.contract import load_contracts
 from dropzone.local.emr import SparkHost
 from dropzone.local.producer import Upload, bad_file, producer_files, renotify, upload, upload_bytes
@@ -135,7 +136,15 @@ def prepare_out_dir(
     every entry, for `local up`'s working folder), so the new run starts from an empty stack as the first did (the
     local S3 copies and the curated table live there, and batch and run ids are deterministic: kept, they would mix
     the earlier run's rows into this one's); any other non-empty folder refused, so no file of the user's is ever
-    replaced. Files given with ``--data`` are never removed, even inside ``out_dir``."""
+    replaced. Files given with ``--data`` are never removed, even inside ``out_dir``. A folder that cannot be
+    created or written (under a file, in /proc, no permission) is a ValueError naming it, like the others."""
+    try:
+        _prepare_out_dir(out_dir, data_dir, progress, outputs)
+    except OSError as e:
+        raise ValueError(cannot_write("--out", out_dir, e)) from None
+
+
+def _prepare_out_dir(out_dir: Path, data_dir: Path | None, progress: Progress, outputs: tuple[str, ...] | None) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir}: a file, not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
+import threading
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -24,18 +27,54 @@ _ENV = {
 }
 
 
+class PortUnavailable(Exception):
+    """The embedded API cannot listen on the port asked for (another program has it, or it is privileged)."""
+
+
+def check_port(port: int) -> None:
+    """Refuse a port the API could not listen on, before moto's server tries: its thread would print werkzeug's
+    message and end, and its ``start`` wait for it forever. Port 0 (a free one) always does."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as werkzeug binds: a port in TIME_WAIT is free, one another program listens on is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise PortUnavailable(_port_problem(port, e)) from None
+
+
+def _port_problem(port: int, error: OSError | None) -> str:
+    if error is not None and error.errno == errno.EADDRINUSE:
+        return f"127.0.0.1:{port} is in use by another program; stop it or choose another port (0: a free one)"
+    reason = f": {error.strerror or error}" if error is not None else ""
+    return f"the embedded AWS API cannot listen on 127.0.0.1:{port}{reason}"
+
+
+def _start(server: Any) -> None:
+    """``ThreadedMotoServer.start``, except that it returns when the server's thread ends before listening: moto
+    5.2.5 waits for the thread's ready event, never set when werkzeug cannot bind (it prints and ends the thread)."""
+    server._thread = threading.Thread(target=server._server_entry, daemon=True)
+    server._thread.start()
+    while not server._server_ready_event.wait(0.05):
+        if not server._thread.is_alive():
+            raise PortUnavailable(_port_problem(server._port, None))
+
+
 class EmbeddedAws:
     """A running moto server and boto3 clients pointed at it."""
 
     def __init__(self, port: int = 0) -> None:
-        from moto.server import ThreadedMotoServer
-
         # werkzeug logs one line per request and moto warns about every CloudFormation type it skips.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", message="Tried to parse .* but it's not supported", category=UserWarning)
+        from moto.server import ThreadedMotoServer
+
+        check_port(port)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._server.start()
+        _start(self._server)
         host, bound = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{bound}"
         self.region = REGION

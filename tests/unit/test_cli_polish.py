@@ -3,7 +3,12 @@ command does; `local up` names a file to drop in that exists."""
 
 from __future__ import annotations
 
+import os
 import shlex
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +16,7 @@ import pytest
 
 from dropzone.cli import main
 from dropzone.commands.local import _sample_orders, _welcome
+from dropzone.local import server
 
 ROOT = Path(__file__).resolve().parents[2]
 # what `local up` writes to .dropzone/local.json, as its welcome reads it
@@ -160,3 +166,63 @@ def test_local_run_refuses_a_contracts_folder_it_cannot_use_before_starting_anyt
     assert code == 2
     assert message.format(d=folder) in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_local_up_on_a_port_another_program_listens_on_exits_naming_the_port(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "dropzone.cli", "local", "up", "--port", str(port), "--root", str(ROOT)]
+        result = subprocess.run(  # it hung for ever once: the timeout fails the test instead of hanging it
+            [*command, "--out", str(tmp_path / "up")], capture_output=True, text=True, timeout=120, check=False
+        )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"dropzone local up: error: --port {port}: 127.0.0.1:{port} is in use by another program; stop it or "
+        "choose another port (0: a free one)\n"
+    )
+    assert not (tmp_path / "up").exists()  # refused before anything is written
+
+
+def test_the_embedded_api_does_not_wait_for_a_server_that_could_not_listen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The port taken between the check and the start: moto's server thread ends, the start returns an error."""
+    monkeypatch.setattr(server, "check_port", lambda port: None)
+    outcome: list[str] = []
+
+    def start(port: int) -> None:
+        try:
+            server.EmbeddedAws(port).stop()
+            outcome.append("started")
+        except server.PortUnavailable as e:
+            outcome.append(str(e))
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        thread = threading.Thread(target=start, args=(port,), daemon=True)
+        thread.start()
+        thread.join(60)
+    assert outcome == [f"the embedded AWS API cannot listen on 127.0.0.1:{port}"]
+
+
+def test_generate_to_a_reader_that_stops_early_ends_the_output_quietly(tmp_path: Path) -> None:
+    """`dropzone generate ... | head -1`: no BrokenPipeError traceback; the files are written all the same."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a pipe nobody reads any more, as once head has its line
+    argv = ["generate", "--rows", "3", "--files", "10", "--out", str(tmp_path / "g2")]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "dropzone.cli", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert list((tmp_path / "g2" / "orders").glob("*.csv"))  # 3 rows: 3 files
+    assert (tmp_path / "g2" / "products" / "products.csv").is_file()

@@ -254,6 +254,29 @@ def test_local_up_reuses_only_its_own_earlier_working_folder(
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["local", "run", "--rows", "100"], "local run"),
+        (["demo", "--rows", "100"], "demo"),
+        (["local", "up"], "local up"),
+    ],
+    ids=["local run", "demo", "local up"],
+)
+@pytest.mark.parametrize("where", ["under a file", "in /proc"])
+def test_an_out_folder_that_cannot_be_created_is_one_line_naming_it(
+    argv: list[str], command: str, where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file.csv").write_text("a,b\n")
+    out = tmp_path / "file.csv" / "run" if where == "under a file" else Path("/proc/dropzone-no-such-folder")
+    reason = "Not a directory" if where == "under a file" else "No such file or directory"
+    assert main([*argv, "--root", str(ROOT), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dropzone {command}: error: --out {out}: cannot write there: {reason}")
+    assert err.count("\n") == 1  # one line, no traceback
+    assert (tmp_path / "file.csv").read_text() == "a,b\n"
+
+
 def test_a_run_with_no_dataset_to_train_on_says_so() -> None:
     """Only reference contracts (--contracts with products.yaml alone): exit 1 as documented, and the summary says
     why no model was registered."""
