@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +127,42 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["generate", "--rows", "0", "--out", str(tmp_path)]) == 2
     assert "rows must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_refuses_an_end_date_after_today(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Orders after now would all be quarantined (order_ts.future): the help says the files pass the contracts."""
+    today = datetime.now(UTC).date()
+    later = date.fromordinal(today.toordinal() + 1)
+    assert cli_main(["generate", "--rows", "50", "--out", str(tmp_path / "g"), "--end-date", str(later)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"dropzone generate: error: --end-date {later}: after today ({today}, UTC): the last orders would be in the "
+        "future, which the orders contract quarantines (order_ts.future); give today or an earlier date\n"
+    )
+    assert not (tmp_path / "g").exists()
+    assert cli_main(["generate", "--rows", "50", "--out", str(tmp_path / "g"), "--end-date", str(today)]) == 0
+
+
+def test_cli_replaces_an_earlier_generates_files_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "g2"
+    assert cli_main(["generate", "--rows", "60", "--files", "5", "--out", str(out), "--end-date", END]) == 0
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert cli_main(["generate", "--rows", "30", "--files", "2", "--out", str(out), "--end-date", END]) == 0
+    assert sorted(p.name for p in (out / "orders").iterdir()) == [
+        "orders-001.csv",
+        "orders-002.csv",
+    ]  # no stale 003-005
+    assert (out / "notes.txt").read_text() == "mine"
+    assert "the earlier generate's 7 file(s) replaced" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_folder_that_is_not_its_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "orders").mkdir()
+    (tmp_path / "orders" / "orders-001.csv").write_text("mine")
+    assert cli_main(["generate", "--rows", "30", "--out", str(tmp_path)]) == 2
+    assert "not empty and not the output of an earlier `dropzone generate`" in capsys.readouterr().err
+    assert (tmp_path / "orders" / "orders-001.csv").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orders"]
