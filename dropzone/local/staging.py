@@ -109,8 +109,8 @@ class Mirror:
         text = path.read_text(encoding="utf-8", errors="replace")
         try:
             document = json.loads(text)
-        except ValueError:
-            document = None
+        except ValueError:  # not JSON after all: searched as text below
+            pass
         else:
             localised = self._localise_value(document, depth)
             if localised != document:
