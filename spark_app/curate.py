@@ -12,10 +12,12 @@ Reference datasets (no timestamp) are small: the whole table is merged the same 
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import reduce
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
@@ -90,11 +92,15 @@ def _rank_per_key(
     df: DataFrame, keys: tuple[str, ...], content_columns: list[str] | None = None, group: tuple[str, ...] = ()
 ) -> DataFrame:
     """``_rn`` = 1 for the row kept per key (and ``group`` value): highest priority (newest delivery), then latest
-    file, then a hash of ``content_columns`` (default: every column but the priority and file; deterministic)."""
+    file, then a hash of ``content_columns`` (default: every column but the priority and file; deterministic).
+
+    A row with an empty (null) key is no repeat of any other row, as in the validator (dropzone.validation.uniqueness
+    skips nulls): its ``_rn`` is 1 whatever the window (which puts every null key in one group) gives it."""
     content_columns = content_columns or [c for c in df.columns if c not in (_PRIORITY, FILE_INDEX)]
     content = F.xxhash64(*[F.col(c) for c in content_columns])
     order = Window.partitionBy(*keys, *group).orderBy(F.col(_PRIORITY).desc(), F.col(FILE_INDEX).desc(), content.desc())
-    return df.withColumn("_rn", F.row_number().over(order))
+    empty = reduce(operator.or_, [F.col(k).isNull() for k in keys])
+    return df.withColumn("_rn", F.when(empty, F.lit(1)).otherwise(F.row_number().over(order)))
 
 
 def _latest_per_key(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
