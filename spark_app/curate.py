@@ -12,7 +12,6 @@ Reference datasets (no timestamp) are small: the whole table is merged the same 
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from spark_app.io import FILE_INDEX, join_uri, literal_path, spark_path
 
 BATCH_ID = "_batch_id"
 _PRIORITY = "_priority"
+_ALIVE = "_alive"  # kept by the unique columns ranked so far (several unique columns)
 _PARTITION = re.compile(rf"/{EVENT_DATE}=([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})/")
 
 
@@ -89,23 +89,38 @@ def latest_partition(table: DataFrame) -> date | None:
 
 
 def _rank_per_key(
-    df: DataFrame, keys: tuple[str, ...], content_columns: list[str] | None = None, group: tuple[str, ...] = ()
+    df: DataFrame, key: str, content_columns: list[str] | None = None, group: tuple[str, ...] = ()
 ) -> DataFrame:
-    """``_rn`` = 1 for the row kept per key (and ``group`` value): highest priority (newest delivery), then latest
-    file, then a hash of ``content_columns`` (default: every column but the priority and file; deterministic).
+    """``_rn`` = 1 for the row kept per value of ``key`` (and ``group`` value): highest priority (newest delivery),
+    then latest file, then a hash of ``content_columns`` (default: every column but the priority and file;
+    deterministic).
 
     A row with an empty (null) key is no repeat of any other row, as in the validator (dropzone.validation.uniqueness
     skips nulls): its ``_rn`` is 1 whatever the window (which puts every null key in one group) gives it."""
     content_columns = content_columns or [c for c in df.columns if c not in (_PRIORITY, FILE_INDEX)]
     content = F.xxhash64(*[F.col(c) for c in content_columns])
-    order = Window.partitionBy(*keys, *group).orderBy(F.col(_PRIORITY).desc(), F.col(FILE_INDEX).desc(), content.desc())
-    empty = reduce(operator.or_, [F.col(k).isNull() for k in keys])
-    return df.withColumn("_rn", F.when(empty, F.lit(1)).otherwise(F.row_number().over(order)))
+    order = Window.partitionBy(key, *group).orderBy(F.col(_PRIORITY).desc(), F.col(FILE_INDEX).desc(), content.desc())
+    return df.withColumn("_rn", F.when(F.col(key).isNull(), F.lit(1)).otherwise(F.row_number().over(order)))
 
 
 def _latest_per_key(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
-    """One row per key (see ``_rank_per_key``)."""
-    return _rank_per_key(df, keys).filter(F.col("_rn") == 1).drop("_rn")
+    """At most one row per value of each key, key by key (see ``_rank_per_key``): the rows kept for the first key
+    are then ranked on the second, and so on."""
+    for key in keys:
+        df = _rank_per_key(df, key).filter(F.col("_rn") == 1).drop("_rn")
+    return df
+
+
+def _sharing_a_key(existing: DataFrame, batch: DataFrame, keys: tuple[str, ...], partitioned: bool) -> DataFrame:
+    """The existing rows (at least ``event_date`` and ``_batch_id``) with a value of any unique column that a row of
+    the batch has: one semi join per column. With several columns, a row matching on two of them is one row: the
+    union is made distinct on the date, the batch and the keys, which tell any two rows of the table apart (each
+    row kept has a value no other row has in some unique column, and a row whose keys are all empty matches none)."""
+    if len(keys) == 1:
+        return existing.join(batch.select(*keys), on=list(keys), how="left_semi")
+    columns = [*([EVENT_DATE] if partitioned else []), BATCH_ID, *keys]
+    matched = [existing.join(batch.select(k), on=k, how="left_semi").select(*columns) for k in keys]
+    return reduce(DataFrame.union, matched).distinct()
 
 
 def curate(
@@ -135,21 +150,26 @@ def curate(
         assert contract.timestamp is not None
         new = new.withColumn(EVENT_DATE, F.to_date(F.col(contract.timestamp)))
     good = ~F.col(bad) if bad else F.lit(True)
-    # One window over the batch's keys ranks every row (rank 1 = the row kept; bad rows are ranked apart and never
-    # kept). The row counts and ``counts`` are observed on the ranked rows as they stream into the cache of the rows
-    # kept, so the cache holds only what the write needs, not the caller's per-rule flags (27 columns for the orders
+    # One window over the batch's key ranks every row (rank 1 = the row kept; bad rows are ranked apart and never
+    # kept). Each further unique column is one more window, over the rows the previous ones kept (``_alive``): the
+    # validator checks each unique column on its own, so each holds a value once, not only their combination. The
+    # row counts and ``counts`` are observed on the ranked rows as they stream into the cache of the rows kept, so
+    # the cache holds only what the write needs, not the caller's per-rule flags (27 columns for the orders
     # contract; 10M rows, the whole step: 53.4-54.6 s against 56.8-60.2 s caching every ranked row, issue #3). The
     # touched dates (of the rows kept) come from a distinct query over that cache, the action that fills it. Not
     # collect_set in an aggregate: an object aggregate takes a whole aggregate out of whole-stage code generation
     # (10M rows, the counts of 21 rules: 3.8 s with it, 1.9 s for both queries apart).
     content = [*columns, BATCH_ID, *([EVENT_DATE] if partitioned else [])]
     group = (bad,) if bad else ()
-    ranked = _rank_per_key(new, keys, content, group) if keys else new.withColumn("_rn", F.lit(1))
+    ranked = _rank_per_key(new, keys[0], content, group) if keys else new.withColumn("_rn", F.lit(1))
+    kept = good & (F.col("_rn") == 1)
+    for key in keys[1:]:
+        # Rows a previous key dropped stay (they are counted below) but are ranked apart, like bad rows.
+        ranked = _rank_per_key(ranked.withColumn(_ALIVE, kept), key, content, (_ALIVE,))
+        kept = F.col(_ALIVE) & (F.col("_rn") == 1)
     observed = Observation()
-    ranked = ranked.observe(
-        observed, F.count_if(good).alias("_in"), F.count_if(good & (F.col("_rn") == 1)).alias("_kept"), *counts
-    )
-    deduped = ranked.filter(good & (F.col("_rn") == 1)).drop("_rn", *extra).persist()
+    ranked = ranked.observe(observed, F.count_if(good).alias("_in"), F.count_if(kept).alias("_kept"), *counts)
+    deduped = ranked.filter(kept).drop("_rn", *([_ALIVE] if len(keys) > 1 else []), *extra).persist()
     partitions = []
     if partitioned:
         dates = deduped.filter(F.col(EVENT_DATE).isNotNull()).select(F.col(EVENT_DATE).cast("string")).distinct()
@@ -167,7 +187,7 @@ def curate(
         if keys:
             # Existing rows with a key of the batch: the newer delivery replaces them, wherever their date.
             hits = (
-                existing.join(deduped.select(*keys), on=list(keys), how="left_semi")
+                _sharing_a_key(existing, deduped, keys, partitioned)
                 .groupBy(F.col(EVENT_DATE) if partitioned else F.lit(None))
                 .agg(F.count_if(F.col(BATCH_ID) != F.lit(batch_id)))
                 .collect()

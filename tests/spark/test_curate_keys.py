@@ -149,3 +149,45 @@ def test_rows_with_an_empty_key_are_never_duplicates(spark: SparkSession, events
     _merge(spark, events, tmp_path, "b2", second)
 
     assert _table(spark, tmp_path, events) == after
+
+
+def test_each_unique_column_holds_a_value_once(spark: SparkSession, sessions: Contract, tmp_path: Path) -> None:
+    _merge(spark, sessions, tmp_path, "b1", [("S1", "E1", "U1", D1, 1)])
+
+    result = _merge(spark, sessions, tmp_path, "b2", [("S1", "E2", "U1", D1, 2)])
+
+    assert (result.rows_in, result.duplicate_rows, result.rows_written, result.replaced_rows) == (1, 0, 1, 1)
+    assert _table(spark, tmp_path, sessions) == [("S1", "E2", "U1", 2, "2026-10-01", "b2")]
+
+
+def test_several_unique_columns_in_the_batch_and_the_merge(
+    spark: SparkSession, sessions: Contract, tmp_path: Path
+) -> None:
+    # In the batch, key by key: S1 twice, the later file wins, (S1, E2); E2 is then in it twice, the later file
+    # wins again: one row of three.
+    first = _merge(
+        spark,
+        sessions,
+        tmp_path,
+        "b1",
+        [("S1", "E1", "U1", D1, 1), ("S1", "E2", "U1", D1, 2), ("S2", "E2", "U2", D1, 3), ("S3", "E3", "U3", D2, 4)],
+        files=[0, 1, 0, 0],
+    )
+
+    assert (first.rows_in, first.duplicate_rows, first.rows_written) == (4, 2, 2)
+    assert _table(spark, tmp_path, sessions) == [
+        ("S1", "E2", "U1", 2, "2026-10-01", "b1"),
+        ("S3", "E3", "U3", 4, "2026-10-02", "b1"),
+    ]
+
+    # (S1, E2) again matches the existing row on both columns: one replaced row, not two. (S4, E3) replaces
+    # (S3, E3) through ext_id alone, so 2026-10-02 is left without rows and deleted.
+    result = _merge(spark, sessions, tmp_path, "b2", [("S1", "E2", "U1", D3, 5), ("S4", "E3", "U4", D3, 6)])
+
+    assert (result.rows_in, result.duplicate_rows, result.rows_written, result.replaced_rows) == (2, 0, 2, 2)
+    assert result.partitions == ["2026-10-03"]
+    assert _table(spark, tmp_path, sessions) == [
+        ("S1", "E2", "U1", 5, "2026-10-03", "b2"),
+        ("S4", "E3", "U4", 6, "2026-10-03", "b2"),
+    ]
+    assert _dates(tmp_path, sessions) == ["event_date=2026-10-03"]
