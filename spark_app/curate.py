@@ -28,6 +28,8 @@ from spark_app.io import FILE_INDEX, join_uri, literal_path, spark_path
 BATCH_ID = "_batch_id"
 _PRIORITY = "_priority"
 _ALIVE = "_alive"  # kept by the unique columns ranked so far (several unique columns)
+# Spark's folder name for a null partition value: the rows without a timestamp (``event_date=__HIVE_DEFAULT_...``).
+_UNDATED = "__HIVE_DEFAULT_PARTITION__"
 _PARTITION = re.compile(rf"/{EVENT_DATE}=([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})/")
 
 
@@ -171,9 +173,11 @@ def curate(
     ranked = ranked.observe(observed, F.count_if(good).alias("_in"), F.count_if(kept).alias("_kept"), *counts)
     deduped = ranked.filter(kept).drop("_rn", *([_ALIVE] if len(keys) > 1 else []), *extra).persist()
     partitions = []
+    writes: set[str] = set()  # the partitions the batch's rows go to, the undated one as ``_UNDATED``
     if partitioned:
-        dates = deduped.filter(F.col(EVENT_DATE).isNotNull()).select(F.col(EVENT_DATE).cast("string")).distinct()
-        partitions = sorted(str(r[0]) for r in dates.collect())
+        found = {r[0] for r in deduped.select(F.col(EVENT_DATE).cast("string")).distinct().collect()}
+        partitions = sorted(str(d) for d in found if d is not None)
+        writes = set(partitions) | ({_UNDATED} if None in found else set())
     out_columns = [*columns, BATCH_ID, *([EVENT_DATE] if partitioned else [])]
 
     existing = read_table(spark, uri)
@@ -183,7 +187,7 @@ def curate(
         merged = deduped
     else:
         old = existing.filter(F.col(BATCH_ID) != F.lit(batch_id))
-        wanted = set(partitions)
+        wanted = set(writes)
         if keys:
             # Existing rows with a key of the batch: the newer delivery replaces them, wherever their date.
             hits = (
@@ -193,18 +197,25 @@ def curate(
                 .collect()
             )
             replaced = sum(int(r[1]) for r in hits)
-            wanted |= {str(r[0]) for r in hits if r[0] is not None}
+            wanted |= {_UNDATED if r[0] is None else str(r[0]) for r in hits}
         if partitioned:
-            old = old.filter(F.col(EVENT_DATE).cast("string").isin(sorted(wanted))) if wanted else old.limit(0)
+            # The undated partition is read like a date: the dynamic overwrite replaces it whole whenever the merge
+            # has an undated row, so its existing rows must be in the merge or they are lost.
+            dated = sorted(wanted - {_UNDATED})
+            read = F.col(EVENT_DATE).cast("string").isin(dated) if dated else F.lit(False)
+            read = read | F.col(EVENT_DATE).isNull() if _UNDATED in wanted else read
+            # A table holding only undated rows reads its event_date with Spark's null type, not as a date.
+            old = old.filter(read).withColumn(EVENT_DATE, F.col(EVENT_DATE).cast("date")) if wanted else old.limit(0)
         old = old.withColumn(_PRIORITY, F.lit(0)).withColumn(FILE_INDEX, F.lit(-1))
         both = deduped.unionByName(old.select(*deduped.columns))
         merged = _latest_per_key(both, keys) if keys else both
     merged = merged.select(*out_columns)
     if partitioned:
-        # Dates read only because a key of the batch had a row there: the merge may leave them without rows.
-        listed = {d: _file_names(spark, _partition_uri(uri, d)) for d in sorted(wanted - set(partitions))}
+        # Dates (or the undated partition) read only because a key of the batch had a row there: the merge may leave
+        # them without rows.
+        listed = {d: _file_names(spark, _partition_uri(uri, d)) for d in sorted(wanted - writes)}
         (
-            merged.repartition(_write_tasks(spark, len(set(partitions) | wanted)), EVENT_DATE)
+            merged.repartition(_write_tasks(spark, len(writes | wanted)), EVENT_DATE)
             .write.mode("overwrite")
             .option("partitionOverwriteMode", "dynamic")
             .partitionBy(EVENT_DATE)

@@ -191,3 +191,60 @@ def test_several_unique_columns_in_the_batch_and_the_merge(
         ("S4", "E3", "U4", 6, "2026-10-03", "b2"),
     ]
     assert _dates(tmp_path, sessions) == ["event_date=2026-10-03"]
+
+
+def test_rows_without_a_timestamp_are_kept_across_batches(
+    spark: SparkSession, events: Contract, tmp_path: Path
+) -> None:
+    first = _merge(spark, events, tmp_path, "b1", [("S1", "U1", None, 1), ("S2", "U2", D1, 2)])
+    assert first.partitions == ["2026-10-01"]
+
+    batch = [("S3", "U3", None, 3), ("S4", "U4", D2, 4)]
+    second = _merge(spark, events, tmp_path, "b2", batch)
+
+    assert (second.rows_written, second.replaced_rows, second.partitions) == (2, 0, ["2026-10-02"])
+    both = [
+        ("S1", "U1", 1, None, "b1"),
+        ("S2", "U2", 2, "2026-10-01", "b1"),
+        ("S3", "U3", 3, None, "b2"),
+        ("S4", "U4", 4, "2026-10-02", "b2"),
+    ]
+    assert _table(spark, tmp_path, events) == sorted(both, key=repr)
+
+    # Re-running the batch leaves the table as one run did.
+    _merge(spark, events, tmp_path, "b2", batch)
+    assert _table(spark, tmp_path, events) == sorted(both, key=repr)
+
+    # S1 and S3 re-delivered with a date: the undated partition is left without rows and deleted.
+    third = _merge(spark, events, tmp_path, "b3", [("S1", "U1", D3, 5), ("S3", "U3", D3, 6)])
+
+    assert (third.rows_written, third.replaced_rows, third.partitions) == (2, 2, ["2026-10-03"])
+    assert _table(spark, tmp_path, events) == [
+        ("S1", "U1", 5, "2026-10-03", "b3"),
+        ("S2", "U2", 2, "2026-10-01", "b1"),
+        ("S3", "U3", 6, "2026-10-03", "b3"),
+        ("S4", "U4", 4, "2026-10-02", "b2"),
+    ]
+    assert _dates(tmp_path, events) == ["event_date=2026-10-01", "event_date=2026-10-02", "event_date=2026-10-03"]
+    assert UNDATED not in _dates(tmp_path, events)
+
+
+def test_a_dated_row_re_delivered_without_a_timestamp(spark: SparkSession, events: Contract, tmp_path: Path) -> None:
+    # The reverse move: S1's date is emptied and deleted, S2's undated row stays beside S1's.
+    _merge(spark, events, tmp_path, "b1", [("S1", "U1", D1, 1), ("S2", "U2", None, 2)])
+
+    result = _merge(spark, events, tmp_path, "b2", [("S1", "U1", None, 3)])
+
+    assert (result.rows_written, result.replaced_rows, result.partitions) == (1, 1, [])
+    assert _table(spark, tmp_path, events) == [("S1", "U1", 3, None, "b2"), ("S2", "U2", 2, None, "b1")]
+    assert _dates(tmp_path, events) == [UNDATED]
+
+    # A table of undated rows only (Spark reads its event_date as the null type) takes more of them.
+    last = _merge(spark, events, tmp_path, "b3", [("S3", "U3", None, 4), ("S2", "U2", None, 5)])
+
+    assert (last.rows_written, last.replaced_rows, last.partitions) == (2, 1, [])
+    assert _table(spark, tmp_path, events) == [
+        ("S1", "U1", 3, None, "b2"),
+        ("S2", "U2", 5, None, "b3"),
+        ("S3", "U3", 4, None, "b3"),
+    ]
