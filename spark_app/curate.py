@@ -1,13 +1,20 @@
 """The curated table: accepted rows of every batch as Parquet, partitioned by ``event_date``.
 
 Idempotency (docs/features.md, "The curated table"): every row carries ``_batch_id``. A batch is merged into the
-partitions it touches (the dates of the rows it keeps, plus dates of existing rows with the same unique key) by
+partitions it touches (the dates of the rows it keeps, plus dates of existing rows sharing a unique value with it) by
 reading those partitions, dropping rows a previous attempt of the same batch wrote, adding the batch's rows, keeping
-one row per unique key (the newest delivery wins) and overwriting exactly those partitions (dynamic partition
-overwrite, staged by Spark, so a failed run leaves the previous table). A dynamic overwrite only rewrites dates that
-still have rows, so a date whose rows all moved to another date (a re-delivered key with a new timestamp) is deleted
-after the write (``_delete_emptied``). Re-running a batch therefore gives the table one run gives.
+each value of each unique column once (the newest delivery wins) and overwriting exactly those partitions (dynamic
+partition overwrite, staged by Spark, so a failed run leaves the previous table). A dynamic overwrite only rewrites
+dates that still have rows, so a date whose rows all moved to another date (a re-delivered key with a new timestamp)
+is deleted after the write (``_delete_emptied``). Re-running a batch therefore gives the table one run gives.
 Reference datasets (no timestamp) are small: the whole table is merged the same way and rewritten.
+
+Unique columns, as the validator checks them: each on its own (several unique columns are de-duplicated one after
+the other, each over the rows the previous ones kept; an existing row is replaced when it shares a value of any of
+them with the batch), and an empty (null) value is no repeat (a row with a null key is always kept, as in a dataset
+without unique columns). Rows without a timestamp (a timestamp column that is not required) have a null
+``event_date``: Spark writes them to ``event_date=__HIVE_DEFAULT_PARTITION__``, which the merge reads, rewrites and
+deletes like a date; ``CurateResult.partitions`` lists the real dates only.
 """
 
 from __future__ import annotations
