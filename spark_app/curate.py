@@ -255,7 +255,8 @@ def _partition_uri(uri: str, event_date: str) -> str:
 def _delete_emptied(spark: SparkSession, uri: str, before: dict[str, frozenset[str] | None]) -> None:
     """Delete the partitions the merge read but the overwrite did not rewrite: all their rows were replaced.
 
-    ``before`` holds each such date's file names listed before the write. The dynamic overwrite replaces the files
+    ``before`` holds each such date's file names listed before the write (the undated partition, ``_UNDATED``, is
+    one more such "date": its folder is named the same way). The dynamic overwrite replaces the files
     of every date that still has rows (new names), so a date whose listing is unchanged had no row left in the
     merge: each of its rows lost to a newer row of the same key that the write has just committed elsewhere.
     Order: the delete runs only after the write has committed, so a failure in between leaves the key twice (old
