@@ -162,6 +162,12 @@ def summary_lines(result: RunResult) -> list[str]:
             "  training | none: no dataset with a label in the contracts (only reference data): nothing to train, "
             "no model to register"
         )
+    for dataset in result.trainable or ():
+        if not result.ledger.get(dataset):  # its contract is deployed, but no file of it came in
+            lines.append(
+                f"  training | {dataset}: none started: no {dataset} file was uploaded "
+                f"(no {dataset}/ folder with files under --data)"
+            )
     for group, packages in result.model_packages.items():
         if not packages and not any(group.endswith(f"-{dataset}") for dataset in result.ledger):
             continue  # a group of the template for a dataset this run never saw (own contracts: --contracts)

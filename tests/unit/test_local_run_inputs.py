@@ -286,3 +286,11 @@ def test_a_run_with_no_dataset_to_train_on_says_so() -> None:
     )
     assert why in summary_lines(replace(_result([]), trainable=[]))
     assert why not in summary_lines(replace(_result([]), trainable=["orders"]))
+
+
+def test_a_run_without_files_of_the_labelled_dataset_says_so() -> None:
+    """--data with products/ and customers/ but no orders/: exit 1, and the summary said only "no model registered"."""
+    why = "  training | orders: none started: no orders file was uploaded (no orders/ folder with files under --data)"
+    assert why in summary_lines(replace(_result([]), trainable=["orders"], ledger={"products": [{"sk": "FILE#x"}]}))
+    with_files = {"orders": [{"sk": "FILE#a"}]}
+    assert why not in summary_lines(replace(_result([]), trainable=["orders"], ledger=with_files))
