@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dropzone import outdir
 from dropzone.cli import UsageError, cannot_write, date_arg, reader_may_leave
 from dropzone.generate import generate
 
@@ -47,23 +48,14 @@ def _prepare_out(out: Path) -> None:
     """Make ``out`` ready: a new or empty folder is marked as generate's; in the output of an earlier generate its
     files are removed (a smaller run would leave the larger one's last orders files next to its own), nothing else;
     any other non-empty folder is refused, as `dropzone local run --out` refuses one."""
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
-            raise UsageError(
-                f"--out {out}: not empty and not the output of an earlier `dropzone generate`; choose a new or an "
-                "empty folder"
-            )
-        removed = [path for pattern in _OWN_FILES for path in sorted(out.glob(pattern))]
-        for path in removed:
-            path.unlink()
+    if outdir.holds_earlier_output(out, MARKER, "an earlier `dropzone generate`"):
+        removed = outdir.remove(path for pattern in _OWN_FILES for path in sorted(out.glob(pattern)))
         if removed:
             print(
-                f"dropzone generate: note: --out {out}: the earlier generate's {len(removed)} file(s) replaced",
+                f"dropzone generate: note: --out {out}: the earlier generate's {removed} file(s) replaced",
                 file=sys.stderr,
             )
-    if not out.exists():
-        out.mkdir(parents=True)
-    (out / MARKER).write_text("")  # a file given as --out: NotADirectoryError
+    outdir.mark(out, MARKER)  # a file given as --out: NotADirectoryError
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dropzone import outdir
 from dropzone.cli import cannot_write
 from dropzone.contract import load_contracts
 from dropzone.local.emr import SparkHost
@@ -147,28 +147,16 @@ def prepare_out_dir(
 def _prepare_out_dir(out_dir: Path, data_dir: Path | None, progress: Progress, outputs: tuple[str, ...] | None) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir}: a file, not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not (out_dir / MARKER).is_file():
-            raise ValueError(
-                f"--out {out_dir}: not empty and not the output of an earlier run; choose a new or an empty folder"
-            )
+    if outdir.holds_earlier_output(out_dir, MARKER, "an earlier run"):
         keep = None  # the earlier run's generated data/ given back as --data
         if data_dir is not None and data_dir.resolve().is_relative_to(out_dir.resolve()):
             keep = "data"
             if not data_dir.resolve().is_relative_to(out_dir.resolve() / keep):
                 raise ValueError(f"--data {data_dir}: inside --out {out_dir}, where this run writes")
         names = outputs if outputs is not None else tuple(p.name for p in out_dir.iterdir() if p.name != MARKER)
-        for name in names:
-            target = out_dir / name
-            if name == keep:
-                continue
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        outdir.remove(out_dir / name for name in names if name != keep)
         progress(f"out      | {out_dir}: the earlier run's outputs removed")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MARKER).write_text(json.dumps({"started": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n")
+    outdir.mark(out_dir, MARKER, json.dumps({"started": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n")
 
 
 def run_pipeline(options: RunOptions, progress: Progress = print) -> RunResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -61,6 +62,19 @@ def test_an_earlier_run_is_replaced_and_nothing_else_is_touched(tmp_path: Path) 
     prepare_out_dir(tmp_path, None, progress=said.append)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([MARKER, "notes.txt"])
     assert said == [f"out      | {tmp_path}: the earlier run's outputs removed"]
+
+
+def test_a_link_among_the_earlier_outputs_is_removed_and_what_it_points_to_is_kept(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _earlier_run(out)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.csv").write_text("a\n1\n")
+    shutil.rmtree(out / "work")
+    (out / "work").symlink_to(mine, target_is_directory=True)
+    prepare_out_dir(out, None, progress=lambda _: None)
+    assert sorted(p.name for p in out.iterdir()) == [MARKER]
+    assert (mine / "keep.csv").read_text() == "a\n1\n"
 
 
 def test_the_earlier_runs_data_given_back_as_data_is_kept(tmp_path: Path) -> None:
