@@ -105,10 +105,14 @@ def _rank_per_key(
     deterministic).
 
     A row with an empty (null) key is no repeat of any other row, as in the validator (dropzone.validation.uniqueness
-    skips nulls): its ``_rn`` is 1 whatever the window (which puts every null key in one group) gives it."""
+    skips nulls): its ``_rn`` is 1 whatever the window gives it. The window spreads such rows by their content, so a
+    table with many empty keys has no one task that sorts all of them (a null key alone would be one group)."""
     content_columns = content_columns or [c for c in df.columns if c not in (_PRIORITY, FILE_INDEX)]
     content = F.xxhash64(*[F.col(c) for c in content_columns])
-    order = Window.partitionBy(key, *group).orderBy(F.col(_PRIORITY).desc(), F.col(FILE_INDEX).desc(), content.desc())
+    spread = F.when(F.col(key).isNull(), content)  # null for every non-empty key: its groups are as before
+    order = Window.partitionBy(F.col(key), spread, *group).orderBy(
+        F.col(_PRIORITY).desc(), F.col(FILE_INDEX).desc(), content.desc()
+    )
     return df.withColumn("_rn", F.when(F.col(key).isNull(), F.lit(1)).otherwise(F.row_number().over(order)))
 
 

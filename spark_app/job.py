@@ -195,7 +195,10 @@ def build_features(
     if as_of is None:
         last = latest_partition(events)
         if last is None:
-            raise JobInputError("the curated table holds no events")
+            raise JobInputError(
+                f"{table_uri(args.curated, contract.dataset)}: the curated table holds no event with a timestamp "
+                f"({contract.timestamp} is empty in every row): the cutoffs and windows need dated events"
+            )
         as_of = last + timedelta(days=1)
     cutoffs = Cutoffs.for_as_of(as_of, contract.label.horizon_days, args.train_cutoffs)
     references = {}

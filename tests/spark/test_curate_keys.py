@@ -8,17 +8,20 @@ table read back, the counts of ``CurateResult`` and the partition folders.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dropzone.contract import Contract, parse_contract_text
-from spark_app.curate import CurateResult, curate
-from spark_app.io import FILE_INDEX, SPARK_TYPES
+from spark_app.curate import CurateResult, _rank_per_key, curate
+from spark_app.io import FILE_INDEX, SPARK_TYPES, JobInputError
+from spark_app.job import parse_args, run
 
 pytestmark = pytest.mark.spark
 
@@ -151,6 +154,27 @@ def test_rows_with_an_empty_key_are_never_duplicates(spark: SparkSession, events
     assert _table(spark, tmp_path, events) == after
 
 
+def test_rows_with_an_empty_key_are_spread_over_the_window_tasks(spark: SparkSession) -> None:
+    # 400 rows without a key and 4 with one: ranked per key, the empty keys must not all land in one task (a table
+    # with many would make one task sort them all). AQE off so that the 8 shuffle partitions stay as planned.
+    rows = [(None, i, 0, 0) for i in range(400)] + [(f"E{i}", i, 0, 0) for i in range(4)]
+    df = spark.createDataFrame(rows, "event_id string, n int, _priority int, _file_index long")
+    conf = {"spark.sql.adaptive.enabled": "false", "spark.sql.shuffle.partitions": "8"}
+    before = {k: spark.conf.get(k) for k in conf}
+    try:
+        for k, v in conf.items():
+            spark.conf.set(k, v)
+        # the task of each row kept (the filter on the rank keeps the window in the plan)
+        kept = _rank_per_key(df, "event_id").filter(F.col("_rn") == 1).withColumn("task", F.spark_partition_id())
+        tasks = kept.filter(F.col("event_id").isNull()).groupBy("task").count().collect()
+        assert kept.count() == 404
+    finally:
+        for k, v in before.items():
+            spark.conf.set(k, v)
+    assert len(tasks) == 8
+    assert max(t["count"] for t in tasks) < 100
+
+
 def test_each_unique_column_holds_a_value_once(spark: SparkSession, sessions: Contract, tmp_path: Path) -> None:
     _merge(spark, sessions, tmp_path, "b1", [("S1", "E1", "U1", D1, 1)])
 
@@ -248,3 +272,35 @@ def test_a_dated_row_re_delivered_without_a_timestamp(spark: SparkSession, event
         ("S2", "U2", 5, None, "b3"),
         ("S3", "U3", 4, None, "b3"),
     ]
+
+
+LABELLED = (
+    EVENTS
+    + """
+features:
+  windows: [30]
+  aggregations:
+    - {column: n, functions: [sum]}
+label: {kind: active_in_horizon, name: active_next_30d, horizon_days: 30}
+training: {algorithm: xgboost}
+"""
+)
+
+
+def test_the_feature_job_on_events_without_a_timestamp_says_so(spark: SparkSession, tmp_path: Path) -> None:
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    (contracts / "clicks.yaml").write_text(LABELLED)
+    batch = tmp_path / "in" / "clicks.csv"
+    batch.parent.mkdir()
+    batch.write_text("event_id,user_id,ts,n\nE1,U1,,1\nE2,U2,,2\n")
+    (tmp_path / "m.json").write_text(json.dumps([str(batch)]))
+    argv = ["--manifest", str(tmp_path / "m.json"), "--contracts", str(contracts), "--dataset", "clicks"]
+    argv += ["--curated", str(tmp_path / "curated"), "--features", str(tmp_path / "features"), "--run-id", "r1"]
+    with pytest.raises(JobInputError) as raised:
+        run(spark, parse_args(argv))
+    assert str(raised.value) == (
+        f"{tmp_path / 'curated' / 'clicks'}: the curated table holds no event with a timestamp (ts is empty in every "
+        "row): the cutoffs and windows need dated events"
+    )
+    assert _dates(tmp_path / "curated", parse_contract_text(EVENTS, "events")) == [UNDATED]
