@@ -226,3 +226,25 @@ def test_generate_to_a_reader_that_stops_early_ends_the_output_quietly(tmp_path:
     assert (result.returncode, result.stderr) == (0, "")
     assert list((tmp_path / "g2" / "orders").glob("*.csv"))  # 3 rows: 3 files
     assert (tmp_path / "g2" / "products" / "products.csv").is_file()
+
+
+def test_validate_to_a_reader_that_stops_early_ends_the_output_quietly(tmp_path: Path) -> None:
+    """`dropzone validate ... | head -1` on a file missing columns: no traceback, and the exit code still says the
+    file was quarantined."""
+    bad = tmp_path / "orders.csv"
+    bad.write_text("order_id,customer_id\nnot-an-id,C000001\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    contract = Path(__file__).resolve().parents[2] / "contracts" / "orders.yaml"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "dropzone.cli", "validate", "--contract", str(contract), str(bad)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (1, "")
