@@ -79,7 +79,7 @@ def build_session(app_name: str = "dropzone-features") -> SparkSession:
     if SparkContext._active_spark_context is None:  # else fixed already (the local drivers set it as EMR's here)
         SparkContext._ensure_initialized()  # the JVM, so that SparkConf() holds the run's own properties
         builder = builder.config(DATAFRAME_DEBUGGING, SparkConf().get(DATAFRAME_DEBUGGING, "false"))
-    return (
+    session = (
         builder.appName(app_name)
         .config("spark.sql.adaptive.enabled", "true")
         # The job persists frames whose plans hold shuffles (checked batch, features frame): without this AQE may
@@ -103,6 +103,24 @@ def build_session(app_name: str = "dropzone-features") -> SparkSession:
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
         .getOrCreate()
     )
+    _quiet_metadata_probe(session)
+    return session
+
+
+# Reading one path, Spark first looks for a streaming sink's _spark_metadata folder under it (FileStreamSink
+# .hasMetadata); for a file whose name holds glob characters, read through its escaped name (io.literal_path), that
+# look fails and logs a WARN with a stack trace, though the read goes on and is right. The class moved in Spark 4.
+_METADATA_PROBE_LOGGERS = (
+    "org.apache.spark.sql.execution.streaming.sinks.FileStreamSink",
+    "org.apache.spark.sql.execution.streaming.FileStreamSink",
+)
+
+
+def _quiet_metadata_probe(spark: SparkSession) -> None:
+    """Only errors from the sink-metadata probe reach the run's log (no streaming sink is read here)."""
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
+    for name in _METADATA_PROBE_LOGGERS:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.ERROR)
 
 
 def run_dir(args: JobArgs) -> str:
