@@ -3,7 +3,6 @@ command does; `local up` names a file to drop in that exists."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 from dropzone.cli import main
 from dropzone.commands.local import _sample_orders, _welcome
 from dropzone.local import server
+from tests.unit.closed_pipe import to_a_closed_pipe
 
 ROOT = Path(__file__).resolve().parents[2]
 # what `local up` writes to .dropzone/local.json, as its welcome reads it
@@ -207,26 +207,9 @@ def test_the_embedded_api_does_not_wait_for_a_server_that_could_not_listen(monke
     assert outcome == [f"the embedded AWS API cannot listen on 127.0.0.1:{port}"]
 
 
-def _to_a_closed_pipe(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """`dropzone ARGV | head -1` once head has its line: stdout is a pipe nobody reads any more."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "dropzone.cli", *argv],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
-
-
 def test_generate_to_a_reader_that_stops_early_ends_the_output_quietly(tmp_path: Path) -> None:
     """No BrokenPipeError traceback; the files are written all the same."""
-    result = _to_a_closed_pipe(["generate", "--rows", "3", "--files", "10", "--out", str(tmp_path / "g2")])
+    result = to_a_closed_pipe(["generate", "--rows", "3", "--files", "10", "--out", str(tmp_path / "g2")])
     assert (result.returncode, result.stderr) == (0, "")
     assert list((tmp_path / "g2" / "orders").glob("*.csv"))  # 3 rows: 3 files
     assert (tmp_path / "g2" / "products" / "products.csv").is_file()
@@ -237,5 +220,5 @@ def test_validate_to_a_reader_that_stops_early_ends_the_output_quietly(tmp_path:
     bad = tmp_path / "orders.csv"
     bad.write_text("order_id,customer_id\nnot-an-id,C000001\n")
     contract = Path(__file__).resolve().parents[2] / "contracts" / "orders.yaml"
-    result = _to_a_closed_pipe(["validate", "--contract", str(contract), str(bad)])
+    result = to_a_closed_pipe(["validate", "--contract", str(contract), str(bad)])
     assert (result.returncode, result.stderr) == (1, "")

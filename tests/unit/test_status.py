@@ -17,6 +17,7 @@ from dropzone.cli import main
 from dropzone.ingest import ObjectRef
 from dropzone.ledger import Ledger, iso
 from dropzone.local.server import embedded_aws
+from tests.unit.closed_pipe import to_a_closed_pipe
 from tests.unit.completion_stack import BUCKET, TABLE, Stack, emr_event, hours_ago, load_app, make_stack, training_event
 
 
@@ -133,8 +134,9 @@ def test_limit_cuts_each_table(stack: Stack, capsys: pytest.CaptureFixture[str])
     assert "Files (2 of 5, newest first)" in capsys.readouterr().out
 
 
-def test_reads_the_local_runtime_from_its_state_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # GIVEN a running local runtime (moto server) whose ledger holds one quarantined file, and its state file
+@pytest.fixture
+def local_runtime(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A running local runtime (moto server) whose ledger holds one quarantined file: its endpoint and state file."""
     with embedded_aws() as aws:
         dynamodb = aws.client("dynamodb")
         dynamodb.create_table(
@@ -154,15 +156,30 @@ def test_reads_the_local_runtime_from_its_state_file(tmp_path: Path, capsys: pyt
         state.write_text(
             json.dumps({"endpoint_url": aws.endpoint_url, "region": aws.region, "ledger_table": "local-ledger"})
         )
+        yield aws.endpoint_url, state
 
-        # WHEN status runs with no table named
-        code = main(["status", "--state-file", str(state)])
+
+def test_reads_the_local_runtime_from_its_state_file(
+    local_runtime: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint, state = local_runtime
+
+    # WHEN status runs with no table named
+    code = main(["status", "--state-file", str(state)])
 
     # THEN it found the table through the state file
     out = capsys.readouterr().out
     assert code == 0
-    assert f"the local runtime at {aws.endpoint_url}" in out
+    assert f"the local runtime at {endpoint}" in out
     assert "amount: 3 values above max 100000" in out
+
+
+@pytest.mark.parametrize("flags", [[], ["--json"]])
+def test_to_a_reader_that_stops_early_it_ends_quietly(local_runtime: tuple[str, Path], flags: list[str]) -> None:
+    """`dropzone status | head -1`: no BrokenPipeError traceback."""
+    _, state = local_runtime
+    result = to_a_closed_pipe(["status", "--state-file", str(state), *flags])
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 def test_no_table_and_no_state_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
