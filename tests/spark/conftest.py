@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
+from dropzone.contract import Contract
 from dropzone.local.localfs import file_system_conf
+from spark_app.curate import CurateResult, curate
+from spark_app.io import FILE_INDEX, SPARK_TYPES
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +84,29 @@ def plan_nodes(frame: DataFrame) -> list[PlanNode]:
             yield from walk(child, under_broadcast)
 
     return list(walk(frame._jdf.queryExecution().executedPlan(), False))
+
+
+def curate_rows(
+    spark: SparkSession,
+    contract: Contract,
+    root: Path,
+    batch_id: str,
+    rows: Sequence[tuple[Any, ...]],
+    files: list[int] | None = None,
+) -> CurateResult:
+    """``spark_app.curate.curate`` on a batch given as tuples of the contract's columns (its timestamp as ISO text or
+    None), from file ``files[i]`` of the batch (default: all from file 0), into the curated root ``root``."""
+    schema = T.StructType(
+        [T.StructField(c.name, SPARK_TYPES[c.type]) for c in contract.columns]
+        + [T.StructField(FILE_INDEX, T.LongType())]
+    )
+    names = [c.name for c in contract.columns]
+
+    def value(name: str, v: Any) -> Any:
+        return datetime.fromisoformat(v).replace(tzinfo=UTC) if name == contract.timestamp and v else v
+
+    data = [
+        (*(value(n, v) for n, v in zip(names, row, strict=True)), file)
+        for row, file in zip(rows, files or [0] * len(rows), strict=True)
+    ]
+    return curate(spark, contract, spark.createDataFrame(data, schema), batch_id, str(root))

@@ -9,19 +9,18 @@ table read back, the counts of ``CurateResult`` and the partition folders.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from dropzone.contract import Contract, parse_contract_text
-from spark_app.curate import CurateResult, _rank_per_key, curate
-from spark_app.io import FILE_INDEX, SPARK_TYPES, JobInputError
+from spark_app.curate import _rank_per_key
+from spark_app.io import JobInputError
 from spark_app.job import parse_args, run
+from tests.spark.conftest import curate_rows
 
 pytestmark = pytest.mark.spark
 
@@ -53,32 +52,6 @@ columns:
 """
 
 D1, D2, D3 = "2026-10-01T10:00:00", "2026-10-02T10:00:00", "2026-10-03T10:00:00"
-
-
-def _merge(
-    spark: SparkSession,
-    contract: Contract,
-    root: Path,
-    batch_id: str,
-    rows: list[tuple[Any, ...]],
-    files: list[int] | None = None,
-) -> CurateResult:
-    """Curate a batch given as tuples of the contract's columns (timestamps as ISO text or None), from file
-    ``files[i]`` of the batch (default: all from file 0)."""
-    schema = T.StructType(
-        [T.StructField(c.name, SPARK_TYPES[c.type]) for c in contract.columns]
-        + [T.StructField(FILE_INDEX, T.LongType())]
-    )
-    names = [c.name for c in contract.columns]
-
-    def value(name: str, v: Any) -> Any:
-        return datetime.fromisoformat(v).replace(tzinfo=UTC) if name == contract.timestamp and v else v
-
-    data = [
-        (*(value(n, v) for n, v in zip(names, row, strict=True)), file)
-        for row, file in zip(rows, files or [0] * len(rows), strict=True)
-    ]
-    return curate(spark, contract, spark.createDataFrame(data, schema), batch_id, str(root))
 
 
 def _table(spark: SparkSession, root: Path, contract: Contract) -> list[tuple[Any, ...]]:
@@ -115,7 +88,7 @@ def test_rows_with_an_empty_key_are_never_duplicates(spark: SparkSession, events
         (None, "U3", D1, 6),
         (None, "U3", D1, 6),
     ]
-    first = _merge(spark, events, tmp_path, "b1", batch)
+    first = curate_rows(spark, events, tmp_path, "b1", batch)
 
     assert (first.rows_in, first.duplicate_rows, first.rows_written, first.replaced_rows) == (7, 0, 7, 0)
     expected = sorted(
@@ -134,7 +107,7 @@ def test_rows_with_an_empty_key_are_never_duplicates(spark: SparkSession, events
 
     # A later batch on the same date: its empty keys replace none of the existing ones; E1 is replaced.
     second = [("E1", "U1", D1, 10), (None, "U1", D1, 5), (None, "U4", D1, 7)]
-    result = _merge(spark, events, tmp_path, "b2", second)
+    result = curate_rows(spark, events, tmp_path, "b2", second)
 
     assert (result.rows_in, result.duplicate_rows, result.rows_written, result.replaced_rows) == (3, 0, 3, 1)
     after = sorted(
@@ -149,7 +122,7 @@ def test_rows_with_an_empty_key_are_never_duplicates(spark: SparkSession, events
     assert _table(spark, tmp_path, events) == after
 
     # Re-running the batch drops the rows its first attempt wrote, empty keys included.
-    _merge(spark, events, tmp_path, "b2", second)
+    curate_rows(spark, events, tmp_path, "b2", second)
 
     assert _table(spark, tmp_path, events) == after
 
@@ -176,9 +149,9 @@ def test_rows_with_an_empty_key_are_spread_over_the_window_tasks(spark: SparkSes
 
 
 def test_each_unique_column_holds_a_value_once(spark: SparkSession, sessions: Contract, tmp_path: Path) -> None:
-    _merge(spark, sessions, tmp_path, "b1", [("S1", "E1", "U1", D1, 1)])
+    curate_rows(spark, sessions, tmp_path, "b1", [("S1", "E1", "U1", D1, 1)])
 
-    result = _merge(spark, sessions, tmp_path, "b2", [("S1", "E2", "U1", D1, 2)])
+    result = curate_rows(spark, sessions, tmp_path, "b2", [("S1", "E2", "U1", D1, 2)])
 
     assert (result.rows_in, result.duplicate_rows, result.rows_written, result.replaced_rows) == (1, 0, 1, 1)
     assert _table(spark, tmp_path, sessions) == [("S1", "E2", "U1", 2, "2026-10-01", "b2")]
@@ -189,7 +162,7 @@ def test_several_unique_columns_in_the_batch_and_the_merge(
 ) -> None:
     # In the batch, key by key: S1 twice, the later file wins, (S1, E2); E2 is then in it twice, the later file
     # wins again: one row of three.
-    first = _merge(
+    first = curate_rows(
         spark,
         sessions,
         tmp_path,
@@ -206,7 +179,7 @@ def test_several_unique_columns_in_the_batch_and_the_merge(
 
     # (S1, E2) again matches the existing row on both columns: one replaced row, not two. (S4, E3) replaces
     # (S3, E3) through ext_id alone, so 2026-10-02 is left without rows and deleted.
-    result = _merge(spark, sessions, tmp_path, "b2", [("S1", "E2", "U1", D3, 5), ("S4", "E3", "U4", D3, 6)])
+    result = curate_rows(spark, sessions, tmp_path, "b2", [("S1", "E2", "U1", D3, 5), ("S4", "E3", "U4", D3, 6)])
 
     assert (result.rows_in, result.duplicate_rows, result.rows_written, result.replaced_rows) == (2, 0, 2, 2)
     assert result.partitions == ["2026-10-03"]
@@ -220,11 +193,11 @@ def test_several_unique_columns_in_the_batch_and_the_merge(
 def test_rows_without_a_timestamp_are_kept_across_batches(
     spark: SparkSession, events: Contract, tmp_path: Path
 ) -> None:
-    first = _merge(spark, events, tmp_path, "b1", [("S1", "U1", None, 1), ("S2", "U2", D1, 2)])
+    first = curate_rows(spark, events, tmp_path, "b1", [("S1", "U1", None, 1), ("S2", "U2", D1, 2)])
     assert first.partitions == ["2026-10-01"]
 
     batch = [("S3", "U3", None, 3), ("S4", "U4", D2, 4)]
-    second = _merge(spark, events, tmp_path, "b2", batch)
+    second = curate_rows(spark, events, tmp_path, "b2", batch)
 
     assert (second.rows_written, second.replaced_rows, second.partitions) == (2, 0, ["2026-10-02"])
     both = [
@@ -236,11 +209,11 @@ def test_rows_without_a_timestamp_are_kept_across_batches(
     assert _table(spark, tmp_path, events) == sorted(both, key=repr)
 
     # Re-running the batch leaves the table as one run did.
-    _merge(spark, events, tmp_path, "b2", batch)
+    curate_rows(spark, events, tmp_path, "b2", batch)
     assert _table(spark, tmp_path, events) == sorted(both, key=repr)
 
     # S1 and S3 re-delivered with a date: the undated partition is left without rows and deleted.
-    third = _merge(spark, events, tmp_path, "b3", [("S1", "U1", D3, 5), ("S3", "U3", D3, 6)])
+    third = curate_rows(spark, events, tmp_path, "b3", [("S1", "U1", D3, 5), ("S3", "U3", D3, 6)])
 
     assert (third.rows_written, third.replaced_rows, third.partitions) == (2, 2, ["2026-10-03"])
     assert _table(spark, tmp_path, events) == [
@@ -255,16 +228,16 @@ def test_rows_without_a_timestamp_are_kept_across_batches(
 
 def test_a_dated_row_re_delivered_without_a_timestamp(spark: SparkSession, events: Contract, tmp_path: Path) -> None:
     # The reverse move: S1's date is emptied and deleted, S2's undated row stays beside S1's.
-    _merge(spark, events, tmp_path, "b1", [("S1", "U1", D1, 1), ("S2", "U2", None, 2)])
+    curate_rows(spark, events, tmp_path, "b1", [("S1", "U1", D1, 1), ("S2", "U2", None, 2)])
 
-    result = _merge(spark, events, tmp_path, "b2", [("S1", "U1", None, 3)])
+    result = curate_rows(spark, events, tmp_path, "b2", [("S1", "U1", None, 3)])
 
     assert (result.rows_written, result.replaced_rows, result.partitions) == (1, 1, [])
     assert _table(spark, tmp_path, events) == [("S1", "U1", 3, None, "b2"), ("S2", "U2", 2, None, "b1")]
     assert _dates(tmp_path, events) == [UNDATED]
 
     # A table of undated rows only (Spark reads its event_date as the null type) takes more of them.
-    last = _merge(spark, events, tmp_path, "b3", [("S3", "U3", None, 4), ("S2", "U2", None, 5)])
+    last = curate_rows(spark, events, tmp_path, "b3", [("S3", "U3", None, 4), ("S2", "U2", None, 5)])
 
     assert (last.rows_written, last.replaced_rows, last.partitions) == (2, 1, [])
     assert _table(spark, tmp_path, events) == [

@@ -6,17 +6,15 @@ partition folders. Rows are ``(order_id, event_date, amount, _batch_id)``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql import types as T
 
 from dropzone.contract import Contract, load_contracts
 from spark_app import curate as curate_module
-from spark_app.curate import CurateResult, curate
-from spark_app.io import FILE_INDEX, SPARK_TYPES
+from spark_app.curate import CurateResult
+from tests.spark.conftest import curate_rows
 
 pytestmark = pytest.mark.spark
 
@@ -38,15 +36,8 @@ def _merge(
 ) -> CurateResult:
     """Curate a batch of orders given as (order_id, order_ts ISO, amount), from file ``files[i]`` of the batch
     (default: all from file 0); other columns are fixed."""
-    schema = T.StructType(
-        [T.StructField(c.name, SPARK_TYPES[c.type]) for c in contract.columns]
-        + [T.StructField(FILE_INDEX, T.LongType())]
-    )
-    data = [
-        (oid, "C000001", datetime.fromisoformat(ts).replace(tzinfo=UTC), "P00001", amount, 1, False, None, file)
-        for (oid, ts, amount), file in zip(rows, files or [0] * len(rows), strict=True)
-    ]
-    return curate(spark, contract, spark.createDataFrame(data, schema), batch_id, str(root))
+    full = [(oid, "C000001", ts, "P00001", amount, 1, False, None) for oid, ts, amount in rows]
+    return curate_rows(spark, contract, root, batch_id, full, files)
 
 
 def _table(spark: SparkSession, root: Path) -> list[tuple[str, str, float, str]]:
