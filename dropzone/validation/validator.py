@@ -50,7 +50,7 @@ from dropzone.validation.compiler import (
     typed_values,
 )
 from dropzone.validation.digits import bools, digit_pattern
-from dropzone.validation.guard import BARE_CR, CR_LINE_ENDS, GuardedStream, human_size
+from dropzone.validation.guard import BARE_CR, GuardedStream, human_size
 from dropzone.validation.report import Rejected, SchemaDiff, ValidationReport
 from dropzone.validation.uniqueness import UniqueTracker
 
@@ -340,9 +340,7 @@ def _csv(guard: GuardedStream, contract: Contract, checker: _Checker, report: Va
     first = guard.peek_line()
     if not first.strip(b"\r\n\t "):
         raise Rejected("file is empty" if not first else "file is empty (blank first line, no header)")
-    line = first.removesuffix(b"\n").removesuffix(b"\r")
-    if b"\r" in line:  # peek_line reads to the first LF: with CR line ends, the whole file (or refused as too long)
-        raise Rejected(f"the header line holds a carriage return not followed by LF: {CR_LINE_ENDS}")
+    line = first.removesuffix(b"\n").removesuffix(b"\r")  # a CR elsewhere in it: refused by the guard
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -882,6 +880,7 @@ def validate_stream(
                 gzip=True if fmt.endswith(".gz") else None,
                 max_bytes=contract.limits.max_bytes,
                 max_line_length=contract.limits.max_line_length,
+                lone_cr=not fmt.startswith("csv"),
             )
             if guard.gzip and not fmt.endswith(".gz"):
                 # The feature job's reader (Hadoop's) picks the codec by the name: it would read the compressed bytes

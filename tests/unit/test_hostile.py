@@ -312,6 +312,36 @@ def test_a_long_crlf_line_is_not_taken_for_cr_line_ends(tmp_path: Path, orders: 
     assert not any("carriage return" in reason for reason in report.reasons), report.reasons
 
 
+LONE_CR = "holds a carriage return not followed by LF: some readers end a row there and others do not"
+
+
+@pytest.mark.parametrize("name", ["o.csv", "o.csv.gz"])
+@pytest.mark.parametrize(
+    "review",
+    ["before\rafter", '"quoted, then a CR\r"', '"a CR\rin quotes"'],
+    ids=["unquoted", "quoted_at_the_end", "quoted_inside"],
+)
+def test_a_carriage_return_alone_in_a_csv_row_is_refused_naming_its_line(
+    tmp_path: Path, orders: Contract, name: str, review: str
+) -> None:
+    # GIVEN a CRLF file whose fourth row (line 5) holds a CR not followed by LF: pyarrow would end a row there, Spark
+    # would not (and would take a CR that ends a quoted last value for a line end's)
+    text = csv_text(3).replace("\n", "\r\n") + row(3, review_text=review) + "\r\n" + row(4) + "\r\n"
+    data = text.encode()
+    report = check(write(tmp_path, name, gzip.compress(data) if name.endswith(".gz") else data), orders)
+    # THEN the file is refused, naming the line and the way out
+    quarantined(report, f"line 5 {LONE_CR}")
+    quarantined(report, "end every line with LF or CRLF and take lone CRs out of the values")
+
+
+def test_crlf_in_a_quoted_value_and_at_the_end_of_the_file_is_accepted(tmp_path: Path, orders: Contract) -> None:
+    # GIVEN a CR before each LF (in a quoted value too), and a file that ends with a CR (its last line end cut short)
+    text = csv_text(3).replace("\n", "\r\n") + row(3, review_text='"two\r\nlines"') + "\r\n" + row(4) + "\r"
+    report = check(write(tmp_path, "o.csv", text), orders)
+    # THEN nothing is refused
+    assert (report.decision, report.rows_read, report.bad_rows) == ("ACCEPTED", 5, 0), report.reasons
+
+
 def test_a_cr_json_lines_file_names_its_line_ends(tmp_path: Path) -> None:
     document = yaml.safe_load((CONTRACTS / "orders.yaml").read_text())
     contract = parse_contract({**document, "formats": ["jsonl"]}, "orders.yaml")

@@ -141,3 +141,25 @@ def test_the_guard_says_whether_the_text_so_far_is_ascii(compress: bool) -> None
     assert late.ascii  # what the guard read so far ends before the é
     drain(late)
     assert not late.ascii
+
+
+@pytest.mark.parametrize("chunk", [4096, *range(3, 40)])
+def test_a_carriage_return_that_ends_a_chunk_is_judged_by_the_next(chunk: int) -> None:
+    # GIVEN CRLF text read in chunks that split CR LF pairs, and the same text with one CR alone on line 9 (at the end
+    # of a chunk for some of these sizes)
+    crlf = BODY[:2000].replace(b"\n", b"\r\n")
+    lines = crlf.split(b"\r\n")
+    lone = b"\r\n".join([*lines[:8], lines[8] + b"\r" + lines[9], *lines[10:]])
+
+    def guard(text: bytes) -> GuardedStream:
+        return GuardedStream(
+            io.BytesIO(text), gzip=None, max_bytes=1 << 20, max_line_length=1 << 10, chunk=chunk, lone_cr=False
+        )
+
+    # WHEN read THEN the CRLF text comes out whole, and the lone CR is refused with its line, wherever the chunk ends
+    assert drain(guard(crlf)) == crlf
+    with pytest.raises(Rejected, match=r"^line 9 holds a carriage return not followed by LF"):
+        drain(guard(lone))
+    # AND a CR alone on the header line is named as CR line ends
+    with pytest.raises(Rejected, match=r"^the header line holds a carriage return not followed by LF"):
+        drain(guard(crlf.replace(b"\r\n", b"\r", 1)))
