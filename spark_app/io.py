@@ -191,16 +191,18 @@ def load_job_contracts(contracts_uri: str, dataset: str) -> dict[str, Contract]:
     return {dataset: contract, **references}
 
 
-def _csv_head(uri: str, fmt: str) -> tuple[list[str], str]:
-    """The column names of a CSV file's header line and the line end it has, CRLF or LF (the validator refuses
-    lines that end with CR alone)."""
+def quoted(name: str) -> str:
+    """A column name as a Spark SQL identifier (a header may name a column ``unit.price`` or ``a`b``)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _csv_head(uri: str, fmt: str) -> list[str]:
+    """The column names of a CSV file's header line."""
     raw = read_bytes(uri, 1 << 16)
     if fmt == "csv.gz":
         raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 1 << 16)
-    first = raw.split(b"\n", 1)[0]
-    line_sep = "\r\n" if first.endswith(b"\r") else "\n"
-    line = first.removesuffix(b"\r").decode("utf-8-sig", errors="replace")
-    return ([h.strip().strip('"') for h in line.split(",")] if line.strip() else []), line_sep
+    line = raw.split(b"\n", 1)[0].removesuffix(b"\r").decode("utf-8-sig", errors="replace")
+    return [h.strip().strip('"') for h in line.split(",")] if line.strip() else []
 
 
 def json_kind_column(name: str) -> str:
@@ -380,12 +382,10 @@ def _is_condition(error: Py4JJavaError, condition: str) -> bool:
     return str(java.getClass().getName()) == "org.apache.spark.SparkException" and java.getCondition() == condition
 
 
-def _read_group(
-    spark: SparkSession, contract: Contract, fmt: str, uris: list[str], header: list[str], line_sep: str
-) -> DataFrame:
+def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[str], header: list[str]) -> DataFrame:
     """Every contract column as text (the validator's rules parse text) and, for JSON Lines, its JSON type; plus
-    ``_corrupt_record`` (CSV), ``_bad_json_line`` (JSON Lines) and the file. ``header``, ``line_sep``: those of
-    the group's CSV files."""
+    ``_corrupt_record`` (CSV), ``_bad_json_line`` (JSON Lines) and the file. ``header``: that of the group's CSV
+    files."""
     paths = [literal_path(spark_path(u)) for u in uris]
     text = T.StringType()
     if fmt.startswith("csv"):
@@ -395,20 +395,23 @@ def _read_group(
         # rows at every newline by default: the rest of the value became a row of its own, both dropped as bad) and
         # writes a quote as two ("" where Spark's default escape is a backslash). With multiLine a file is read by one
         # task, not split: the 8 generated files of 1M and 10M rows, read and checked, 4.8-4.9 s and 25.6 s against
-        # 5.3-5.8 s and 28.6 s split (this 2-core machine, warm). The line end is the file's own: without lineSep
-        # Spark takes it from the first line and, when it is CRLF, turns a CRLF inside a quoted value into LF (with
-        # lineSep and multiLine it keeps quoted values as they are, as pyarrow does).
+        # 5.3-5.8 s and 28.6 s split (this 2-core machine, warm).
+        # Line ends: the validator ends a row at LF or CRLF, both in one file (a CR alone is refused: guard.py). Spark
+        # takes one line end per read: without lineSep the first line's, and CRLF then turns a CRLF inside a quoted
+        # value into LF and runs an LF-ended row into the next. Read at LF (quoted values kept as they are), a
+        # CRLF-ended row leaves its CR at the end of its last value, taken off below.
         df = (
             spark.read.schema(schema)
             .option("header", True)
             .option("multiLine", True)
-            .option("lineSep", line_sep)
+            .option("lineSep", "\n")
             .option("escape", '"')
             .option("enforceSchema", True)
             .option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT)
             .csv(paths)
         )
+        df = _without_carriage_returns(df.withColumn("_source_uri", F.col("_metadata.file_path")), header)
     elif fmt.startswith("jsonl"):
         return _read_json_lines(spark, contract, paths)
     else:
@@ -423,6 +426,19 @@ def _read_group(
     return df.select(*contract.column_names, *kinds, CORRUPT, no_json, "_source_uri")
 
 
+def _without_carriage_returns(df: DataFrame, header: list[str]) -> DataFrame:
+    """A CSV frame read at LF, with the CR of each CRLF line end taken off. It ends the row's last value (an empty
+    one: the value is the CR alone, read as null as an empty value is), and a blank CRLF line is a row whose first
+    value is the CR alone, skipped as the validator skips blank lines. Neither can come from anything else: the
+    validator refuses a CR that is not followed by LF, in a quoted value too. (A short row's last value may keep
+    its CR: such a row is bad for its number of fields alone.) Only these two columns are looked at: checking every
+    value cost 1M rows read and checked ~10% more."""
+    blank = F.col(quoted(header[0])).eqNullSafe("\r")
+    last = F.col(quoted(header[-1]))
+    cut = F.nullif(last.substr(F.lit(1), F.length(last) - 1), F.lit(""))
+    return df.filter(~blank).withColumn(header[-1], F.when(last.endswith("\r"), cut).otherwise(last))
+
+
 def _hadoop_uri(spark: SparkSession, uri: str) -> str:
     """The form ``_metadata.file_path`` takes (Hadoop's escaped URI), to map rows back to manifest entries."""
     jvm = spark.sparkContext._jvm
@@ -433,18 +449,15 @@ def _hadoop_uri(spark: SparkSession, uri: str) -> str:
 def read_batch(spark: SparkSession, contract: Contract, batch: Batch) -> DataFrame:
     """Every file of the batch: the contract's columns as text, ``_corrupt_record`` (non-null when a line could not
     be split into fields) and ``_file_index`` (position in the manifest: later files win on duplicate keys)."""
-    groups: dict[tuple[str, tuple[str, ...], str], list[str]] = {}
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for f in batch.files:
         if f.format not in contract.formats:
             raise JobInputError(f"{f.uri}: format {f.format} is not accepted by the {contract.dataset} contract")
-        header, line_sep = _csv_head(f.uri, f.format) if f.format.startswith("csv") else ([], "\n")
+        header = _csv_head(f.uri, f.format) if f.format.startswith("csv") else []
         if f.format.startswith("csv") and not header:
             raise JobInputError(f"{f.uri}: the CSV file has no header line")
-        groups.setdefault((f.format, tuple(header), line_sep), []).append(f.uri)
-    frames = [
-        _read_group(spark, contract, fmt, uris, list(header), line_sep)
-        for (fmt, header, line_sep), uris in groups.items()
-    ]
+        groups.setdefault((f.format, tuple(header)), []).append(f.uri)
+    frames = [_read_group(spark, contract, fmt, uris, list(header)) for (fmt, header), uris in groups.items()]
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other)

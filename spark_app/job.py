@@ -23,6 +23,7 @@ from spark_app.io import (
     join_uri,
     load_job_contracts,
     load_manifest,
+    quoted,
     read_batch,
     spark_path,
     write_text,
@@ -150,11 +151,6 @@ class RuleCounts:
     flagged: dict[str, int]  # non-blocking rules (e.g. text that starts like a spreadsheet formula)
 
 
-def _quoted(name: str) -> str:
-    """A column name as a Spark SQL identifier."""
-    return "`" + name.replace("`", "``") + "`"
-
-
 def _feature_stats(
     spark: SparkSession, view: str, result: FeatureResult, label: str
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -162,21 +158,19 @@ def _feature_stats(
     row counts per split, the label mean and the unknown-key counters (over the scoring rows: every event before the
     as-of date once), in one pass."""
     numeric = {"double", "bigint", "int"}
-    train = f"{_quoted(ROLE)} = 'train'"
+    train = f"{quoted(ROLE)} = 'train'"
     exprs = [f"count_if(`_split` = '{s}') AS `{s}_rows`" for s in ("train", "validation", "score")]
-    exprs.append(f"avg(CASE WHEN {train} THEN CAST({_quoted(label)} AS DOUBLE) END) AS `_label_mean`")
-    exprs += [
-        f"coalesce(sum(CASE WHEN NOT ({train}) THEN {_quoted(c)} END), 0) AS {_quoted(c)}" for c in result.counters
-    ]
+    exprs.append(f"avg(CASE WHEN {train} THEN CAST({quoted(label)} AS DOUBLE) END) AS `_label_mean`")
+    exprs += [f"coalesce(sum(CASE WHEN NOT ({train}) THEN {quoted(c)} END), 0) AS {quoted(c)}" for c in result.counters]
     for f in result.features:
-        value = f"CASE WHEN {train} THEN {_quoted(f.name)} END"
+        value = f"CASE WHEN {train} THEN {quoted(f.name)} END"
         exprs.append(
-            f"avg(CASE WHEN {train} THEN CAST({_quoted(f.name)} IS NULL AS DOUBLE) END) AS {_quoted(f.name + '__null')}"
+            f"avg(CASE WHEN {train} THEN CAST({quoted(f.name)} IS NULL AS DOUBLE) END) AS {quoted(f.name + '__null')}"
         )
         if f.type in numeric:
-            exprs.append(f"CAST(min({value}) AS DOUBLE) AS {_quoted(f.name + '__min')}")
-            exprs.append(f"CAST(max({value}) AS DOUBLE) AS {_quoted(f.name + '__max')}")
-            exprs.append(f"avg(CAST({value} AS DOUBLE)) AS {_quoted(f.name + '__mean')}")
+            exprs.append(f"CAST(min({value}) AS DOUBLE) AS {quoted(f.name + '__min')}")
+            exprs.append(f"CAST(max({value}) AS DOUBLE) AS {quoted(f.name + '__max')}")
+            exprs.append(f"avg(CAST({value} AS DOUBLE)) AS {quoted(f.name + '__mean')}")
     # SQL text: ~330 expressions built as Column objects cost ~4,500 py4j calls, about 1 s of a 20,000-order run.
     # A contract with many more features gets several queries over the persisted frame (each reads the cache).
     row: dict[str, Any] = {}
@@ -250,7 +244,7 @@ def build_features(
     try:
         for name in ("train", "validation", "score"):
             cols = [contract.entity, CUTOFF, *feature_cols] + ([contract.label.name] if name != "score" else [])
-            listed = ", ".join(_quoted(c) for c in cols)
+            listed = ", ".join(quoted(c) for c in cols)
             part = spark.sql(f"SELECT {listed} FROM {view} WHERE `_split` = '{name}'")  # noqa: S608 - quoted names
             uri = join_uri(out, name)
             part.write.mode("overwrite").parquet(spark_path(uri))

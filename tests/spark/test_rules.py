@@ -329,3 +329,42 @@ def test_parquet_codecs_and_encodings_spark_cannot_read_are_refused(
     batch = Batch("t", "b", 1, (BatchFile(str(path), "parquet"),))
     with pytest.raises(Exception, match=r"FAILED_READ_FILE|BROTLI|Brotli|BYTE_STREAM_SPLIT"):
         read_batch(spark, contract, batch).collect()
+
+
+@pytest.mark.parametrize("head_end", ["\n", "\r\n"], ids=["lf_header", "crlf_header"])
+def test_csv_rows_with_mixed_line_ends_are_read_as_the_validator_reads_them(
+    spark: SparkSession, tmp_path: Path, head_end: str
+) -> None:
+    # GIVEN a CSV file whose rows end with LF and with CRLF (files joined from two sources, an editor's fix), a blank
+    # CRLF line, an empty last value, a multi-line quoted value and a short row
+    row = "O000000{},C000001,2026-01-01T10:00:00Z,P00001,10.5,1,true,{}"
+    body = (
+        row.format(1, "first") + "\n"
+        + row.format(2, '"quoted"') + "\r\n"
+        + "\r\n"
+        + row.format(3, "") + "\r\n"
+        + row.format(4, '"multi\nline"') + "\n"
+        + "O0000005,C000001,2026-01-01T10:00:00Z,P00001,10.5,1\r\n"
+        + row.format(6, "last") + "\r\n"
+    )  # fmt: skip
+    path = tmp_path / "orders.csv"
+    path.write_bytes((HEADER + head_end + body).encode())
+    contract = load_contracts(CONTRACTS)["orders"]
+    report = validate_path(path, contract, uploaded_at=UPLOADED)
+    # WHEN the Spark job reads it
+    batch = Batch("orders", "b", 1, (BatchFile(str(path), "csv"),))
+    compiled = compile_rules(read_batch(spark, contract, batch), contract, UPLOADED)
+    got = {r["order_id"]: r for r in compiled.frame.collect()}
+    rows, bad, failures = failure_counts(compiled.frame.agg(*failure_count_columns(compiled)).collect()[0], compiled)
+    # THEN both read six rows, one of them bad (the short one), and the same values: no line end is left in a value
+    assert (report.rows_read, report.bad_rows, report.rule_counts) == (6, 1, {"row.columns": 1})
+    assert (rows, bad, failures) == (6, 1, {"row.columns": 1})
+    good = {k: got[k]["review_text"] for k in got if not got[k][BAD]}
+    assert good == {
+        "O0000001": "first",
+        "O0000002": "quoted",
+        "O0000003": None,
+        "O0000004": "multi\nline",
+        "O0000006": "last",
+    }
+    assert {got[k]["returned"] for k in good} == {True}
