@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -339,7 +340,7 @@ def _parquet_text(contract: Contract, raw: DataFrame) -> DataFrame:
     )
 
 
-def _read_parquet(spark: SparkSession, contract: Contract, paths: list[str]) -> DataFrame:
+def _read_parquet(spark: SparkSession, contract: Contract, files: list[str]) -> DataFrame:
     """Parquet files, each read with its own physical types. The validator checks each file on its own, so a batch
     may hold a double column as int64 in one file and double in another, a date column as text and as date, an
     optional column of Parquet's null type (all null) and of text. Spark reads a list of files under the schema of
@@ -351,6 +352,7 @@ def _read_parquet(spark: SparkSession, contract: Contract, paths: list[str]) -> 
     # validator accepted, a bigint is such a count (it refuses plain integers there), floored to the microsecond as
     # the validator floors it.
     spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+    paths = [literal_path(f) for f in files]
     try:
         # mergeSchema reads every footer in the one job that otherwise reads one (same plan, same scan) and refuses
         # two Spark types that differ (int and bigint too): Spark 4.1.1 merges equal types only, and a decimal of
@@ -363,17 +365,32 @@ def _read_parquet(spark: SparkSession, contract: Contract, paths: list[str]) -> 
         # several footers, the task fails first: an error in the log, retried up to spark.task.maxFailures)
         if not _is_condition(e, "CANNOT_MERGE_SCHEMAS"):
             raise
-    # Types differ: the files grouped by the types of their contract columns, one read per group (one schema job
-    # per file first: a batch of mixed types only).
-    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
-    for path in paths:
-        own = spark.read.parquet(path).dtypes
-        groups.setdefault(tuple((c, t) for c, t in own if c in contract.column_names), []).append(path)
+    # Types differ: the files grouped by the Parquet types of their contract columns (equal Parquet types are equal
+    # Spark types), one read per group.
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for file, path in zip(files, paths, strict=True):
+        groups.setdefault(_parquet_types(spark, file, contract.column_names), []).append(path)
     frames = [_parquet_text(contract, spark.read.parquet(*group)) for group in groups.values()]
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other, allowMissingColumns=True)
     return df
+
+
+def _parquet_types(spark: SparkSession, file: str, columns: Sequence[str]) -> tuple[str, ...]:
+    """The Parquet types of a file's ``columns`` (``optional int64 amount``), from its footer, read by the driver
+    through Hadoop's file system (s3:// on EMR). Reading each file's schema as a DataFrame ran a Spark job per file:
+    60 files of two types planned in 5.5-6.2 s, 2.6-3.3 s this way (the failed merged read included)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    source = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(jvm.org.apache.hadoop.fs.Path(file), conf)
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(source)
+    try:
+        schema = reader.getFooter().getFileMetaData().getSchema()
+    finally:
+        reader.close()
+    return tuple(str(schema.getType(c).toString()) for c in columns if schema.containsField(c))
 
 
 def _is_condition(error: Py4JJavaError, condition: str) -> bool:
@@ -415,7 +432,7 @@ def _read_group(spark: SparkSession, contract: Contract, fmt: str, uris: list[st
     elif fmt.startswith("jsonl"):
         return _read_json_lines(spark, contract, paths)
     else:
-        df = _read_parquet(spark, contract, paths)
+        df = _read_parquet(spark, contract, [spark_path(u) for u in uris])
     if "_source_uri" not in df.columns:
         df = df.withColumn("_source_uri", F.col("_metadata.file_path"))
     for c in contract.column_names:

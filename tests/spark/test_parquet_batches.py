@@ -178,3 +178,22 @@ def test_files_of_one_schema_are_read_in_one_job(spark: SparkSession, tmp_path: 
     # THEN one Spark job read the footers (one schema, no fallback per file), and the rows are all there
     assert len(spark.sparkContext.statusTracker().getJobIdsForGroup("parquet-one-schema")) == 1
     assert frame.count() == 3
+
+
+def test_files_of_two_schemas_are_grouped_without_a_job_per_file(spark: SparkSession, tmp_path: Path) -> None:
+    # GIVEN six files, a double column stored as int64 in three of them and as double in the other three
+    contract = _contract()
+    whole = {"id": pa.array(["w"]), "amount": pa.array([2], pa.int64())}
+    real = {"id": pa.array(["r"]), "amount": pa.array([2.5])}
+    batch = _files(tmp_path, contract, whole, real, whole, real, whole, real)
+    # WHEN the job plans the read of the batch
+    spark.sparkContext.setJobGroup("parquet-two-schemas", "read_batch")
+    try:
+        frame = read_batch(spark, contract, batch)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    # THEN the files' types came from their footers, read by the driver: no Spark job per file (before, 9 jobs: the
+    # merged read that found two types, one for each file's schema, one for each group); the rows are all there
+    jobs = spark.sparkContext.statusTracker().getJobIdsForGroup("parquet-two-schemas")
+    assert len(jobs) < len(batch.files)
+    assert sorted(r["amount"] for r in frame.collect()) == ["2", "2", "2", "2.5", "2.5", "2.5"]
